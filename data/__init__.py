@@ -1,0 +1,1 @@
+"""ReelGAN data layer: dataset contract, video IO, synthetic try-on world, preference embeddings."""

@@ -1,0 +1,1 @@
+"""ReelGAN gan."""
