@@ -1,0 +1,106 @@
+"""The dataset folder contract: load it (`load_dataset`) and validate it (`check_dataset`, in data.checks).
+
+DATASET/clips.csv         clip_id, path (relative to DATASET), product_id, [attribute columns], [split]
+DATASET/interactions.csv  user_id, clip_id, event (view|click|add_to_cart|purchase), timestamp, [split: train|test]
+DATASET/users.csv         optional: user_id, persona, [split: train|heldout]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+EVENT_WEIGHTS: dict[str, float] = {"view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchase": 8.0}
+CLIP_COLUMNS = ("clip_id", "path", "product_id")
+INTERACTION_COLUMNS = ("user_id", "clip_id", "event", "timestamp")
+USER_COLUMNS = ("user_id", "persona")
+ID_COLUMNS = {"clip_id", "product_id", "user_id", "path", "persona", "event", "split"}
+
+
+class DatasetError(ValueError):
+    """The dataset folder cannot be loaded; the message names the file, column or row and the fix."""
+
+
+@dataclass
+class Dataset:
+    root: Path
+    clips: pd.DataFrame          # + `file`: absolute path of the clip
+    interactions: pd.DataFrame   # + `split` (train|test) and `weight` (EVENT_WEIGHTS of the event)
+    users: pd.DataFrame | None   # + `split` (train|heldout) when users.csv exists
+
+    @property
+    def train_interactions(self) -> pd.DataFrame:
+        return self.interactions[self.interactions["split"] == "train"]
+
+    @property
+    def heldout_users(self) -> set[str]:
+        if self.users is None:
+            return set()
+        return set(self.users.loc[self.users["split"] == "heldout", "user_id"])
+
+
+def read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
+    """Read a CSV with every column as text (ids like '007' stay ids); raise DatasetError if unusable."""
+    if not path.is_file():
+        raise DatasetError(f"{path}: file not found. Fix: create it with columns {', '.join(required)}")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{path}: not a readable CSV ({e}). Fix: write a comma-separated file with a header row")
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise DatasetError(f"{path}: missing column(s) {', '.join(missing)} (has: {', '.join(frame.columns)}). "
+                           f"Fix: add them; required columns are {', '.join(required)}")
+    return frame
+
+
+def parse_timestamps(values: pd.Series) -> pd.Series:
+    """Integers (epoch seconds) or ISO dates → float seconds; unparseable → NaN."""
+    numeric = pd.to_numeric(values, errors="coerce")
+    if numeric.notna().all():
+        return numeric.astype(float)
+    dates = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
+    seconds = (dates - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+    return numeric.fillna(seconds)
+
+
+def default_test_split(inter: pd.DataFrame) -> pd.Series:
+    """No split column: each user's last interaction (by timestamp, ties by row order) is test."""
+    order = inter.assign(_row=np.arange(len(inter))).sort_values(["user_id", "_ts", "_row"])
+    last = order.groupby("user_id")["_row"].transform("max") == order["_row"]
+    split = pd.Series("train", index=inter.index)
+    split.loc[order.index[last.to_numpy()]] = "test"
+    return split
+
+
+def load_dataset(root: str | Path) -> Dataset:
+    """Read the CSVs of a dataset folder; raises DatasetError for what makes it unloadable.
+
+    Rows with unknown events or clips are kept here (check_dataset reports them); consumers filter with `valid`.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: not a folder. Fix: pass a dataset folder (e.g. one made by `reelgan-data synth`)")
+    clips = read_csv(root / "clips.csv", CLIP_COLUMNS)
+    clips["file"] = [str((root / p).resolve()) if p else "" for p in clips["path"]]
+    inter = read_csv(root / "interactions.csv", INTERACTION_COLUMNS)
+    inter["_ts"] = parse_timestamps(inter["timestamp"])
+    if "split" not in inter.columns or (inter["split"] == "").all():
+        inter["split"] = default_test_split(inter)
+    inter["weight"] = inter["event"].map(EVENT_WEIGHTS).astype(float)
+    inter["valid"] = inter["weight"].notna() & inter["clip_id"].isin(set(clips["clip_id"])) & inter["split"].isin(
+        ["train", "test"]) & (inter["user_id"] != "")
+    users = None
+    if (root / "users.csv").is_file():
+        users = read_csv(root / "users.csv", ("user_id",))
+        if "split" not in users.columns:
+            users["split"] = "train"
+        users["split"] = users["split"].replace("", "train")
+    return Dataset(root=root, clips=clips, interactions=inter, users=users)
+
+
+def attribute_columns(clips: pd.DataFrame) -> list[str]:
+    """Columns of clips.csv beyond the contract's own (category, colour, pattern in the synthetic world)."""
+    return [c for c in clips.columns if c not in ID_COLUMNS and c != "file"]

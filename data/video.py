@@ -1,0 +1,249 @@
+"""Video IO at the edge: PyAV decode with clip sampling, and atomic encode.
+
+Decoded clips are RGB uint8 `(T, H, W, C)`; `data.tensors` converts them for models.
+
+Robustness policy (also in docs/data.md):
+- A container is opened per call, so every DataLoader worker has its own decoder (PyAV objects do not fork).
+- Frames are taken in presentation order and timestamps are ignored: a variable-frame-rate file is read as its
+  sequence of frames.
+- Grayscale is expanded to RGB; frames with alpha are composited over white (the usual product background).
+- Any size (odd, non-square) is scaled to cover `(H, W)` keeping the aspect ratio, then centre-cropped.
+- A clip shorter than the sampled span is padded by holding its last frame (`short="pad"`, the default): a freeze
+  is a plausible real pause, while looping would add a jump cut the video discriminator could learn as motion.
+  `short="loop"` and `short="error"` are available.
+- A truncated stream keeps the frames that decoded; only a file with no decodable frame raises `VideoError`.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import av
+import numpy as np
+
+from data.atomic import atomic_path
+
+SUFFIXES = (".mp4", ".webm", ".mov", ".gif", ".mkv", ".avi")
+SHORT_POLICIES = ("pad", "loop", "error")
+# Decode at most this many frames when the container does not say how many it has (gif, webm).
+MAX_SCAN_FRAMES = 4096
+
+
+class VideoError(RuntimeError):
+    """A video file cannot be used; the message names the file and the fix."""
+
+    def __init__(self, path: str | os.PathLike, problem: str, fix: str):
+        self.path, self.problem, self.fix = str(path), problem, fix
+        super().__init__(f"{path}: {problem}. Fix: {fix}")
+
+
+_REENCODE = "replace it with a complete copy, re-encode it (e.g. `ffmpeg -i IN -c:v libx264 -pix_fmt yuv420p OUT.mp4`) or remove its row from clips.csv"
+
+
+def _open(path: str | os.PathLike):
+    path = Path(path)
+    if not path.is_file():
+        raise VideoError(path, "file not found", "check the `path` column of clips.csv (paths are relative to DATASET)")
+    if path.stat().st_size == 0:
+        raise VideoError(path, "file is empty (0 bytes)", _REENCODE)
+    try:
+        container = av.open(str(path), mode="r")
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
+        raise VideoError(path, f"not a readable video container: truncated, corrupt or not a video ({type(e).__name__})", _REENCODE) from e
+    if not container.streams.video:
+        container.close()
+        raise VideoError(path, "contains no video stream", "point clips.csv at a file with a video track")
+    stream = container.streams.video[0]
+    stream.thread_type = "SLICE"  # frame threading adds latency per call; slices help on larger frames
+    return container, stream
+
+
+def probe(path: str | os.PathLike) -> dict:
+    """Header facts of a video file (no full decode): frames (0 = unknown), fps, width, height, codec, pix_fmt."""
+    container, stream = _open(path)
+    try:
+        cc = stream.codec_context
+        rate = stream.average_rate or stream.guessed_rate
+        return {
+            "path": str(path),
+            "frames": int(stream.frames or 0),
+            "fps": float(rate) if rate else None,
+            "width": int(cc.width),
+            "height": int(cc.height),
+            "codec": cc.name,
+            "pix_fmt": cc.pix_fmt,
+            "duration_s": float(container.duration / 1e6) if container.duration else None,
+        }
+    finally:
+        container.close()
+
+
+def _cover_size(src_h: int, src_w: int, dst_h: int, dst_w: int) -> tuple[int, int]:
+    """Smallest size with the source aspect ratio that covers (dst_h, dst_w)."""
+    scale = max(dst_h / src_h, dst_w / src_w)
+    return max(dst_h, round(src_h * scale)), max(dst_w, round(src_w * scale))
+
+
+def _to_rgb(frame: av.VideoFrame, size: tuple[int, int] | None) -> np.ndarray:
+    """One decoded frame → uint8 (H, W, 3): scale to cover `size`, centre-crop, alpha over white."""
+    if size is None:
+        h, w = frame.height, frame.width
+    else:
+        h, w = _cover_size(frame.height, frame.width, *size)
+    fmt = frame.format
+    # Palettes (gif) may carry transparency, so they go through rgba too.
+    has_alpha = fmt.has_palette or any(c.is_alpha for c in fmt.components)
+    if has_alpha:
+        rgba = frame.reformat(width=w, height=h, format="rgba").to_ndarray().astype(np.float32)
+        a = rgba[..., 3:4] / 255.0
+        img = (rgba[..., :3] * a + 255.0 * (1.0 - a)).round().astype(np.uint8)
+    else:
+        img = frame.reformat(width=w, height=h, format="rgb24").to_ndarray()
+    if size is not None:
+        top, left = (h - size[0]) // 2, (w - size[1]) // 2
+        img = img[top : top + size[0], left : left + size[1]]
+    return np.ascontiguousarray(img)
+
+
+def _frame_indices(n: int, num_frames: int, stride: int, start: int | None, rng, short: str, path) -> np.ndarray:
+    span = (num_frames - 1) * stride + 1
+    if start is None:
+        rng = rng if rng is not None else np.random.default_rng()
+        start = int(rng.integers(0, max(n - span, 0) + 1))
+    idx = start + stride * np.arange(num_frames)
+    if idx[-1] < n:
+        return idx
+    if short == "error":
+        raise VideoError(path, f"has {n} frames, fewer than the {span} needed from start {start}",
+                         "lower frames/stride, or use short='pad' or 'loop'")
+    if short == "loop":
+        return idx % n
+    return np.minimum(idx, n - 1)
+
+
+def _decode(container, stream, path, size, max_frames: int, keep: set[int] | None):
+    frames: dict[int, np.ndarray] = {}
+    count, error = 0, None
+    last_needed = max(keep) if keep else None
+    try:
+        for frame in container.decode(stream):
+            if keep is None or count in keep:
+                frames[count] = _to_rgb(frame, size)
+            count += 1
+            if count >= max_frames or (last_needed is not None and count > last_needed):
+                break
+    except (av.error.FFmpegError, ValueError) as e:
+        error = f"{type(e).__name__}: {e}"
+    finally:
+        container.close()
+    if count == 0:
+        why = f"no decodable video frames ({error})" if error else "has zero video frames"
+        raise VideoError(path, why, _REENCODE)
+    return frames, count, error
+
+
+def decode_frames(path: str | os.PathLike, size: tuple[int, int] | None = None, max_frames: int = MAX_SCAN_FRAMES,
+                  keep: set[int] | None = None) -> tuple[dict[int, np.ndarray], int, str | None]:
+    """Decode up to `max_frames` frames; returns ({index: RGB (H, W, 3)} for `keep` (all if None), frames seen, error).
+
+    A decode error after some frames (a truncated file) ends the scan and is returned as text, not raised.
+    """
+    container, stream = _open(path)
+    return _decode(container, stream, path, size, max_frames, keep)
+
+
+def read_clip(path: str | os.PathLike, num_frames: int, stride: int = 1, start: int | None = None,
+              rng: np.random.Generator | None = None, size: tuple[int, int] | None = (64, 64),
+              short: str = "pad") -> np.ndarray:
+    """Sample `num_frames` frames `stride` apart → RGB uint8 (T, H, W, C).
+
+    start: first frame index, or None for a random start drawn from `rng` (a numpy Generator).
+    size: (H, W) output (scale to cover, centre-crop), or None for the native size.
+    """
+    if num_frames < 1 or stride < 1:
+        raise ValueError(f"num_frames and stride must be >= 1, got {num_frames}, {stride}")
+    if short not in SHORT_POLICIES:
+        raise ValueError(f"short must be one of {SHORT_POLICIES}, got {short!r}")
+    container, stream = _open(path)
+    header_n = int(stream.frames or 0)
+    if header_n > 0:
+        idx = _frame_indices(header_n, num_frames, stride, start, rng, short, path)
+        frames, seen, _ = _decode(container, stream, path, size, MAX_SCAN_FRAMES, set(idx.tolist()))
+        if all(i in frames for i in idx.tolist()):
+            return np.stack([frames[i] for i in idx.tolist()])
+        # The header promised more frames than decoded (truncated file): resample within what exists.
+        frames, seen, _ = decode_frames(path, size, max_frames=seen)
+    else:
+        frames, seen, _ = _decode(container, stream, path, size, MAX_SCAN_FRAMES, None)
+    return sample_frames(frames, seen, num_frames, stride, start, rng, short, path)
+
+
+def sample_frames(frames, n: int, num_frames: int, stride: int = 1, start: int | None = None, rng=None,
+                  short: str = "pad", path="<memory>") -> np.ndarray:
+    """Sample from already decoded frames (a dict or array indexed 0..n-1) → uint8 (T, H, W, C)."""
+    if start is not None and start >= n:
+        start = 0  # a fixed start past the end of a short clip: begin at the first frame
+    idx = _frame_indices(n, num_frames, stride, start, rng, short, path)
+    return np.stack([frames[i] for i in idx.tolist()])
+
+
+def _even_pad(frames: np.ndarray) -> np.ndarray:
+    """Pad (T, H, W, C) by edge replication to even H and W (yuv420p needs them)."""
+    _, h, w, _ = frames.shape
+    if h % 2 == 0 and w % 2 == 0:
+        return frames
+    return np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+
+
+def _check_frames(frames: np.ndarray) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] not in (1, 3, 4) or frames.shape[0] < 1:
+        raise ValueError(f"write_video expects uint8 (T, H, W, C) with C in 1/3/4, got {frames.dtype} {frames.shape}")
+    if frames.shape[-1] == 1:
+        frames = np.repeat(frames, 3, axis=-1)
+    return frames
+
+
+def _encode_av(tmp: str, frames: np.ndarray, fps: int, suffix: str) -> None:
+    codec, fmt, pix_fmt, options = {
+        ".mp4": ("libx264", "mp4", "yuv420p", {"crf": "18", "preset": "fast"}),
+        ".mov": ("libx264", "mov", "yuv420p", {"crf": "18", "preset": "fast"}),
+        ".mkv": ("libx264", "matroska", "yuv420p", {"crf": "18", "preset": "fast"}),
+        ".webm": ("libvpx-vp9", "webm", "yuv420p", {"crf": "30", "b": "0", "deadline": "realtime", "cpu-used": "8"}),
+    }[suffix]
+    frames = _even_pad(frames[..., :3])
+    with av.open(tmp, mode="w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=fps, options=options)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], pix_fmt
+        stream.codec_context.thread_count = 1  # tiny frames: threads cost more than they give
+        for img in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def _encode_gif(tmp: str, frames: np.ndarray, fps: int) -> None:
+    from PIL import Image  # Pillow builds an adaptive palette per frame; ffmpeg's gif encoder needs a fixed one
+
+    images = [Image.fromarray(f[..., :3] if f.shape[-1] == 4 else f) for f in frames]
+    images = [im.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE) for im in images]
+    images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
+
+
+def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int = 8) -> Path:
+    """Write uint8 (T, H, W, C) atomically; the suffix picks the format (.mp4/.mov libx264 yuv420p, .webm vp9, .gif).
+
+    Odd sizes are padded (edge replicated) to even for yuv420p.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".mp4", ".mov", ".mkv", ".webm", ".gif"):
+        raise ValueError(f"{path}: unsupported output suffix {suffix!r}; use .mp4, .mov, .mkv, .webm or .gif")
+    frames = _check_frames(frames)
+    with atomic_path(path) as tmp:
+        if suffix == ".gif":
+            _encode_gif(str(tmp), frames, fps)
+        else:
+            _encode_av(str(tmp), frames, fps, suffix)
+    return path

@@ -1,0 +1,151 @@
+"""Train, save and load the `domain` classifier (see domain.py for the network).
+
+Training uses the dataset's real clips only, split by product (clips of one product never straddle train and
+val). Augmentations keep the attributes: horizontal flip, time reversal, and a mild blur (generated clips are
+softer than real ones, and the classifier must still read them).
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from evaluation.artifacts import load_model_file, save_model_file
+from evaluation.features.domain import FORMAT, DomainClassifier
+from evaluation.realclips import RealClips, load_real_clips, split_by_product
+
+
+BLUR_P = 0.3
+
+
+@dataclass
+class DomainTrainConfig:
+    frames: int = 8           # clip length the classifier reads
+    height: int = 32          # frame size it reads
+    width: int = 32
+    channels: int = 32        # first conv width
+    feature_dim: int = 128    # fvd[domain] feature dimension
+    epochs: int = 30          # passes over the training clips
+    batch_size: int = 16
+    lr: float = 3e-3          # AdamW, cosine decay to 0
+    weight_decay: float = 1e-4
+    val_fraction: float = 0.2 # share of products held out to measure accuracy
+    seed: int = 0
+    attributes: list[str] | None = None  # default: every attribute column of clips.csv
+
+
+@dataclass
+class DomainTrainReport:
+    clips_train: int
+    clips_val: int
+    val_accuracy: dict[str, float]    # per attribute, on held-out products
+    train_accuracy: dict[str, float]
+    chance: dict[str, float]          # majority-class accuracy on val (what a constant guess gets)
+    seconds: float
+    config: dict = field(default_factory=dict)
+
+
+def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """x (B, T, C, H, W) in [-1, 1] → same, with per-clip flip / time reversal / blur."""
+    b = x.shape[0]
+    flip = torch.rand(b, generator=gen) < 0.5
+    x = torch.where(flip[:, None, None, None, None], x.flip(-1), x)
+    rev = torch.rand(b, generator=gen) < 0.5
+    x = torch.where(rev[:, None, None, None, None], x.flip(1), x)
+    blur = torch.rand(b, generator=gen) < BLUR_P
+    if blur.any():
+        t, c, h, w = x.shape[1:]
+        small = F.interpolate(x.reshape(-1, c, h, w), scale_factor=0.5, mode="bilinear", align_corners=False,
+                              antialias=True)
+        soft = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False).reshape(x.shape)
+        x = torch.where(blur[:, None, None, None, None], soft, x)
+    return x
+
+
+@torch.no_grad()
+def attribute_accuracy(model: DomainClassifier, video: torch.Tensor, labels: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Accuracy per attribute of `model` on clips `video` (uint8 or float, any size) with integer labels."""
+    if video.shape[0] == 0:
+        raise ValueError("attribute_accuracy needs at least one clip")
+    model.eval()
+    probs = model.predict(video)
+    return {k: float((probs[k].argmax(1) == labels[k].cpu()).float().mean()) for k in labels}
+
+
+def train_domain_classifier(root: str | os.PathLike | None = None, config: DomainTrainConfig | None = None,
+                            out: str | os.PathLike | None = None, clips: RealClips | None = None,
+                            progress: bool = False) -> tuple[DomainClassifier, DomainTrainReport]:
+    """Train the classifier on DATASET's real clips; optionally save it to `out` (.safetensors).
+
+    Pass `clips` (already decoded at the config's size) to skip decoding. Returns (model in eval mode, report).
+    """
+    cfg = config or DomainTrainConfig()
+    t0 = time.perf_counter()
+    if clips is None:
+        if root is None:
+            raise ValueError("train_domain_classifier needs a dataset root or decoded clips")
+        clips = load_real_clips(root, cfg.frames, cfg.height, cfg.width, cfg.attributes, progress=progress)
+    torch.manual_seed(cfg.seed)  # parameter init
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model = DomainClassifier(clips.vocab, cfg.frames, cfg.height, cfg.width, cfg.channels, cfg.feature_dim)
+    labels = clips.labels()
+    train_idx, val_idx = split_by_product(clips.product_ids, cfg.val_fraction, cfg.seed)
+    video = model.prepare(clips.video)  # (N, T, C, H, W) float, decoded once
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = max(1, int(np.ceil(len(train_idx) / cfg.batch_size)))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch)
+    tr = torch.as_tensor(train_idx)
+    for _ in _epochs(cfg.epochs, progress):
+        model.train()
+        order = tr[torch.randperm(len(tr), generator=gen)]
+        for i in range(0, len(order), cfg.batch_size):
+            idx = order[i : i + cfg.batch_size]
+            _, logits = model(_augment(video[idx], gen))
+            loss = sum(F.cross_entropy(logits[k], labels[k][idx]) for k in logits) / len(logits)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    model.eval()
+    val_labels = {k: v[val_idx] for k, v in labels.items()}
+    report = DomainTrainReport(
+        clips_train=len(train_idx), clips_val=len(val_idx),
+        val_accuracy=attribute_accuracy(model, video[val_idx], val_labels),
+        train_accuracy=attribute_accuracy(model, video[train_idx], {k: v[train_idx] for k, v in labels.items()}),
+        chance={k: float(torch.bincount(v, minlength=len(clips.vocab[k])).max() / len(v)) for k, v in val_labels.items()},
+        seconds=time.perf_counter() - t0, config=asdict(cfg),
+    )
+    if out is not None:
+        save_domain_classifier(model, out, report, dataset=str(clips.root))
+    return model, report
+
+
+def save_domain_classifier(model: DomainClassifier, path: str | os.PathLike, report: DomainTrainReport | None = None,
+                           dataset: str | None = None) -> str:
+    """Atomic safetensors write of weights + config (+ training report); returns the weights' sha256."""
+    extra = {"dataset": dataset, "report": asdict(report) if report is not None else None}
+    return save_model_file(path, FORMAT, model.state_dict(), model.config, extra)
+
+
+def load_domain_classifier(path: str | os.PathLike, device: str = "cpu") -> tuple[DomainClassifier, dict]:
+    """→ (model in eval mode, info {"sha256", "config", "report", "dataset", "path"})."""
+    tensors, config, extra, digest = load_model_file(path, FORMAT)
+    model = DomainClassifier(**config)
+    model.load_state_dict(tensors, strict=True)
+    info = {"sha256": digest, "config": config, "report": extra.get("report"), "dataset": extra.get("dataset"),
+            "path": str(Path(path))}
+    return model.to(device).eval(), info
+
+
+def _epochs(n: int, progress: bool):
+    if not progress:
+        yield from range(n)
+        return
+    from rich.progress import track
+
+    yield from track(range(n), description="train domain classifier", transient=True)

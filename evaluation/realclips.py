@@ -1,0 +1,128 @@
+"""The dataset's real clips with their attribute labels, decoded once at the evaluation size.
+
+Used by the domain classifier (training, real accuracy), the engagement model (clip tokens) and the
+personalisation metrics (revealed preferences). Clips are decoded from a fixed start (frame 0) so that every
+run sees the same frames.
+"""
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from data.contract import attribute_columns, load_dataset
+from data.video import read_clip
+
+
+@dataclass
+class RealClips:
+    """Decoded clips and their labels.
+
+    video: uint8 (N, T, C, H, W); attributes: {name: [value per clip]}; vocab: {name: [values in class order]}.
+    """
+
+    root: Path
+    clip_ids: list[str]
+    product_ids: list[str]
+    video: torch.Tensor
+    attributes: dict[str, list[str]]
+    vocab: dict[str, list[str]]
+
+    def __len__(self) -> int:
+        return len(self.clip_ids)
+
+    def labels(self) -> dict[str, torch.Tensor]:
+        """{attribute: long (N,)} class indices in `vocab` order."""
+        out = {}
+        for name, values in self.attributes.items():
+            index = {v: i for i, v in enumerate(self.vocab[name])}
+            out[name] = torch.tensor([index[v] for v in values], dtype=torch.long)
+        return out
+
+    def position(self) -> dict[str, int]:
+        return {c: i for i, c in enumerate(self.clip_ids)}
+
+
+def attribute_vocab(root: Path, clips: pd.DataFrame, names: list[str]) -> dict[str, list[str]]:
+    """Vocabulary per attribute: world.json's order when the dataset has one (synthetic), else sorted values."""
+    world = {}
+    wpath = Path(root) / "world.json"
+    if wpath.is_file():
+        world = json.loads(wpath.read_text()).get("attributes", {}) or {}
+    vocab = {}
+    for name in names:
+        seen = sorted({str(v) for v in clips[name] if str(v) != ""})
+        declared = [str(v) for v in world.get(name, [])]
+        extra = [v for v in seen if v not in declared]
+        vocab[name] = declared + extra if declared else seen
+    return vocab
+
+
+def load_real_clips(root: str | os.PathLike, frames: int, height: int, width: int,
+                    attributes: list[str] | None = None, progress: bool = False) -> RealClips:
+    """Decode every clip of DATASET/clips.csv → RealClips (uint8 (N, T, C, H, W)).
+
+    attributes: which attribute columns to label (default: all non-reserved columns of clips.csv).
+    A clip with a missing attribute value is an error naming the row and the fix.
+    """
+    root = Path(root)
+    clips = load_dataset(root).clips
+    paths = [Path(f) for f in clips["file"]]
+    names = list(attributes) if attributes is not None else attribute_columns(clips)
+    if not names:
+        raise ValueError(f"{root / 'clips.csv'}: no attribute columns (e.g. category, colour, pattern); "
+                         "the domain classifier needs at least one labelled attribute column")
+    for name in names:
+        if name not in clips.columns:
+            raise ValueError(f"{root / 'clips.csv'}: attribute column {name!r} is missing; "
+                             f"columns are {list(clips.columns)}")
+        missing = clips.index[clips[name].astype(str).str.strip() == ""].tolist()
+        if missing:
+            raise ValueError(f"{root / 'clips.csv'}: row {missing[0] + 2} has no value in column {name!r}; "
+                             "fill it in or remove the row")
+    videos = []
+    for path in _progress(paths, "decode real clips", progress):
+        arr = read_clip(path, num_frames=frames, stride=1, start=0, size=(height, width))
+        videos.append(torch.from_numpy(arr).permute(0, 3, 1, 2))  # (T, H, W, C) → (T, C, H, W)
+    product = clips["product_id"] if "product_id" in clips.columns else clips["clip_id"]
+    return RealClips(
+        root=root,
+        clip_ids=[str(c) for c in clips["clip_id"]],
+        product_ids=[str(p) for p in product],
+        video=torch.stack(videos),
+        attributes={n: [str(v) for v in clips[n]] for n in names},
+        vocab=attribute_vocab(root, clips, names),
+    )
+
+
+def split_by_product(product_ids: list[str], val_fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic train/val split that keeps all clips of one product on the same side (no leakage).
+
+    A product goes to val when a seeded hash of its id falls below `val_fraction`.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    u = np.array([(zlib.crc32(f"{seed}:{p}".encode()) % 10_000) / 10_000 for p in product_ids])
+    val = u < val_fraction
+    if val.all() or not val.any():  # tiny sets: fall back to a seeded permutation of products
+        products = sorted(set(product_ids))
+        rng = np.random.default_rng(seed)
+        k = max(1, min(len(products) - 1, round(val_fraction * len(products))))
+        chosen = set(rng.permutation(products)[:k].tolist())
+        val = np.array([p in chosen for p in product_ids])
+    return np.flatnonzero(~val), np.flatnonzero(val)
+
+
+def _progress(items, label: str, enabled: bool):
+    if not enabled:
+        yield from items
+        return
+    from rich.progress import track
+
+    yield from track(items, description=label, transient=True)

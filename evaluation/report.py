@@ -1,0 +1,131 @@
+"""`reelgan-eval report`: one self-contained HTML page (every image inlined as base64) and a Markdown summary.
+
+Inputs are found inside the run folder (each can be overridden):
+- training logs: every `metrics.csv` (Lightning CSVLogger) under RUN → loss and fvd[...] curves against the step;
+- metrics: `RUN/eval/*.json` written by `reelgan-eval fid/fvd/align/engagement` → table + pinned protocol;
+- alignment: the `align` JSON → per-attribute plots (see evaluation/report_sections.py);
+- samples: every `manifest.json` written by `reelgan-generate` under RUN → animated GIFs per user;
+- slot: `slot.jsonl` and `slot_check.json` written by `reelgan-eval slot` → served clips and the offline check.
+The page has no script and no external request, so it opens anywhere, offline.
+"""
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from evaluation import report_sections as sections
+from generate.manifest import atomic_write_text
+
+
+@dataclass
+class ReportInputs:
+    run: Path
+    train_logs: list[Path] = field(default_factory=list)
+    metrics: list[Path] = field(default_factory=list)
+    manifests: list[Path] = field(default_factory=list)
+    slot: Path | None = None
+    slot_check: Path | None = None
+
+
+def discover(run: str | Path, metrics_dir: str | Path | None = None) -> ReportInputs:
+    """Find the report's inputs inside RUN (see the module docstring)."""
+    run = Path(run)
+    if not run.is_dir():
+        raise FileNotFoundError(f"run folder {run} does not exist; pass the --run given to the demo or to training")
+    mdir = Path(metrics_dir) if metrics_dir else run / "eval"
+    slot = next(iter(sorted(run.rglob("slot.jsonl"))), None)
+    check = next(iter(sorted(run.rglob("slot_check.json"))), None)
+    return ReportInputs(
+        run=run,
+        train_logs=sorted(run.rglob("metrics.csv")),
+        metrics=sorted(p for p in mdir.glob("*.json")) if mdir.is_dir() else [],
+        manifests=sorted(run.rglob("manifest.json")),
+        slot=slot,
+        slot_check=check,
+    )
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1100px;color:#222;padding:0 12px}
+h1{font-size:1.6em;margin-bottom:0}h2{border-bottom:2px solid #ddd;padding-bottom:4px;margin-top:2em}
+.sub{color:#666;font-size:.9em}.cards{display:flex;gap:12px;flex-wrap:wrap;margin:16px 0}
+.card{border:1px solid #ddd;border-radius:8px;padding:12px 16px;min-width:220px;flex:1}
+.card .v{font-size:1.8em;font-weight:600}.card .n{color:#555;font-size:.85em}
+table{border-collapse:collapse;margin:8px 0;font-size:.85em}td,th{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f5f5f5}.pass{color:#1a7f37;font-weight:600}.fail{color:#b42318}
+.clips{display:flex;flex-wrap:wrap;gap:10px}.clip{text-align:center;font-size:.75em}
+.clip img{width:128px;image-rendering:pixelated;border:1px solid #ccc}
+figure{margin:8px 0}figure img{max-width:100%}figcaption{font-size:.8em;color:#555}
+details{margin:4px 0}code{font-size:.85em}
+"""
+
+
+def build_report(inputs: ReportInputs, out_html: str | Path, out_md: str | Path | None = None,
+                 max_users: int = 8, clips_per_user: int = 4) -> dict:
+    """Write the HTML page (and Markdown summary beside it); return {headlines, sections, images, paths}."""
+    t0 = time.perf_counter()
+    out_html = Path(out_html)
+    out_md = Path(out_md) if out_md else out_html.with_suffix(".md")
+    metrics = sections.load_metrics(inputs.metrics)
+    slot_rows = sections.load_slot(inputs.slot) if inputs.slot else []
+    check = json.loads(inputs.slot_check.read_text()) if inputs.slot_check else None
+    heads = sections.headlines(metrics, check)
+
+    parts: list[sections.Section] = [
+        sections.training_section(inputs.train_logs, inputs.run),
+        sections.metrics_section(metrics),
+        sections.alignment_section(metrics, check),
+        sections.samples_section(inputs.manifests, max_users, clips_per_user),
+        sections.slot_section(slot_rows, check, inputs.run),
+    ]
+    cards = "".join(f'<div class="card"><div class="n">{html.escape(h["name"])}</div>'
+                    f'<div class="v">{html.escape(h["display"])}</div><div class="n">{html.escape(h["note"])}</div></div>'
+                    for h in heads)
+    body = "\n".join(f"<h2>{html.escape(s.title)}</h2>\n{s.html}" for s in parts)
+    made = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    page = (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
+        '<link rel="icon" href="data:,">'  # no favicon request: the page makes no request at all
+        f"<title>ReelGAN report: {html.escape(inputs.run.name)}</title><style>{_CSS}</style></head><body>\n"
+        f"<h1>ReelGAN report</h1><div class=\"sub\">run <code>{html.escape(str(inputs.run))}</code> · made {made}"
+        " by <code>reelgan-eval report</code></div>\n"
+        f'<div class="cards">{cards}</div>\n{body}\n</body></html>\n'
+    )
+    atomic_write_text(out_html, page)
+    md = sections.markdown_summary(inputs, heads, metrics, slot_rows, check, out_html, made)
+    atomic_write_text(out_md, md)
+    return {
+        "html": str(out_html), "markdown": str(out_md), "headlines": heads,
+        "sections": [s.title for s in parts], "images": page.count("<img "), "bytes": len(page),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "report", help="one self-contained HTML report (+ Markdown summary) of a run",
+        description="Collect a run's training logs, metrics JSON, generated samples and slot into one HTML file "
+                    "with every image inlined (opens offline), and a Markdown summary beside it.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--run", required=True, help="run folder (training logs, eval/, samples, slot/ inside)")
+    p.add_argument("--metrics-dir", default=None, help="folder of metrics JSON files (default RUN/eval)")
+    p.add_argument("--out", default=None, help="HTML path (default RUN/report.html); the .md goes beside it")
+    p.add_argument("--max-users", type=int, default=8, help="users shown in the samples section")
+    p.add_argument("--clips-per-user", type=int, default=4, help="animated clips shown per user")
+    p.set_defaults(func=run_cli)
+
+
+def run_cli(args) -> int:
+    inputs = discover(args.run, args.metrics_dir)
+    out = Path(args.out) if args.out else Path(args.run) / "report.html"
+    summary = build_report(inputs, out, max_users=args.max_users, clips_per_user=args.clips_per_user)
+    print(f"report: {summary['html']} ({summary['bytes'] / 1e6:.1f} MB, {summary['images']} images)")
+    print(f"summary: {summary['markdown']}")
+    for h in summary["headlines"]:
+        print(f"  {h['name']}: {h['display']}  ({h['note']})")
+    return 0

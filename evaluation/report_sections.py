@@ -1,0 +1,270 @@
+"""The report's sections: each turns one kind of run output into an HTML fragment (and Markdown lines)."""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from evaluation import report_plots as plots
+
+
+@dataclass
+class Section:
+    title: str
+    html: str
+
+
+def _esc(x) -> str:
+    return html.escape(str(x))
+
+
+def img_tag(data: bytes, mime: str, alt: str, cls: str = "") -> str:
+    """An <img> with the bytes inlined as a data URI: the page needs no other file."""
+    b64 = base64.b64encode(data).decode("ascii")
+    c = f' class="{cls}"' if cls else ""
+    return f'<img{c} alt="{html.escape(alt)}" src="data:{mime};base64,{b64}">'
+
+
+_img = img_tag
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{_esc(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _missing(what: str, how: str) -> str:
+    return f"<p class=\"sub\">No {_esc(what)} in this run. {_esc(how)}</p>"
+
+
+# ---------------------------------------------------------------- training curves
+def training_section(logs: list[Path], run: Path) -> Section:
+    figs = []
+    for log in logs:
+        try:
+            frame = pd.read_csv(log)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+            figs.append(f"<p class=\"fail\">{_esc(log)}: unreadable CSV ({_esc(e)})</p>")
+            continue
+        title = str(log.relative_to(run)) if log.is_relative_to(run) else str(log)
+        png = plots.training_curves(frame, title)
+        if png:
+            figs.append(f"<figure>{_img(png, 'image/png', 'training curves ' + title)}"
+                        f"<figcaption>{_esc(title)}: {len(frame)} rows</figcaption></figure>")
+    if not figs:
+        return Section("Training curves", _missing("training log (metrics.csv)", "Train with the CSV logger."))
+    return Section("Training curves", "\n".join(figs))
+
+
+# ---------------------------------------------------------------- metrics
+def load_metrics(paths: list[Path]) -> list[dict]:
+    """[{file, data}] for every readable metrics JSON; an unreadable one is reported, not fatal."""
+    out = []
+    for p in paths:
+        try:
+            out.append({"file": p, "data": json.loads(Path(p).read_text())})
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
+            out.append({"file": p, "data": None, "error": f"{type(e).__name__}: {e}"})
+    return out
+
+
+def metric_values(data: dict) -> dict[str, float | str]:
+    """The named values of one metrics JSON: `{"metric": name, "value": v}`, a `metrics` dict, or top-level numbers."""
+    vals: dict[str, float | str] = {}
+    if isinstance(data.get("metric"), str) and "value" in data:
+        vals[data["metric"]] = data["value"]
+        if "std" in data and data["std"] is not None:
+            vals[data["metric"]] = f"{_fmt(data['value'])} ± {_fmt(data['std'])}"
+    if isinstance(data.get("metrics"), dict):
+        for k, v in data["metrics"].items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                vals[k] = v
+            elif isinstance(v, dict) and "value" in v:
+                vals[k] = v["value"] if v.get("std") is None else f"{_fmt(v['value'])} ± {_fmt(v['std'])}"
+    if not vals:
+        vals = {k: v for k, v in data.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return vals
+
+
+def _protocol_html(protocol) -> str:
+    if not isinstance(protocol, dict):
+        return ""
+    items = "".join(f"<tr><td>{_esc(k)}</td><td><code>{_esc(json.dumps(v) if not isinstance(v, str) else v)}</code>"
+                    "</td></tr>" for k, v in protocol.items())
+    return f"<details><summary>protocol</summary><table>{items}</table></details>"
+
+
+def metrics_section(metrics: list[dict]) -> Section:
+    if not metrics:
+        return Section("Metrics", _missing("metrics JSON", "Run reelgan-eval fid/fvd/align/engagement --out RUN/eval/X.json."))
+    rows = []
+    for m in metrics:
+        name = _esc(Path(m["file"]).name)
+        if m["data"] is None:
+            rows.append([name, f"<span class=\"fail\">{_esc(m['error'])}</span>", ""])
+            continue
+        vals = metric_values(m["data"])
+        cells = "<br>".join(f"<b>{_esc(k)}</b> = {_esc(_fmt(v))}" for k, v in vals.items()) or "—"
+        rows.append([name, cells, _protocol_html(m["data"].get("protocol"))])
+    note = ("<p class=\"sub\">Metric names carry their feature network (fid[inception], fvd[domain], …); "
+            "each row's protocol pins network, weights sha256, resize, frames, stride, clip counts, covariance "
+            "normalisation, seeds and the real-statistics hash.</p>")
+    return Section("Metrics", note + _table(["file", "values", "pinned protocol"], rows))
+
+
+# ---------------------------------------------------------------- alignment
+def alignment_section(metrics: list[dict], check: dict | None = None) -> Section:
+    from evaluation.report_alignment import alignment_figures
+
+    figs = [f for m in metrics if m["data"] is not None for f in alignment_figures(m["data"])]
+    if check:
+        figs += alignment_figures({"attributes": check.get("attributes")})
+    if not figs:
+        return Section("Preference alignment", _missing("alignment results", "Run reelgan-eval align --out RUN/eval/align.json."))
+    return Section("Preference alignment", "\n".join(
+        f"<figure>{_img(png, 'image/png', cap)}<figcaption>{_esc(cap)}</figcaption></figure>" for cap, png in figs))
+
+
+# ---------------------------------------------------------------- samples
+def _gif_bytes(folder: Path, files: dict, frames_hint: int) -> tuple[bytes, str] | None:
+    if "gif" in files and (folder / files["gif"]).is_file():
+        return (folder / files["gif"]).read_bytes(), "image/gif"
+    for fmt in ("mp4", "webm"):
+        if fmt in files and (folder / files[fmt]).is_file():
+            from data.video import read_clip, write_video
+
+            clip = read_clip(folder / files[fmt], num_frames=frames_hint, start=0)
+            with tempfile.TemporaryDirectory() as tmp:
+                return write_video(Path(tmp) / "clip.gif", clip, fps=8).read_bytes(), "image/gif"
+    if "grid" in files and (folder / files["grid"]).is_file():
+        return (folder / files["grid"]).read_bytes(), "image/png"
+    return None
+
+
+def samples_section(manifests: list[Path], max_users: int, clips_per_user: int) -> Section:
+    blocks = []
+    shown = 0
+    for mpath in manifests:
+        data = json.loads(mpath.read_text())
+        if data.get("format", "").split("/")[0] != "reelgan-generate-manifest":
+            continue
+        by_user: dict[str, list[dict]] = {}
+        for e in data.get("clips", []):
+            by_user.setdefault(e["folder"], []).append(e)
+        for folder, entries in by_user.items():
+            if shown >= max_users:
+                break
+            shown += 1
+            tiles = []
+            for e in sorted(entries, key=lambda e: e["seed"])[:clips_per_user]:
+                got = _gif_bytes(mpath.parent / folder, e["files"], e.get("frames", 16))
+                if got:
+                    alt = f"{e['user']} seed {e['seed']}"
+                    tiles.append(f"<div class=\"clip\">{_img(got[0], got[1], alt)}<br>seed {e['seed']}</div>")
+            who = entries[0]
+            blocks.append(f"<h3>{_esc(who['user'])} <span class=\"sub\">({_esc(who['source'])}, "
+                          f"truncation {who['truncation']})</span></h3><div class=\"clips\">{''.join(tiles)}</div>")
+    if not blocks:
+        return Section("Samples", _missing("generated samples (manifest.json)", "Run reelgan-generate --outdir RUN/samples."))
+    return Section("Samples per user", "\n".join(blocks))
+
+
+# ---------------------------------------------------------------- slot
+def load_slot(path: Path) -> list[dict]:
+    rows = []
+    for i, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path} line {i} is not JSON ({e}); re-run reelgan-eval slot") from e
+    return rows
+
+
+def slot_section(rows: list[dict], check: dict | None, run: Path) -> Section:
+    if not rows:
+        return Section("Recommendation slot", _missing("slot", "Run reelgan-eval slot."))
+    users = list(dict.fromkeys(r["user_id"] for r in rows))
+    passed = sum(r["passed"] for r in rows)
+    reasons: dict[str, int] = {}
+    for r in rows:
+        for why in r.get("reasons", []):
+            key = why.split(" ")[0]
+            reasons[key] = reasons.get(key, 0) + 1
+    parts = [f"<p>{len(users)} users, {len(rows)} candidate clips, {passed} passed the gate "
+             f"({passed / len(rows):.0%}). Failures by check: "
+             + (", ".join(f"{_esc(k)} {v}" for k, v in reasons.items()) or "none") + ".</p>"]
+    if check:
+        parts.append(_slot_check_html(check))
+    served = [r for r in rows if r.get("served")]
+    score_keys = list(served[0]["scores"]) if served else []
+    table_rows = [[_esc(r["user_id"]), r["rank"], _esc(Path(r["clip"]).name)]
+                  + [_fmt(r["scores"][k]) for k in score_keys] for r in served[:60]]
+    parts.append(_table(["user", "rank", "clip"] + score_keys, table_rows))
+    return Section("Recommendation slot", "\n".join(parts))
+
+
+def _slot_check_html(check: dict) -> str:
+    arms = check.get("arms", {})
+    png = plots.grouped_bars({"expected engagement": {k: v["mean"] for k, v in arms.items()}},
+                             "offline check: expected engagement under the hidden truth", "P(engage)")
+    txt = _esc(check.get("verdict", ""))
+    return f"<figure>{_img(png, 'image/png', 'slot offline check')}<figcaption>{txt}</figcaption></figure>"
+
+
+# ---------------------------------------------------------------- headlines + markdown
+def headlines(metrics: list[dict], check: dict | None) -> list[dict]:
+    from evaluation.report_alignment import alignment_headline
+
+    out = []
+    for m in metrics:
+        if m["data"] is None:
+            continue
+        for k, v in metric_values(m["data"]).items():
+            if k.startswith("fvd[domain]") and not any(h["name"] == "fvd[domain]" for h in out):
+                out.append({"name": "fvd[domain]", "value": v, "display": _fmt(v),
+                            "note": "domain-classifier FVD, generated vs real (lower is better)"})
+    for m in metrics:
+        h = alignment_headline(m["data"]) if m["data"] is not None else None
+        if h and not any(x["name"] == h["name"] for x in out):
+            out.append(h)
+    if check and "arms" in check:
+        a = check["arms"]
+        slot, pop, rnd = a["slot"]["mean"], a["popular"]["mean"], a["random_generated"]["mean"]
+        out.append({"name": "slot expected engagement", "value": slot,
+                    "display": f"{slot:.3f}",
+                    "note": f"vs most-popular clip {pop:.3f} ({(slot / pop - 1):+.0%}), random generated {rnd:.3f}"})
+    return out
+
+
+def markdown_summary(inputs, heads, metrics, slot_rows, check, out_html: Path, made: str) -> str:
+    lines = [f"# ReelGAN report: {inputs.run.name}", "", f"Made {made} by `reelgan-eval report`. "
+             f"Full page: `{out_html.name}` (self-contained HTML).", "", "## Headline figures", ""]
+    lines += [f"- **{h['name']}**: {h['display']} ({h['note']})" for h in heads] or ["- none available"]
+    lines += ["", "## Metrics", "", "| file | values |", "|---|---|"]
+    for m in metrics:
+        vals = metric_values(m["data"]) if m["data"] is not None else {"error": m.get("error")}
+        lines.append(f"| {Path(m['file']).name} | " + "; ".join(f"{k} = {_fmt(v)}" for k, v in vals.items()) + " |")
+    if slot_rows:
+        served = [r for r in slot_rows if r.get("served")]
+        lines += ["", "## Slot", "", f"{len(slot_rows)} candidates, {sum(r['passed'] for r in slot_rows)} passed, "
+                  f"{len(served)} served."]
+        if check:
+            lines.append("")
+            lines.append(check.get("verdict", ""))
+    lines += ["", f"Inputs: {len(inputs.train_logs)} training log(s), {len(inputs.metrics)} metrics file(s), "
+              f"{len(inputs.manifests)} sample manifest(s).", ""]
+    return "\n".join(lines)

@@ -1,0 +1,117 @@
+"""Discriminators: an image D on k random frames (appearance) and a video D on the downsampled clip (motion).
+
+Both are projection-conditioned on the continuous preference vector (gan.layers.ProjectionHead), as in DVD-GAN's
+spatial/temporal pair. Inputs are model video (B, T, C, H, W) in [-1, 1] and condition (B, E).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gan.layers import Block2Plus1D, Block3D, EqualConv2d, EqualLinear, ProjectionHead
+
+
+class _DownBlock(nn.Module):
+    """Residual 2D block: two 3×3 convs, then ×½ average pool; skip = 1×1 conv + pool."""
+
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__()
+        self.conv1 = EqualConv2d(in_ch, in_ch)
+        self.conv2 = EqualConv2d(in_ch, out_ch)
+        self.skip = EqualConv2d(in_ch, out_ch, kernel=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.leaky_relu(self.conv1(x), 0.2)
+        h = F.avg_pool2d(F.leaky_relu(self.conv2(h), 0.2), 2)
+        return (h + F.avg_pool2d(self.skip(x), 2)) / math.sqrt(2)
+
+
+class ImageDiscriminator(nn.Module):
+    def __init__(
+        self,
+        cond_dim: int,                                  # size of the preference vector
+        height: int,                                    # frame height, a multiple of 8
+        width: int,                                     # frame width, a multiple of 8
+        frames_per_clip: int = 2,                       # k frames scored per clip
+        channels: Sequence[int] = (64, 128, 256, 256),  # widths at H, H/2, H/4, H/8
+        features: int = 256,                            # size of the feature vector fed to the projection head
+    ):
+        super().__init__()
+        channels = [int(c) for c in channels]
+        if len(channels) != 4:
+            raise ValueError(f"image D channels must list 4 widths (H, H/2, H/4, H/8), got {channels}")
+        self.frames_per_clip = int(frames_per_clip)
+        self.from_rgb = EqualConv2d(3, channels[0], kernel=1)
+        self.blocks = nn.Sequential(*[_DownBlock(a, b) for a, b in zip(channels[:-1], channels[1:])])
+        self.final_conv = EqualConv2d(channels[-1], channels[-1])
+        self.fc = EqualLinear(channels[-1] * (height // 8) * (width // 8), features, activation=True)
+        self.head = ProjectionHead(features, cond_dim)
+
+    def features(self, video: torch.Tensor, frame_index: torch.Tensor | None = None) -> torch.Tensor:
+        """video (B, T, C, H, W), frame_index (B, k) long or None (drawn from the global RNG) → (B, k, F)."""
+        B, T = video.shape[:2]
+        if frame_index is None:
+            frame_index = torch.randint(T, (B, self.frames_per_clip), device=video.device)
+        frames = video[torch.arange(B, device=video.device)[:, None], frame_index]   # (B, k, C, H, W)
+        x = F.leaky_relu(self.from_rgb(frames.flatten(0, 1)), 0.2)
+        x = F.leaky_relu(self.final_conv(self.blocks(x)), 0.2)
+        return self.fc(x.flatten(1)).reshape(B, frame_index.shape[1], -1)
+
+    def score(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """h (B, k, F), cond (B, E) → logits (B, k). Split from features() so one pass serves several conditions."""
+        B, k = h.shape[:2]
+        return self.head(h.flatten(0, 1), cond.repeat_interleave(k, dim=0)).reshape(B, k)
+
+    def forward(self, video: torch.Tensor, cond: torch.Tensor, frame_index: torch.Tensor | None = None):
+        return self.score(self.features(video, frame_index), cond)
+
+
+class VideoDiscriminator(nn.Module):
+    min_frames = 4  # a temporal kernel of 3 plus one stride-2 step need at least 4 frames to see motion
+
+    def __init__(
+        self,
+        cond_dim: int,                             # size of the preference vector
+        frames: int,                               # T the clips have
+        height: int,                               # clip height
+        width: int,                                # clip width
+        kind: str = "2plus1d",                     # 2plus1d (factorised, S3D) | 3d (full 3×3×3, MoCoGAN)
+        spatial_downsample: int = 2,               # clips are average-pooled by this before D (DVD-GAN)
+        channels: Sequence[int] = (64, 128, 256),  # widths of the stem and the stride-2 blocks
+        features: int = 256,                       # size of the feature vector fed to the projection head
+    ):
+        super().__init__()
+        blocks = {"2plus1d": Block2Plus1D, "3d": Block3D}
+        if kind not in blocks:
+            raise ValueError(f"video D kind {kind!r} unknown; choose one of {sorted(blocks)}")
+        if frames < self.min_frames:
+            raise ValueError(f"frames={frames}: the video discriminator needs at least {self.min_frames}")
+        if height % spatial_downsample or width % spatial_downsample:
+            raise ValueError(f"spatial_downsample={spatial_downsample} must divide {height}×{width}")
+        channels = [int(c) for c in channels]
+        self.spatial_downsample = int(spatial_downsample)
+        self.stem = nn.Conv3d(3, channels[0], (1, 3, 3), padding=(0, 1, 1))
+        self.blocks = nn.Sequential(*[blocks[kind](a, b, temporal_stride=2, spatial_stride=2)
+                                      for a, b in zip([channels[0]] + channels[:-1], channels)])
+        self.fc = EqualLinear(channels[-1], features, activation=True)
+        self.head = ProjectionHead(features, cond_dim)
+
+    def features(self, video: torch.Tensor) -> torch.Tensor:
+        """video (B, T, C, H, W) → (B, F)."""
+        x = video.transpose(1, 2)                                          # (B, C, T, H, W)
+        if self.spatial_downsample > 1:
+            s = self.spatial_downsample
+            x = F.avg_pool3d(x, (1, s, s))
+        x = self.blocks(F.leaky_relu(self.stem(x), 0.2))
+        return self.fc(x.mean(dim=(2, 3, 4)))                              # global pool over (T, h, w)
+
+    def score(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """h (B, F), cond (B, E) → logits (B, 1)."""
+        return self.head(h, cond).unsqueeze(1)
+
+    def forward(self, video: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.score(self.features(video), cond)

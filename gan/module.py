@@ -1,0 +1,247 @@
+"""ReelGAN: the LightningModule that trains the conditional video GAN (manual optimisation).
+
+It owns generator, generator_ema, image_discriminator and video_discriminator. The Trainer owns devices,
+precision, checkpoint files and logging; this module opens no files and picks no device. Its training state is
+all in the checkpoint: weights, optimisers (Lightning), EMA, ADA p, image counter and every RNG stream.
+"""
+from __future__ import annotations
+
+import copy
+import random
+from collections.abc import Sequence
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from gan.augment import POLICIES, InstanceNoise, ada_adjust, diff_augment
+from gan.discriminators import ImageDiscriminator, VideoDiscriminator
+from gan.generator import VideoGenerator, check_video_size
+from gan.losses import ReelGANLoss
+
+
+class ReelGAN(pl.LightningModule):
+    def __init__(
+        self,
+        cond_dim: int = 16,                     # preference vector size (linked from data.embedding_dim)
+        frames: int = 16,                       # T (linked from data.frames)
+        height: int = 64,                       # H, multiple of 8 (linked from data.height)
+        width: int = 64,                        # W, multiple of 8 (linked from data.width)
+        motion: str = "gru",                    # motion module: gru | sep3d | attention
+        content_dim: int = 128,                 # per-clip content code in z
+        motion_noise_dim: int = 16,             # per-frame motion noise in z
+        w_dim: int = 256,                       # style code size
+        embed_dim: int = 64,                    # condition embedding size in the mapping network
+        mapping_layers: int = 4,                # mapping MLP depth
+        g_channels: Sequence[int] = (256, 256, 128, 64),        # G widths at H/8, H/4, H/2, H
+        motion_kwargs: dict | None = None,      # extra motion-module kwargs, e.g. {hidden: 64}
+        d_image_channels: Sequence[int] = (64, 128, 256, 256),  # image D widths at H, H/2, H/4, H/8
+        d_image_frames: int = 2,                # frames per clip the image D scores
+        d_video_kind: str = "2plus1d",          # video D blocks: 2plus1d | 3d
+        d_video_channels: Sequence[int] = (64, 128, 256),       # video D widths (stem, stride-2 blocks)
+        d_video_downsample: int = 2,            # the video D sees clips pooled by this factor in H and W
+        d_features: int = 256,                  # feature size before the projection heads
+        lr_g: float = 0.002,                    # Adam learning rate of G
+        lr_d: float = 0.002,                    # Adam learning rate of both Ds
+        betas_g: Sequence[float] = (0.0, 0.99),  # Adam betas of G
+        betas_d: Sequence[float] = (0.0, 0.99),  # Adam betas of the Ds
+        r1_gamma: float = 1.0,                  # R1 weight γ (penalty γ/2·‖∇D‖²)
+        r1_interval: int = 16,                  # lazy R1: every this many D steps
+        mismatch_weight: float = 1.0,           # weight of (real clip, wrong user) negatives
+        ema_half_life_images: float = 10_000,   # G_ema half-life in training images (StyleGAN: 10 kimg)
+        ema_rampup: float | None = 0.05,        # half-life ≤ rampup × images seen early on; null = off
+        augment_policy: Sequence[str] = POLICIES,  # DiffAugment transforms: colour, translation, cutout
+        ada_target: float = 0.6,                # ADA target for r_t = E[sign(D_real)]
+        ada_interval: int = 4,                  # adjust p every this many batches
+        ada_speed_images: float = 100_000,      # images for p to move 0 → 1 at full speed
+        ada_p_init: float = 0.0,                # starting augmentation probability
+        ada_fixed: bool = False,                # true: keep p at ada_p_init (no adaptation)
+        diffusion_noise: bool = False,          # add Diffusion-GAN instance noise (t ≤ p · diffusion_t_max)
+        diffusion_t_max: int = 200,             # largest DDPM timestep of the instance noise
+        seed: int = 0,                          # seed of the module's training RNG stream (z, frames, aug)
+        embeddings_hash: str = "",              # hash of the embeddings the conditions come from (linked)
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        check_video_size(frames, height, width, min_frames=VideoDiscriminator.min_frames, prefix="model.")
+        bad = [name for name in augment_policy if name not in POLICIES]
+        if bad:
+            raise ValueError(f"model.augment_policy has unknown entries {bad}; choose from {list(POLICIES)}")
+        self.generator = VideoGenerator(cond_dim, frames, height, width, motion=motion, content_dim=content_dim,
+                                        motion_noise_dim=motion_noise_dim, w_dim=w_dim, embed_dim=embed_dim,
+                                        mapping_layers=mapping_layers, channels=g_channels,
+                                        motion_kwargs=motion_kwargs)
+        self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
+        self.image_discriminator = ImageDiscriminator(cond_dim, height, width, frames_per_clip=d_image_frames,
+                                                      channels=d_image_channels, features=d_features)
+        self.video_discriminator = VideoDiscriminator(cond_dim, frames, height, width, kind=d_video_kind,
+                                                      spatial_downsample=d_video_downsample,
+                                                      channels=d_video_channels, features=d_features)
+        self.register_buffer("ada_p", torch.tensor(float(ada_p_init)))
+        self.register_buffer("ada_sign_sum", torch.tensor(0.0))      # Σ sign(D_real) since the last adjust
+        self.register_buffer("ada_sign_count", torch.tensor(0.0))
+        self.register_buffer("images_seen", torch.tensor(0, dtype=torch.int64))
+        self.register_buffer("batches_seen", torch.tensor(0, dtype=torch.int64))
+        self.noise = InstanceNoise(t_max=diffusion_t_max) if diffusion_noise else None
+        self.loss = ReelGANLoss(self.image_discriminator, self.video_discriminator, self._augment,
+                                self._frame_index, r1_gamma=r1_gamma, r1_interval=r1_interval,
+                                mismatch_weight=mismatch_weight)
+        self._rng: torch.Generator | None = None
+        self._rng_state: torch.Tensor | None = None                  # restored state, applied on first use
+
+    # ----- the training RNG stream: z, frame picks, augmentation, instance noise -----
+    def rng(self) -> torch.Generator:
+        if self._rng is None or self._rng.device != self.device:
+            self._rng = torch.Generator(device=self.device)
+            if self._rng_state is not None:
+                self._rng.set_state(self._rng_state)
+            else:
+                self._rng.manual_seed(int(self.hparams.seed) * 1_000_003 + self.global_rank)
+        return self._rng
+
+    def _augment(self, video: torch.Tensor) -> torch.Tensor:
+        p = float(self.ada_p)
+        video = diff_augment(video, p, self.hparams.augment_policy, generator=self.rng())
+        return self.noise(video, p, generator=self.rng()) if self.noise is not None else video
+
+    def _frame_index(self, batch: int, frames: int) -> torch.Tensor:
+        k = self.hparams.d_image_frames
+        return (torch.rand(batch, k, generator=self.rng(), device=self.device) * frames).long().clamp(max=frames - 1)
+
+    # ----- training -----
+    def configure_optimizers(self):
+        h = self.hparams
+        d_params = list(self.image_discriminator.parameters()) + list(self.video_discriminator.parameters())
+        opt_g = torch.optim.Adam(self.generator.parameters(), lr=h.lr_g, betas=tuple(h.betas_g))
+        opt_d = torch.optim.Adam(d_params, lr=h.lr_d, betas=tuple(h.betas_d))
+        return [opt_g, opt_d]
+
+    def training_step(self, batch, batch_idx):
+        real, cond = batch[0], batch[1]                  # (B, T, C, H, W) in [-1, 1], (B, E) L2-normalised
+        self._check_batch(real, cond)
+        opt_g, opt_d = self.optimizers()
+        z = torch.randn(real.shape[0], self.generator.z_dim, generator=self.rng(), device=self.device)
+        fake = self.generator(z, cond)                   # one G pass serves the D step (detached) and the G step
+
+        with self.toggled_optimizer(opt_d):             # Dmain (+ Dreg every r1_interval batches)
+            d_loss, logs, real_logits = self.loss.d_main(real, fake.detach(), cond)
+            if int(self.batches_seen) % self.hparams.r1_interval == 0:
+                r1_loss, r1_logs = self.loss.d_reg(real, cond)
+                d_loss = d_loss + r1_loss
+                logs.update(r1_logs)
+            self._step(opt_d, d_loss)
+        with self.toggled_optimizer(opt_g):             # Gmain
+            g_loss, g_logs = self.loss.g_main(fake, cond)
+            self._step(opt_g, g_loss)
+
+        self._after_step(real.shape[0], real_logits)     # EMA, counters, ADA p
+        logs.update(g_logs, **{"aug/p": self.ada_p, "progress/images_seen": self.images_seen.float()})
+        self.log_dict(logs, on_step=True, prog_bar=False)
+        self.log_dict({"d": logs["loss/d"], "g": logs["loss/g"], "p": self.ada_p}, prog_bar=True, logger=False)
+        return {"loss_d": d_loss.detach(), "loss_g": g_loss.detach()}
+
+    def _step(self, opt, loss: torch.Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        opt.step()
+
+    @torch.no_grad()
+    def _after_step(self, batch_size: int, real_logits: torch.Tensor) -> None:
+        world = self.trainer.world_size if self._trainer is not None else 1
+        images = batch_size * world
+        self.images_seen += images
+        self.batches_seen += 1
+        self._update_ema(images)
+        h = self.hparams
+        self.ada_sign_sum += real_logits.sign().sum()
+        self.ada_sign_count += real_logits.numel()
+        if not h.ada_fixed and int(self.batches_seen) % h.ada_interval == 0:
+            stats = torch.stack([self.ada_sign_sum, self.ada_sign_count])
+            if self._trainer is not None and world > 1:
+                stats = self.trainer.strategy.reduce(stats, reduce_op="sum")
+            rt = float(stats[0] / stats[1].clamp(min=1))
+            self.ada_p.fill_(ada_adjust(float(self.ada_p), rt, h.ada_target, images * h.ada_interval,
+                                        h.ada_speed_images))
+            self.log("aug/rt", rt, on_step=True)
+            self.ada_sign_sum.zero_()
+            self.ada_sign_count.zero_()
+
+    @torch.no_grad()
+    def _update_ema(self, images: int) -> None:
+        """G_ema ← lerp(G, G_ema, β), β = 0.5^(images / half-life); half-life ramps up early (StyleGAN2-ADA)."""
+        h = self.hparams
+        half_life = h.ema_half_life_images
+        if h.ema_rampup is not None:
+            half_life = min(half_life, float(self.images_seen) * h.ema_rampup)
+        beta = 0.5 ** (images / max(half_life, 1e-8))
+        for p_ema, p in zip(self.generator_ema.parameters(), self.generator.parameters()):
+            p_ema.lerp_(p.detach(), 1 - beta)
+        for b_ema, b in zip(self.generator_ema.buffers(), self.generator.buffers()):
+            b_ema.copy_(b)
+
+    def _check_batch(self, real: torch.Tensor, cond: torch.Tensor) -> None:
+        h = self.hparams
+        want = (h.frames, 3, h.height, h.width)
+        if real.ndim != 5 or tuple(real.shape[1:]) != want:
+            raise ValueError(f"batch video is {tuple(real.shape)}, the model expects (B, {', '.join(map(str, want))})"
+                             f"; data.frames/height/width must match model.frames/height/width")
+        if cond.ndim != 2 or cond.shape[1] != h.cond_dim:
+            raise ValueError(f"batch condition has dim {cond.shape[-1]} but model.cond_dim={h.cond_dim}: the "
+                             f"embeddings file does not match the model (link data.embedding_dim → model.cond_dim)")
+
+    def on_fit_start(self) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        dim = getattr(dm, "embedding_dim", None)
+        if dim is not None and int(dim) != self.hparams.cond_dim:
+            raise ValueError(f"condition dimension mismatch: data embeddings have dim {dim}, model.cond_dim="
+                             f"{self.hparams.cond_dim}; rebuild the model with cond_dim={dim}")
+        data_hash = getattr(dm, "embeddings_hash", None)
+        if data_hash and self.hparams.embeddings_hash and data_hash != self.hparams.embeddings_hash:
+            raise ValueError(f"the model was built for embeddings {self.hparams.embeddings_hash[:12]}… but the "
+                             f"datamodule serves {data_hash[:12]}…; conditions would mean different users")
+
+    # ----- checkpoint state -----
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        np_state = np.random.get_state()
+        py_state = random.getstate()
+        checkpoint["reelgan"] = {
+            "generator_config": self.generator.config,
+            "embeddings_hash": str(self.hparams.embeddings_hash),
+            "ada_p": float(self.ada_p),
+            "images_seen": int(self.images_seen),
+            "rng": {  # weights_only-safe: tensors, ints, floats, lists
+                "module": self.rng().get_state().cpu(),
+                "torch": torch.get_rng_state(),
+                "numpy": [str(np_state[0]), torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]),
+                          int(np_state[3]), float(np_state[4])],
+                "python": [int(py_state[0]), list(py_state[1]),
+                           None if py_state[2] is None else float(py_state[2])],
+                "rank": int(self.global_rank),
+            },
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = checkpoint.get("reelgan")
+        if saved is None:
+            raise ValueError("this checkpoint has no 'reelgan' section: it was not written by gan.module.ReelGAN")
+        diff = {k: (saved["generator_config"].get(k), v) for k, v in self.generator.config.items()
+                if saved["generator_config"].get(k) != v}
+        if diff:
+            pretty = ", ".join(f"{k}: checkpoint {a!r} vs config {b!r}" for k, (a, b) in diff.items())
+            raise ValueError(f"cannot resume: the checkpoint is a different architecture ({pretty}); "
+                             f"train with the checkpoint's settings or start a new run directory")
+        if saved["embeddings_hash"] and self.hparams.embeddings_hash and \
+                saved["embeddings_hash"] != self.hparams.embeddings_hash:
+            raise ValueError("cannot resume: the checkpoint was trained on other preference embeddings "
+                             f"({saved['embeddings_hash'][:12]}… vs {self.hparams.embeddings_hash[:12]}…)")
+        rng = saved["rng"]
+        if self.global_rank == rng.get("rank", 0):
+            self._rng_state = rng["module"]
+        else:  # only rank 0's streams are saved: other ranks re-seed deterministically from the progress
+            self._rng_state = torch.Generator().manual_seed(
+                int(self.hparams.seed) * 1_000_003 + self.global_rank + 7919 * saved["images_seen"]).get_state()
+        self._rng = None
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state((rng["numpy"][0], rng["numpy"][1].numpy().astype(np.uint32), *rng["numpy"][2:]))
+        random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))

@@ -1,0 +1,160 @@
+"""`reelgan-generate`: personalised clips for shoppers, personas, vectors or a campaign; `export` for serving.
+
+A thin shell: parsing here, work in generate.targets / generate.run / generate.export.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+EPILOG = """examples:
+  reelgan-generate --checkpoint runs/demo/train/checkpoints/last.ckpt --data runs/demo/world --user u0007,u0042 --num 4
+  reelgan-generate --checkpoint G.safetensors --data DATASET --persona "retro red dress with dots" --seeds 0-7,12 --format mp4,gif,grid
+  reelgan-generate --checkpoint G.safetensors --preferences DATASET/embeddings/preferences.safetensors --users-file campaign.csv
+  reelgan-generate --checkpoint G.safetensors --embedding shopper.npy --truncation 0.7
+  reelgan-generate export --checkpoint runs/demo/train/checkpoints/last.ckpt --out generator.safetensors
+
+output: OUTDIR/<safe user name>/<name>-seedNNNN.<fmt> and OUTDIR/manifest.json (user, seed, embedding hash,
+checkpoint sha256, truncation, sizes, timings). A seed gives the same clip whatever --batch-size or device.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="reelgan-generate", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Generate try-on clips conditioned on a shopper's preference vector. Subcommand: "
+                    "`reelgan-generate export --help` writes the EMA generator to safetensors for serving.")
+    p.add_argument("--checkpoint", required=True, help="a training .ckpt or an exported .safetensors generator")
+    who = p.add_argument_group("who the clips are for (any combination)")
+    who.add_argument("--user", action="append", default=[], metavar="ID[,ID...]", help="user ids with a preference vector")
+    who.add_argument("--users-file", metavar="CSV", help="campaign CSV with a user_id and/or persona column")
+    who.add_argument("--embedding", metavar="NPY", help="external preference vector(s): .npy of shape (E,) or (N, E)")
+    who.add_argument("--persona", action="append", default=[], metavar="TEXT",
+                     help="describe a new shopper; MiniLM + the learned persona map give the vector (repeatable)")
+    src = p.add_argument_group("where vectors come from")
+    src.add_argument("--data", metavar="DATASET", help="dataset folder: uses DATASET/embeddings/{preferences,persona_map}.safetensors")
+    src.add_argument("--preferences", metavar="FILE", help="preferences.safetensors (overrides --data)")
+    src.add_argument("--persona-map", metavar="FILE", help="persona_map.safetensors (overrides --data)")
+    src.add_argument("--allow-embeddings-mismatch", action="store_true",
+                     help="use user vectors whose hash differs from the one the model was trained with")
+    how = p.add_argument_group("what to make")
+    how.add_argument("--num", type=int, help="clips per target: seeds 0..NUM-1 (default 1)")
+    how.add_argument("--seeds", help="explicit seeds, e.g. 0-7,12 (instead of --num)")
+    how.add_argument("--truncation", type=float, default=1.0,
+                     help="1 = full diversity; < 1 pulls towards the condition's average style (default 1.0)")
+    how.add_argument("--fps", type=int, default=8, help="frames per second of written videos (default 8)")
+    how.add_argument("--format", default="mp4", help="comma list of mp4,webm,gif,grid (grid = PNG contact sheet)")
+    how.add_argument("--outdir", default="samples", help="output folder; one sub-folder per target (default samples)")
+    how.add_argument("--device", default="auto", help="auto|cpu|cuda (default auto)")
+    how.add_argument("--batch-size", type=int, default=16, help="clips per forward pass (speed only, default 16)")
+    how.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
+    return p
+
+
+def build_export_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="reelgan-generate export",
+        description="Write the EMA generator and its config to one .safetensors file (tensors + JSON metadata, no "
+                    "pickle). `reelgan-generate --checkpoint FILE.safetensors` then gives the same clips as the "
+                    "checkpoint.")
+    p.add_argument("--checkpoint", required=True, help="training checkpoint (.ckpt)")
+    p.add_argument("--out", required=True, help="output path ending in .safetensors")
+    return p
+
+
+def _split_ids(values: list[str]) -> list[str]:
+    return [u.strip() for v in values for u in v.split(",") if u.strip()]
+
+
+def _resolve_sources(args):
+    from data.persona import PersonaMap
+    from data.preferences import PreferenceEmbeddings
+
+    data = Path(args.data) if args.data else None
+    prefs = Path(args.preferences) if args.preferences else (data / "embeddings" / "preferences.safetensors" if data else None)
+    pmap = Path(args.persona_map) if args.persona_map else (data / "embeddings" / "persona_map.safetensors" if data else None)
+    need_users = bool(args.user) or bool(args.users_file)
+    need_persona = bool(args.persona) or bool(args.users_file)
+    embeddings = persona_map = None
+    if need_users:
+        if prefs is None:
+            raise ValueError("--user/--users-file need preference vectors: pass --data DATASET or --preferences FILE")
+        if not prefs.is_file():
+            raise FileNotFoundError(f"{prefs} not found; run `reelgan-data embed {data or 'DATASET'}` first or pass --preferences")
+        embeddings = PreferenceEmbeddings.load(prefs)
+    if need_persona and pmap is not None and pmap.is_file():
+        persona_map = PersonaMap.load(pmap)
+    elif args.persona:
+        raise FileNotFoundError(f"--persona needs the persona map ({pmap or 'pass --data or --persona-map'} not found); "
+                                "`reelgan-data embed` fits it")
+    return embeddings, persona_map, prefs
+
+
+def run_generate(args) -> dict:
+    from generate.loading import load_generator
+    from generate.run import generate_to_folders, pick_device
+    from generate.seeds_spec import resolve_seeds
+    from generate.targets import (campaign_targets, dedupe, embedding_targets, persona_targets, user_targets)
+    from generate.writers import parse_formats
+
+    formats = parse_formats(args.format)
+    seeds = resolve_seeds(args.num, args.seeds)
+    if args.truncation <= 0:
+        raise ValueError(f"--truncation must be > 0, got {args.truncation}")
+    if not (args.user or args.users_file or args.embedding or args.persona):
+        raise ValueError("say who the clips are for: --user ID, --users-file CSV, --embedding NPY or --persona TEXT")
+    device = pick_device(args.device)
+    embeddings, persona_map, prefs = _resolve_sources(args)
+    generator, info = load_generator(args.checkpoint, device=device)
+    if embeddings is not None and info.get("embeddings_hash") and embeddings.hash != info["embeddings_hash"] \
+            and not args.allow_embeddings_mismatch:
+        raise ValueError(f"{prefs}: these preference vectors (hash {embeddings.hash[:12]}) are not the ones the model "
+                         f"was trained with ({str(info['embeddings_hash'])[:12]}); pass the training run's "
+                         "preferences.safetensors, or --allow-embeddings-mismatch if you know they share a space")
+    targets = []
+    if args.user:
+        targets += user_targets(_split_ids(args.user), embeddings, str(prefs))
+    if args.users_file:
+        targets += campaign_targets(args.users_file, embeddings, persona_map)
+    if args.embedding:
+        targets += embedding_targets(args.embedding, int(info["config"]["cond_dim"]))
+    if args.persona:
+        targets += persona_targets(args.persona, persona_map)
+    return generate_to_folders(generator, info, dedupe(targets), seeds, args.outdir, formats, fps=args.fps,
+                               truncation=args.truncation, batch_size=args.batch_size, device=device,
+                               progress=not args.no_progress,
+                               command="reelgan-generate " + shlex.join(sys.argv[1:]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from generate.targets import UnknownUserError
+
+    try:
+        if argv[:1] == ["export"]:
+            from generate.export import export_generator
+
+            args = build_export_parser().parse_args(argv[1:])
+            out = export_generator(args.checkpoint, args.out)
+            print(f"exported {out['tensors']} tensors ({out['parameters']:,} parameters) to {out['path']}\n"
+                  f"sha256 {out['sha256']}")
+            return 0
+        args = build_parser().parse_args(argv)
+        manifest = run_generate(args)
+        run = manifest["runs"][-1]
+        print(f"wrote {run['clips']} clips for {len(run['targets'])} target(s) to {Path(args.outdir).resolve()} "
+              f"({run['timings']['clips_per_s_model']:.2f} clips/s model, {run['timings']['total_s']:.1f} s total); "
+              f"manifest: {Path(args.outdir) / 'manifest.json'}")
+        return 0
+    except UnknownUserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

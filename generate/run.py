@@ -1,0 +1,101 @@
+"""Generate clips for targets × seeds into one folder per target, with a manifest (the body of reelgan-generate)."""
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from data.tensors import model_to_clip
+from generate.manifest import MANIFEST_NAME, atomic_write_json, condition_hash, load_manifest, merge_manifest
+from generate.paths import child_dir, ensure_inside
+from generate.sampler import generate_clips
+from generate.targets import Target
+from generate.writers import write_clip
+
+
+def pick_device(name: str) -> str:
+    """auto → cuda when available, else cpu; an explicit cuda without a GPU is an error, not a silent fallback."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is visible to torch here; use --device cpu or auto")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise ValueError(f"--device {name!r}: choose auto, cpu or cuda")
+    return name
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(TextColumn("[bold]generate"), BarColumn(), MofNCompleteColumn(), TextColumn("clips"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[rate]}"),
+                    disable=not enabled, transient=False)
+
+
+def generate_to_folders(generator, info: dict, targets: list[Target], seeds: list[int], outdir: str | Path,
+                        formats: list[str], fps: int = 8, truncation: float = 1.0, batch_size: int = 16,
+                        device: str = "cpu", progress: bool = True, command: str | None = None) -> dict:
+    """Write outdir/<safe target>/<target>-seedNNNN.<fmt> for every target × seed and merge outdir/manifest.json.
+
+    Clips are made batch by batch (`batch_size` clips at once, targets and seeds mixed); a seed gives the same clip
+    whatever the batch (gan.seeds), so --batch-size changes speed, never content. Returns the manifest dict.
+    """
+    if not targets:
+        raise ValueError("no targets: give --user, --users-file, --embedding or --persona")
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+    started = time.perf_counter()
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    old = load_manifest(outdir / MANIFEST_NAME)  # fail on a corrupt manifest before spending minutes generating
+    folders = {t.name: child_dir(outdir, t.name) for t in targets}
+    jobs = [(t, s) for t in targets for s in seeds]
+    entries: list[dict] = []
+    gen_s = write_s = 0.0
+    ckpt_sha = info.get("sha256")
+    with _progress(progress) as bar:
+        task = bar.add_task("generate", total=len(jobs), rate="")
+        for lo in range(0, len(jobs), batch_size):
+            chunk = jobs[lo: lo + batch_size]
+            conds = torch.from_numpy(np.stack([t.condition for t, _ in chunk]))
+            t0 = time.perf_counter()
+            video = generate_clips(generator, conds, [s for _, s in chunk], truncation=truncation,
+                                   batch_size=batch_size, device=device)  # (N, T, C, H, W) in [-1, 1]
+            gen_s += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            for (target, seed), clip in zip(chunk, video):
+                frames = model_to_clip(clip)  # uint8 (T, H, W, C)
+                folder = folders[target.name]
+                stem = f"{folder.name}-seed{seed:04d}"
+                files = write_clip(frames, folder, stem, formats, fps)
+                for name in files.values():
+                    ensure_inside(outdir, folder / name)
+                entries.append({
+                    "user": target.name, "source": target.source, "detail": target.detail,
+                    "folder": folder.name, "seed": seed, "files": files,
+                    "embedding_hash": condition_hash(target.condition), "checkpoint_sha256": ckpt_sha,
+                    "truncation": truncation, "fps": fps, "frames": int(frames.shape[0]),
+                    "height": int(frames.shape[1]), "width": int(frames.shape[2]),
+                })
+            write_s += time.perf_counter() - t0
+            bar.update(task, advance=len(chunk), rate=f"{(lo + len(chunk)) / max(gen_s, 1e-9):.2f} clips/s (model)")
+    total = time.perf_counter() - started
+    run = {
+        "made": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command or " ".join(sys.argv),
+        "checkpoint": {"path": str(info.get("path", "")), "sha256": ckpt_sha,
+                       "embeddings_hash": info.get("embeddings_hash"), "kind": info.get("kind")},
+        "generator_config": info.get("config"),
+        "device": device, "batch_size": batch_size, "truncation": truncation, "fps": fps, "formats": formats,
+        "clips": len(entries), "targets": [t.name for t in targets], "seeds": seeds,
+        "timings": {"generate_s": round(gen_s, 3), "write_s": round(write_s, 3), "total_s": round(total, 3),
+                    "clips_per_s_model": round(len(entries) / max(gen_s, 1e-9), 3)},
+        "torch": torch.__version__, "python": platform.python_version(),
+    }
+    manifest = merge_manifest(old, run, entries)
+    atomic_write_json(outdir / MANIFEST_NAME, manifest)
+    return manifest

@@ -1,0 +1,133 @@
+"""Who a clip is for: user ids, a campaign CSV, an external vector or a persona → named conditions.
+
+A Target's condition is what the generator sees: float32 (E,), L2-normalised (docs/INTERFACES.md, "Condition").
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str            # shown in the manifest; safe_name(name) is the output folder
+    source: str          # "user" | "persona" | "embedding"
+    condition: np.ndarray  # float32 (E,), unit norm
+    detail: str = ""     # persona text, file:row, ...
+
+
+class UnknownUserError(KeyError):
+    """A user id that has no preference vector."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+def _normalise(v: np.ndarray, where: str) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float32)
+    if not np.isfinite(v).all():
+        raise ValueError(f"{where}: the vector has NaN or Inf values; fix the source embedding")
+    n = float(np.linalg.norm(v))
+    if n < 1e-12:
+        raise ValueError(f"{where}: the vector is all zeros; a condition needs a direction")
+    return v / n
+
+
+def closest_user_ids(user_id: str, known: list[str], k: int = 5) -> list[str]:
+    """The k known ids that look most like `user_id` (string similarity: an unknown id has no vector to compare)."""
+    close = difflib.get_close_matches(user_id, known, n=k, cutoff=0.0)
+    return close[:k]
+
+
+def unknown_user_message(user_id: str, known: list[str], source: str) -> str:
+    near = closest_user_ids(user_id, known)
+    return (f"unknown user {user_id!r}: no preference vector in {source} ({len(known)} users). "
+            f"Closest ids: {', '.join(near) if near else '(none)'}. For a new shopper, describe them instead: "
+            f"--persona \"retro red dress with dots\" (cold start through the persona map), or pass a vector "
+            f"with --embedding FILE.npy.")
+
+
+def user_targets(user_ids: list[str], embeddings, source: str = "the preference embeddings") -> list[Target]:
+    """embeddings: data.preferences.PreferenceEmbeddings. Unknown ids raise UnknownUserError (all listed)."""
+    known = list(embeddings.user_ids)
+    known_set = set(known)
+    missing = [u for u in user_ids if u not in known_set]
+    if missing:
+        msg = unknown_user_message(missing[0], known, source)
+        if len(missing) > 1:
+            msg += f" ({len(missing) - 1} more unknown: {', '.join(missing[1:6])}{' …' if len(missing) > 6 else ''})"
+        raise UnknownUserError(msg)
+    conds = np.asarray(embeddings.conditions(list(user_ids)), dtype=np.float32)
+    return [Target(u, "user", _normalise(c, f"user {u}")) for u, c in zip(user_ids, conds)]
+
+
+def persona_targets(texts: list[str], persona_map) -> list[Target]:
+    """persona_map: data.persona.PersonaMap (offline MiniLM + the learned linear map)."""
+    texts = [t.strip() for t in texts]
+    if any(not t for t in texts):
+        raise ValueError("--persona text is empty; describe the shopper, e.g. \"retro red dress with dots\"")
+    conds = np.asarray(persona_map.embed(texts), dtype=np.float32)
+    return [Target(f"persona-{t}", "persona", _normalise(c, f"persona {t!r}"), t) for t, c in zip(texts, conds)]
+
+
+def embedding_targets(path: str | Path, dim: int) -> list[Target]:
+    """A .npy of shape (E,) or (N, E); each row becomes one target named <file stem>[-<row>]."""
+    path = Path(path)
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable .npy array ({e}); save it with numpy.save(path, vector)") from e
+    if arr.ndim == 1:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] != dim:
+        raise ValueError(f"{path}: expected shape ({dim},) or (N, {dim}) to match the generator's condition "
+                         f"dimension, got {arr.shape}")
+    single = len(arr) == 1
+    return [Target(path.stem if single else f"{path.stem}-{i}", "embedding",
+                   _normalise(row, f"{path} row {i}"), f"{path}:{i}") for i, row in enumerate(arr)]
+
+
+def campaign_targets(path: str | Path, embeddings, persona_map) -> list[Target]:
+    """campaign.csv: one row per target with `user_id` and/or `persona` (a row's user_id wins when both are set)."""
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: cannot read the campaign CSV ({e}); it needs a header with user_id and/or persona") from e
+    cols = set(frame.columns)
+    if not cols & {"user_id", "persona"}:
+        raise ValueError(f"{path}: no user_id or persona column (found {', '.join(frame.columns) or 'none'}); "
+                         "add a header line such as 'user_id,persona'")
+    targets: list[Target] = []
+    for i, row in enumerate(frame.to_dict("records"), start=2):  # row 1 is the header
+        uid, persona = row.get("user_id", "").strip(), row.get("persona", "").strip()
+        if uid:
+            if embeddings is None:
+                raise ValueError(f"{path} row {i}: user_id {uid!r} needs preference embeddings; pass --data or --preferences")
+            try:
+                targets += user_targets([uid], embeddings)
+            except UnknownUserError as e:
+                raise UnknownUserError(f"{path} row {i}: {e}") from None
+        elif persona:
+            if persona_map is None:
+                raise ValueError(f"{path} row {i}: persona needs the persona map; pass --data or --persona-map")
+            targets += persona_targets([persona], persona_map)
+        else:
+            raise ValueError(f"{path} row {i}: both user_id and persona are empty; fill one or delete the row")
+    if not targets:
+        raise ValueError(f"{path}: the campaign has no rows")
+    return targets
+
+
+def dedupe(targets: list[Target]) -> list[Target]:
+    """Keep the first of targets with the same name (a user listed twice gets one folder, not two)."""
+    seen, out = set(), []
+    for t in targets:
+        if t.name not in seen:
+            seen.add(t.name)
+            out.append(t)
+    return out

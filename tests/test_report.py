@@ -1,0 +1,107 @@
+"""The report: one self-contained HTML page, checked in a real headless Chromium (console, images, screenshot)."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from evaluation.report import build_report, discover
+from evaluation.slot_gate import SlotConfig, gate_and_rank, write_slot
+from generate.manifest import MANIFEST_FORMAT, atomic_write_json, merge_manifest
+from generate.writers import write_clip
+
+_chromium = pytest.importorskip("_chromium")
+COLOURS = {"red": (210, 35, 40), "blue": (35, 75, 210), "green": (45, 160, 60)}
+
+
+def _clip(rgb, seed, t=8, h=32, w=32) -> np.ndarray:
+    """A moving coloured square on grey: uint8 (T, H, W, C)."""
+    rng = np.random.default_rng(seed)
+    frames = np.full((t, h, w, 3), 128, np.uint8)
+    for i in range(t):
+        x = (i * 3 + seed) % (w - 10)
+        frames[i, 8:22, x:x + 10] = rgb
+    return np.clip(frames.astype(int) + rng.integers(-4, 5, frames.shape), 0, 255).astype(np.uint8)
+
+
+def make_run(tmp_path):
+    run = tmp_path / "run"
+    log = run / "train" / "lightning_logs" / "version_0"
+    log.mkdir(parents=True)
+    steps = np.arange(0, 400, 5)
+    frame = pd.DataFrame({"step": steps, "epoch": steps // 100, "train/loss_g": 2 + np.sin(steps / 30),
+                          "train/loss_d": 1 + 0.3 * np.cos(steps / 20), "val/fvd[domain]": np.nan})
+    frame.loc[frame["step"] % 100 == 0, "val/fvd[domain]"] = [400, 250, 180, 150]
+    frame.to_csv(log / "metrics.csv", index=False)
+    (run / "eval").mkdir()
+    atomic_write_json(run / "eval" / "fvd_domain.json", {
+        "metric": "fvd[domain]", "value": 151.2, "protocol": {"network": "domain", "weights_sha256": "ab" * 32,
+                                                              "frames": 16, "clips": {"real": 256, "fake": 256}}})
+    atomic_write_json(run / "eval" / "align.json", {"per_attribute": {
+        "colour": {"model": 0.61, "shuffled": 0.14, "random": 0.125}, "pattern": {"model": 0.35, "random": 0.25}}})
+    samples = run / "samples"
+    entries = []
+    for k, (user, rgb) in enumerate(COLOURS.items()):
+        for seed in range(2):
+            files = write_clip(_clip(rgb, seed), samples / user, f"{user}-seed{seed:04d}", ["gif", "grid"], fps=8)
+            entries.append({"user": user, "source": "user", "folder": user, "seed": seed, "files": files,
+                            "truncation": 1.0, "frames": 8})
+    atomic_write_json(samples / "manifest.json", merge_manifest(None, {"made": "test"}, entries))
+    rows = [{"user_id": u, "candidate": c, "seed": c, "clip": f"slot/{u}/{c}.mp4",
+             "scores": {"engagement": 0.1 * c, "realism": 0.5, "alignment": 0.2 + 0.1 * c}}
+            for u in COLOURS for c in range(4)]
+    write_slot(gate_and_rank(rows, SlotConfig(candidates=4), None), run / "slot")
+    vocab = {"colour": list(COLOURS)}
+    atomic_write_json(run / "slot" / "slot_check.json", {
+        "arms": {"slot": {"mean": 0.5}, "popular": {"mean": 0.3}, "random_generated": {"mean": 0.25}},
+        "verdict": "slot 0.500 beats both", "attributes": {"vocab": vocab, "users": {
+            u: {"colour": {"probs": [0.8 if v == u else 0.1 for v in COLOURS], "preferred": u}} for u in COLOURS}}})
+    return run
+
+
+def test_report_is_self_contained_and_complete(tmp_path):
+    run = make_run(tmp_path)
+    inputs = discover(run)
+    assert len(inputs.train_logs) == 1 and len(inputs.metrics) == 2 and inputs.slot and inputs.slot_check
+    out = build_report(inputs, run / "report.html")
+    page = (run / "report.html").read_text()
+    srcs = re.findall(r'src="([^"]*)"', page)
+    assert srcs and all(s.startswith("data:image/") for s in srcs)
+    assert not re.search(r'(href|src)="(https?:|//|file:)', page)
+    # curves, alignment bars, a heatmap, 6 sample GIFs, slot check
+    assert out["images"] >= 10
+    gifs = [s for s in srcs if s.startswith("data:image/gif")]
+    assert len(gifs) == 6
+    first = Image.open(io.BytesIO(base64.b64decode(gifs[0].split(",", 1)[1])))
+    assert first.n_frames == 8  # really animated
+    md = (run / "report.md").read_text()
+    assert "fvd[domain]**: 151.2" in md and "alignment[colour]**: 0.61" in md and "slot expected engagement" in md
+    assert [h["name"] for h in out["headlines"]] == ["fvd[domain]", "alignment[colour]", "slot expected engagement"]
+
+
+@pytest.mark.skipif(_chromium.chromium_path() is None, reason="chromium not installed (scripts/install_chromium.sh)")
+def test_report_renders_in_headless_chromium(tmp_path):
+    run = make_run(tmp_path)
+    out = build_report(discover(run), run / "report.html")
+    res = _chromium.check_page(run / "report.html", tmp_path / "report.png")
+    assert res["console_errors"] == [] and res["exceptions"] == [] and res["log_errors"] == []
+    assert res["failed_requests"] == []
+    assert len(res["images"]) == out["images"]
+    assert all(i["complete"] and i["naturalWidth"] > 0 for i in res["images"]), res["images"]
+    assert res["title"].startswith("ReelGAN report")
+    shot = np.asarray(Image.open(tmp_path / "report.png").convert("RGB"))
+    assert shot.shape[1] == 1200 and shot.shape[0] > 900 and shot.std() > 10  # a real page, not a blank one
+
+    # The checker itself must catch what it is there to catch: a console error and an image that cannot decode.
+    bad = (run / "report.html").read_text().replace("<body>", "<body><script>console.error('planted')</script>", 1)
+    bad = re.sub(r'src="data:image/png;base64,[^"]{0,40}', 'src="data:image/png;base64,AAAA', bad, count=1)
+    (run / "bad.html").write_text(bad)
+    res = _chromium.check_page(run / "bad.html", tmp_path / "bad.png")
+    assert res["console_errors"] == ["planted"]
+    assert sum(i["naturalWidth"] == 0 for i in res["images"]) == 1
