@@ -20,7 +20,7 @@ def pair_weights(inter: pd.DataFrame) -> pd.DataFrame:
     return inter.groupby(["user_id", "clip_id"], as_index=False, sort=True)["weight"].max()
 
 
-def fit_bpr(ds: Dataset, dim: int = 32, epochs: int = 40, lr: float = 0.03, weight_decay: float = 1e-4,
+def fit_bpr(ds: Dataset, dim: int = 32, epochs: int = 30, lr: float = 0.03, weight_decay: float = 1e-4,
             batch_size: int = 2048, seed: int = 0, by: str = "product", log=None) -> PreferenceEmbeddings:
     """BPR-MF on the train interactions; every user with a train interaction gets a vector.
 
@@ -48,18 +48,35 @@ def fit_bpr(ds: Dataset, dim: int = 32, epochs: int = 40, lr: float = 0.03, weig
     touched = torch.zeros(len(user_ids), len(item_ids), dtype=torch.bool)
     touched[users, items] = True
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # index backward accumulates in thread order: one thread makes the fit reproducible
+    try:
+        P, Q, b = _train(users, items, weights, touched, dim, epochs, lr, weight_decay, batch_size, seed, log)
+    finally:
+        torch.set_num_threads(threads)
+    expand = np.array([i_index[clip_to_key[c]] for c in clip_ids])
+    meta = {"method": "bpr", "by": by, "dim": dim, "epochs": epochs, "lr": lr, "weight_decay": weight_decay,
+            "batch_size": batch_size, "seed": seed, "train_pairs": int(len(pairs)),
+            "pair_weight": "max event strength (view 1, click 2, add_to_cart 4, purchase 8)",
+            "item_bias": b.numpy().astype(np.float32)[expand]}
+    return PreferenceEmbeddings(user_ids, P.numpy(), clip_ids, Q.numpy()[expand], source="bpr", meta=meta)
+
+
+def _train(users, items, weights, touched, dim, epochs, lr, weight_decay, batch_size, seed, log):
+    """Weighted BPR with Adam; returns detached (P (U, E), Q (I, E), b (I,))."""
+    n_users, n_items = touched.shape
     g = torch.Generator().manual_seed(seed)
-    P = torch.nn.Parameter(torch.randn(len(user_ids), dim, generator=g) * 0.1)
-    Q = torch.nn.Parameter(torch.randn(len(item_ids), dim, generator=g) * 0.1)
-    b = torch.nn.Parameter(torch.zeros(len(item_ids)))
+    P = torch.nn.Parameter(torch.randn(n_users, dim, generator=g) * 0.1)
+    Q = torch.nn.Parameter(torch.randn(n_items, dim, generator=g) * 0.1)
+    b = torch.nn.Parameter(torch.zeros(n_items))
     opt = torch.optim.Adam([P, Q, b], lr=lr)
-    steps = max(1, len(pairs) // batch_size)
+    steps = max(1, len(users) // batch_size)
     for epoch in range(epochs):
         total = 0.0
         for _ in range(steps):
             pick = torch.multinomial(weights, batch_size, replacement=True, generator=g)
             u, i = users[pick], items[pick]
-            j = torch.randint(len(item_ids), (batch_size,), generator=g)
+            j = torch.randint(n_items, (batch_size,), generator=g)
             keep = ~touched[u, j]  # resampling would be exact; dropping the few collisions is close enough
             u, i, j = u[keep], i[keep], j[keep]
             x = (P[u] * (Q[i] - Q[j])).sum(1) + b[i] - b[j]
@@ -71,13 +88,7 @@ def fit_bpr(ds: Dataset, dim: int = 32, epochs: int = 40, lr: float = 0.03, weig
             total += loss.item()
         if log is not None:
             log(epoch, total / steps)
-    expand = np.array([i_index[clip_to_key[c]] for c in clip_ids])
-    meta = {"method": "bpr", "by": by, "dim": dim, "epochs": epochs, "lr": lr, "weight_decay": weight_decay,
-            "batch_size": batch_size, "seed": seed, "train_pairs": int(len(pairs)),
-            "pair_weight": "max event strength (view 1, click 2, add_to_cart 4, purchase 8)",
-            "item_bias": b.detach().numpy().astype(np.float32)[expand]}
-    return PreferenceEmbeddings(user_ids, P.detach().numpy(), clip_ids, Q.detach().numpy()[expand], source="bpr",
-                                meta=meta)
+    return P.detach(), Q.detach(), b.detach()
 
 
 def _ndcg(hits: np.ndarray, n_relevant: int, k: int) -> float:

@@ -70,6 +70,67 @@ def cmd_synth(args) -> int:
     return 0
 
 
+def cmd_embed(args) -> int:
+    from data.embed import embed_dataset
+
+    with console.status("fitting preference embeddings"):
+        report = embed_dataset(args.dataset, dim=args.dim, epochs=args.epochs, seed=args.seed,
+                               import_file=args.import_file, ids_file=args.ids_file, persona=not args.no_persona)
+    ranking = report["ranking"]
+    if "mf" in ranking:
+        k = ranking["k"]
+        table = Table(title=f"held-out ranking ({ranking['users']} users; relevant = {ranking['relevant']})")
+        for col in ("model", f"Recall@{k}", f"NDCG@{k}"):
+            table.add_column(col)
+        for name in ("mf", "popularity"):
+            table.add_row(name, f"{ranking[name][f'recall@{k}']:.4f}", f"{ranking[name][f'ndcg@{k}']:.4f}")
+        console.print(table)
+    persona = report["persona"]
+    if "skipped" not in persona:
+        table = Table(title=f"persona map on {persona['heldout_users']} held-out users")
+        for col in ("predictor", "mean cosine", "median rank", "top-10 hit rate"):
+            table.add_column(col)
+        for name in ("persona_map", "mean_vector"):
+            m = persona[name]
+            table.add_row(name, f"{m['cosine']:.3f}", f"{m['median_rank']:.0f} / {persona['candidates']}",
+                          f"{m['top10']:.3f}")
+        console.print(table)
+    out = Path(args.dataset) / "embeddings"
+    _summary(f"embed → {out}", {
+        "source": report["source"], "users × dim": f"{report['users']} × {report['dim']}", "hash": report["hash"][:16],
+        "beats popularity": ranking.get("beats_popularity", ranking.get("skipped")),
+        "persona map": persona.get("skipped", "persona_map.safetensors"),
+        "report": out / "embed_report.json", "seconds": report["seconds"],
+    })
+    if "mf" in ranking and not ranking["beats_popularity"]:
+        console.print("[yellow]warning: the embeddings do not beat popularity on held-out interactions[/yellow]")
+    return 0
+
+
+def cmd_check(args) -> int:
+    from data.contract import check_dataset
+
+    with _progress() as bar:
+        task = bar.add_task("decode clips", total=None)
+        report = check_dataset(args.dataset, decode=not args.no_decode,
+                               progress=lambda done, total: bar.update(task, completed=done, total=total))
+    if report.problems:
+        table = Table(title=f"{len(report.problems)} problem(s) in {args.dataset}")
+        for col in ("", "file", "row", "field", "what is wrong", "how to fix"):
+            table.add_column(col, overflow="fold")
+        for p in report.problems[: args.max_rows]:
+            table.add_row("[red]FATAL[/red]" if p.fatal else "[yellow]warn[/yellow]", Path(p.file).name,
+                          "" if p.row is None else str(p.row), p.field or "", p.message, p.fix)
+        console.print(table)
+        if len(report.problems) > args.max_rows:
+            console.print(f"... and {len(report.problems) - args.max_rows} more (raise --max-rows to see them)")
+    _summary(f"check {args.dataset}", {
+        **report.stats, "fatal problems": len(report.fatal), "warnings": len(report.problems) - len(report.fatal),
+        "verdict": "[green]usable[/green]" if report.usable else "[red]UNUSABLE: fix the FATAL rows[/red]",
+    })
+    return 0 if report.usable else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reelgan-data", description=__doc__, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -87,25 +148,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="the one seed for everything")
     p.add_argument("--workers", type=int, default=2, help="render processes")
     p.set_defaults(func=cmd_synth)
-    _add_check(sub)
-    _add_embed(sub)
+    p = sub.add_parser("check", help="validate a dataset folder and decode every clip",
+                       description="Report every problem (file, row = CSV line, field, what is wrong, how to fix). "
+                       "Exit status 1 when the dataset is unusable: missing file or column, duplicate ids, clip "
+                       "paths that do not exist, interactions naming unknown clips or events, no usable clips. "
+                       "Clips that fail to decode are warnings (training skips them).")
+    p.add_argument("dataset", type=Path, help="dataset folder")
+    p.add_argument("--no-decode", action="store_true", help="skip decoding the clips (CSV checks only)")
+    p.add_argument("--max-rows", type=int, default=50, help="problems shown in the table (all are counted)")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("embed", help="fit (or import) user preference embeddings and the persona map",
+                       description="Fit BPR matrix factorisation on the train interactions (events weighted by "
+                       "strength), report held-out Recall@10/NDCG@10 against popularity, and fit the persona map "
+                       "(MiniLM → preference space) when users.csv has personas. Or --import external user "
+                       "vectors (npy + --ids, csv, parquet). Writes DATASET/embeddings/.")
+    p.add_argument("dataset", type=Path, help="dataset folder")
+    p.add_argument("--dim", type=int, default=32, help="embedding dimension of the MF fit")
+    p.add_argument("--epochs", type=int, default=30, help="BPR epochs")
+    p.add_argument("--seed", type=int, default=0, help="seed of the fit")
+    p.add_argument("--import", dest="import_file", help="external user vectors: .npy (with --ids), .csv or .parquet")
+    p.add_argument("--ids", dest="ids_file", help="user ids for an .npy import: one per line, row order")
+    p.add_argument("--no-persona", action="store_true", help="skip the persona map")
+    p.set_defaults(func=cmd_embed)
     return parser
-
-
-def _add_check(sub) -> None:
-    try:
-        from data.cli_check import add_parser
-    except ImportError:
-        return
-    add_parser(sub)
-
-
-def _add_embed(sub) -> None:
-    try:
-        from data.cli_embed import add_parser
-    except ImportError:
-        return
-    add_parser(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,11 +48,14 @@ def _open(path: str | os.PathLike):
         raise VideoError(path, "file is empty (0 bytes)", _REENCODE)
     try:
         container = av.open(str(path), mode="r")
+    except EOFError as e:
+        raise VideoError(path, "ends right after its header: zero frames, or truncated", _REENCODE) from e
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
         raise VideoError(path, f"not a readable video container: truncated, corrupt or not a video ({type(e).__name__})", _REENCODE) from e
     if not container.streams.video:
         container.close()
-        raise VideoError(path, "contains no video stream", "point clips.csv at a file with a video track")
+        raise VideoError(path, "contains no video stream (or an empty one with zero frames)",
+                         "point clips.csv at a file with a video track that has frames")
     stream = container.streams.video[0]
     stream.thread_type = "SLICE"  # frame threading adds latency per call; slices help on larger frames
     return container, stream

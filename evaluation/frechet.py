@@ -5,8 +5,10 @@
 The hard term is tr √(Σ1 Σ2). Σ1 Σ2 is not symmetric, so eigvalsh on it is wrong (torch-fidelity #46).
 Our route ("cholesky"): factor Σ1 = L Lᵀ; then Σ1 Σ2 = L (Lᵀ Σ2 L) L⁻¹ has the same eigenvalues as the
 symmetric PSD matrix M = Lᵀ Σ2 L, so tr √(Σ1 Σ2) = Σ √λ(M), with λ from eigvalsh. The identity
-eig(AB) = eig(BA) makes this hold for *any* factor Σ1 = F Fᵀ, so when Σ1 is singular (N < d) and Cholesky
-refuses, we use F = V √Λ₊ (from eigh of Σ1; "eigh" route): same formula, still exact, no jitter.
+eig(AB) = eig(BA) (non-zero part) makes this hold for *any* factor Σ1 = F Fᵀ, F (d, r). So when Σ1 is singular
+(N ≤ d) and Cholesky refuses, we use the pivoted Cholesky factor of rank r ("pivoted-cholesky" route; M is only
+(r, r), so it is even faster), or F = V √Λ₊ from eigh ("eigh" route, the last resort): same formula, still exact,
+no jitter added to Σ.
 Tiny negative eigenvalues (round-off) are clamped to 0, and so is a tiny negative total, so identical
 sets give exactly 0 and no result is ever NaN or complex.
 
@@ -48,28 +50,40 @@ def _sym(a: np.ndarray) -> np.ndarray:
 
 
 def _eigh_factor(sigma: np.ndarray) -> np.ndarray:
-    """F = V √Λ₊ with F Fᵀ = Σ (the PSD part): works for singular Σ."""
+    """F = V √Λ₊ with F Fᵀ = Σ (the PSD part): works for any symmetric Σ."""
     lam, vec = linalg.eigh(sigma, check_finite=False)
     return vec * np.sqrt(np.clip(lam, 0.0, None))
 
 
+def _pivoted_factor(sigma: np.ndarray) -> np.ndarray | None:
+    """F (d, r) with F Fᵀ = Σ from LAPACK's pivoted Cholesky (dpstrf), r = numerical rank; None if it fails.
+    For N < d features, r ≤ N − 1, so the rest of the work shrinks to (r, r)."""
+    c, piv, rank, info = linalg.lapack.dpstrf(sigma, lower=1)
+    if info < 0 or rank < 1:
+        return None
+    f = np.zeros((sigma.shape[0], rank))
+    f[piv - 1] = np.tril(c)[:, :rank]  # Pᵀ Σ P = L Lᵀ  →  Σ = (P L)(P L)ᵀ
+    return f
+
+
 def _tr_sqrt_factor(sigma1: np.ndarray, sigma2: np.ndarray, force_eigh: bool = False) -> tuple[float, str]:
-    route = "eigh"
+    route, f = "eigh", None
     if not force_eigh:
-        try:
-            chol = linalg.cholesky(sigma1, lower=True, check_finite=False)
+        chol, info = linalg.lapack.dpotrf(sigma1, lower=1, clean=1)
+        if info == 0:
             route = "cholesky"
-        except linalg.LinAlgError:  # Σ1 singular (e.g. N ≤ d): exact eigh factor instead, no jitter
-            pass
+        else:  # Σ1 singular (e.g. N ≤ d): an exact low-rank factor instead, no jitter
+            f = _pivoted_factor(sigma1)
+            route = "pivoted-cholesky" if f is not None else "eigh"
     if route == "cholesky":
         # M = Lᵀ Σ2 L with two triangular multiplies (half the flops of general matmuls)
         chol = np.asfortranarray(chol)  # BLAS layout: avoids hidden copies
         left = linalg.blas.dtrmm(1.0, chol, np.asfortranarray(sigma2), side=0, lower=1, trans_a=1)
         m = linalg.blas.dtrmm(1.0, chol, left, side=1, lower=1, trans_a=0)
     else:
-        f = _eigh_factor(sigma1)
+        f = _eigh_factor(sigma1) if f is None else f
         m = f.T @ sigma2 @ f
-    m = np.asfortranarray(0.5 * (m + m.T))  # symmetric PSD, same spectrum as Σ1 Σ2
+    m = np.asfortranarray(0.5 * (m + m.T))  # symmetric PSD, same non-zero spectrum as Σ1 Σ2
     lam = linalg.eigh(m, eigvals_only=True, driver="evr", check_finite=False, overwrite_a=True)
     return float(np.sqrt(np.clip(lam, 0.0, None)).sum()), route
 

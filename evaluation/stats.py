@@ -24,7 +24,7 @@ from torchmetrics import Metric
 NORMALISATIONS = ("n-1", "n")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Gaussian:
     """Mean (d,) and covariance (d, d), float64 numpy, with how they were made."""
 
@@ -95,6 +95,7 @@ class GaussianStats(Metric):
         self.n = torch.as_tensor(sums["n"], dtype=torch.float64).to(self.s1.device).reshape(())
         self.s1 = torch.as_tensor(sums["s1"], dtype=torch.float64).to(self.s1.device)
         self.s2 = s2.to(self.s1.device)
+        self._update_count = max(self._update_count, 1)  # loaded state counts as updated (no "compute before update")
         return self
 
 

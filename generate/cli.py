@@ -69,7 +69,6 @@ def _split_ids(values: list[str]) -> list[str]:
 
 
 def _resolve_sources(args):
-    from data.persona import PersonaMap
     from data.preferences import PreferenceEmbeddings
 
     data = Path(args.data) if args.data else None
@@ -85,6 +84,8 @@ def _resolve_sources(args):
             raise FileNotFoundError(f"{prefs} not found; run `reelgan-data embed {data or 'DATASET'}` first or pass --preferences")
         embeddings = PreferenceEmbeddings.load(prefs)
     if need_persona and pmap is not None and pmap.is_file():
+        from data.persona import PersonaMap  # loads MiniLM: only when a persona is asked for
+
         persona_map = PersonaMap.load(pmap)
     elif args.persona:
         raise FileNotFoundError(f"--persona needs the persona map ({pmap or 'pass --data or --persona-map'} not found); "

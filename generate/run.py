@@ -38,11 +38,14 @@ def _progress(enabled: bool) -> Progress:
 
 def generate_to_folders(generator, info: dict, targets: list[Target], seeds: list[int], outdir: str | Path,
                         formats: list[str], fps: int = 8, truncation: float = 1.0, batch_size: int = 16,
-                        device: str = "cpu", progress: bool = True, command: str | None = None) -> dict:
+                        device: str = "cpu", progress: bool = True, command: str | None = None,
+                        on_batch=None) -> dict:
     """Write outdir/<safe target>/<target>-seedNNNN.<fmt> for every target × seed and merge outdir/manifest.json.
 
     Clips are made batch by batch (`batch_size` clips at once, targets and seeds mixed); a seed gives the same clip
     whatever the batch (gan.seeds), so --batch-size changes speed, never content. Returns the manifest dict.
+    `on_batch(entries, video)`, if given, sees each batch as it is made (the slot scores candidates with it):
+    entries are this batch's manifest rows, video its float (N, T, C, H, W) clips in [-1, 1].
     """
     if not targets:
         raise ValueError("no targets: give --user, --users-file, --embedding or --persona")
@@ -82,6 +85,8 @@ def generate_to_folders(generator, info: dict, targets: list[Target], seeds: lis
                     "height": int(frames.shape[1]), "width": int(frames.shape[2]),
                 })
             write_s += time.perf_counter() - t0
+            if on_batch is not None:
+                on_batch(entries[-len(chunk):], video)
             bar.update(task, advance=len(chunk), rate=f"{(lo + len(chunk)) / max(gen_s, 1e-9):.2f} clips/s (model)")
     total = time.perf_counter() - started
     run = {

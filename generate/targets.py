@@ -37,10 +37,26 @@ def _normalise(v: np.ndarray, where: str) -> np.ndarray:
     return v / n
 
 
+def _edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance (insert, delete, substitute), one row at a time."""
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
 def closest_user_ids(user_id: str, known: list[str], k: int = 5) -> list[str]:
-    """The k known ids that look most like `user_id` (string similarity: an unknown id has no vector to compare)."""
-    close = difflib.get_close_matches(user_id, known, n=k, cutoff=0.0)
-    return close[:k]
+    """The k known ids nearest to `user_id` by edit distance (case-folded; ties by difflib ratio, then id).
+
+    String distance, because an unknown id has no vector to compare; it catches typos like u00O7 → u0007.
+    """
+    q = user_id.casefold()
+    scored = sorted(known, key=lambda u: (_edit_distance(q, u.casefold()),
+                                          -difflib.SequenceMatcher(None, q, u.casefold()).ratio(), u))
+    return scored[:k]
 
 
 def unknown_user_message(user_id: str, known: list[str], source: str) -> str:

@@ -20,9 +20,6 @@ from evaluation.features.domain import FORMAT, DomainClassifier
 from evaluation.realclips import RealClips, load_real_clips, split_by_product
 
 
-BLUR_P = 0.3
-
-
 @dataclass
 class DomainTrainConfig:
     frames: int = 8           # clip length the classifier reads
@@ -35,6 +32,7 @@ class DomainTrainConfig:
     lr: float = 3e-3          # AdamW, cosine decay to 0
     weight_decay: float = 1e-4
     val_fraction: float = 0.2 # share of products held out to measure accuracy
+    blur_p: float = 0.2       # share of training clips softened (generated clips are softer than real ones)
     seed: int = 0
     attributes: list[str] | None = None  # default: every attribute column of clips.csv
 
@@ -50,14 +48,14 @@ class DomainTrainReport:
     config: dict = field(default_factory=dict)
 
 
-def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def _augment(x: torch.Tensor, gen: torch.Generator, blur_p: float) -> torch.Tensor:
     """x (B, T, C, H, W) in [-1, 1] → same, with per-clip flip / time reversal / blur."""
     b = x.shape[0]
     flip = torch.rand(b, generator=gen) < 0.5
     x = torch.where(flip[:, None, None, None, None], x.flip(-1), x)
     rev = torch.rand(b, generator=gen) < 0.5
     x = torch.where(rev[:, None, None, None, None], x.flip(1), x)
-    blur = torch.rand(b, generator=gen) < BLUR_P
+    blur = torch.rand(b, generator=gen) < blur_p
     if blur.any():
         t, c, h, w = x.shape[1:]
         small = F.interpolate(x.reshape(-1, c, h, w), scale_factor=0.5, mode="bilinear", align_corners=False,
@@ -105,7 +103,7 @@ def train_domain_classifier(root: str | os.PathLike | None = None, config: Domai
         order = tr[torch.randperm(len(tr), generator=gen)]
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i : i + cfg.batch_size]
-            _, logits = model(_augment(video[idx], gen))
+            _, logits = model(_augment(video[idx], gen, cfg.blur_p))
             loss = sum(F.cross_entropy(logits[k], labels[k][idx]) for k in logits) / len(logits)
             opt.zero_grad(set_to_none=True)
             loss.backward()

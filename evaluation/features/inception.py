@@ -18,6 +18,7 @@ from torch import nn
 
 from evaluation.features import register_feature_extractor
 from evaluation.features.base import FeatureExtractor, load_state_dict_file, resolve_weights
+from evaluation.features.resize import resize_tf1_bilinear
 
 WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 OFFICIAL_SHA256_PREFIX = "6726825d"
@@ -28,24 +29,6 @@ SIZE = 299
 
 
 # ----------------------------------------------------------------------------- preprocessing
-def _tf1_axis(n_in: int, n_out: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    src = torch.arange(n_out, dtype=torch.float32, device=device) * torch.tensor(n_in / n_out, dtype=torch.float32)
-    lo = src.floor().long()
-    hi = (lo + 1).clamp_max(n_in - 1)
-    return lo, hi, src - lo.float()
-
-
-def resize_tf1_bilinear(x: torch.Tensor, size: int) -> torch.Tensor:
-    """TF1.x `resize_bilinear(align_corners=False)`: x float (N, C, H, W) → (N, C, size, size).
-    Interpolates along W, then along H (the TF kernel's order)."""
-    ylo, yhi, dy = _tf1_axis(x.shape[2], size, x.device)
-    xlo, xhi, dx = _tf1_axis(x.shape[3], size, x.device)
-    top, bottom = x[:, :, ylo], x[:, :, yhi]
-    top = top[..., xlo] + (top[..., xhi] - top[..., xlo]) * dx
-    bottom = bottom[..., xlo] + (bottom[..., xhi] - bottom[..., xlo]) * dx
-    return top + (bottom - top) * dy[:, None]
-
-
 def preprocess(frames: torch.Tensor, resize: str) -> torch.Tensor:
     """frames: uint8 (N, 3, H, W) → float32 (N, 3, 299, 299) in the network's input range."""
     x = frames.float()

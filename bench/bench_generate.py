@@ -1,0 +1,112 @@
+"""Generation throughput on the CPU: clips/s at 64×64×16, fp32 against bf16 autocast.
+
+The generator is the demo-cpu architecture (configs/demo-cpu.yaml model section when present, else the
+VideoGenerator defaults), with random weights: speed does not depend on training. Seeds → latents → clips
+exactly as `reelgan-generate` does it (gan.seeds), timed after one warm-up batch; uint8 conversion included.
+Prints a table and writes bench/results/bench_generate.json.
+
+    .venv/bin/python bench/bench_generate.py [--seconds 8] [--batch-sizes 1,16] [--config configs/demo-cpu.yaml]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from data.tensors import model_to_uint8
+from gan.generator import VideoGenerator
+from gan.seeds import latents_for_seeds
+
+ROOT = Path(__file__).resolve().parents[1]
+# ReelGAN module kwarg → VideoGenerator kwarg
+_MAP = {"motion": "motion", "content_dim": "content_dim", "motion_noise_dim": "motion_noise_dim", "w_dim": "w_dim",
+        "embed_dim": "embed_dim", "mapping_layers": "mapping_layers", "g_channels": "channels",
+        "motion_kwargs": "motion_kwargs", "cond_dim": "cond_dim"}
+
+
+def generator_kwargs(config: Path | None) -> tuple[dict, str]:
+    kw = {"cond_dim": 32}
+    source = "VideoGenerator defaults"
+    if config and config.is_file():
+        model = (yaml.safe_load(config.read_text()) or {}).get("model", {}) or {}
+        model = model.get("init_args", model)
+        kw.update({_MAP[k]: v for k, v in model.items() if k in _MAP and v is not None})
+        source = str(config.relative_to(ROOT) if config.is_relative_to(ROOT) else config)
+    return {**kw, "frames": 16, "height": 64, "width": 64}, source
+
+
+def measure(g: VideoGenerator, batch: int, precision: str, seconds: float) -> dict:
+    cond = torch.nn.functional.normalize(torch.randn(batch, g.cond_dim, generator=torch.Generator().manual_seed(0)), dim=1)
+    ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16" else torch.no_grad
+    seed, clips, runs = 0, 0, 0
+
+    def once():
+        nonlocal seed
+        z = latents_for_seeds(list(range(seed, seed + batch)), g.z_dim)
+        seed += batch
+        with torch.no_grad(), ctx():
+            return model_to_uint8(g(z, cond, truncation=1.0))
+
+    once()  # warm-up: allocator, oneDNN kernels
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds or runs < 2:
+        out = once()
+        clips += out.shape[0]
+        runs += 1
+    wall = time.perf_counter() - start
+    return {"precision": precision, "batch": batch, "clips": clips, "seconds": round(wall, 3),
+            "clips_per_s": round(clips / wall, 3), "ms_per_clip": round(1000 * wall / clips, 2)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=float, default=8.0, help="timed seconds per setting")
+    p.add_argument("--batch-sizes", default="1,16")
+    p.add_argument("--config", type=Path, default=ROOT / "configs" / "demo-cpu.yaml")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    kw, source = generator_kwargs(args.config)
+    torch.manual_seed(0)
+    g = VideoGenerator(**kw).eval().requires_grad_(False)
+    # bf16 changes numerics: record how far a clip moves (in uint8 levels) next to the speed-up
+    z = latents_for_seeds(list(range(4)), g.z_dim)
+    c = torch.nn.functional.normalize(torch.randn(4, g.cond_dim), dim=1)
+    with torch.no_grad():
+        ref = model_to_uint8(g(z, c)).int()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model_to_uint8(g(z, c)).int()
+    rows = [measure(g, int(b), prec, args.seconds) for b in args.batch_sizes.split(",") for prec in ("fp32", "bf16")]
+    result = {
+        "bench": "bench_generate", "what": "clips/s at 64x64x16 (T×H×W), seeds→latents→G_ema→uint8, CPU",
+        "generator": {"source": source, "config": g.config,
+                      "parameters": int(sum(p.numel() for p in g.parameters()))},
+        "bf16_vs_fp32_uint8_diff": {"max": int((ref - low).abs().max()), "mean": float((ref - low).abs().float().mean())},
+        "rows": rows, "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+        "machine": platform.processor() or platform.machine(),
+        "load_average_at_start": os.getloadavg()[0],
+        "note": "other engineers may share these 2 cores; see load_average_at_start",
+    }
+    print(f"{'precision':>9} {'batch':>5} {'clips/s':>9} {'ms/clip':>9}")
+    for r in rows:
+        print(f"{r['precision']:>9} {r['batch']:>5} {r['clips_per_s']:>9.2f} {r['ms_per_clip']:>9.1f}")
+    print(f"bf16 vs fp32: max |Δ| {result['bf16_vs_fp32_uint8_diff']['max']} uint8 levels, mean "
+          f"{result['bf16_vs_fp32_uint8_diff']['mean']:.2f}; generator from {source}, "
+          f"{result['generator']['parameters']:,} parameters")
+    out = ROOT / "bench" / "results" / "bench_generate.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, out)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""Writers of real problem videos (for tests, and to try `reelgan-data check` on): each returns the path it wrote.
+
+They produce the kinds of files found in the wild: truncated, random bytes, zero frames, grayscale, alpha, odd
+sizes, variable frame rate, and plain good clips whose frame k is visibly k (for sampling tests).
+"""
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from data.video import write_video
+
+
+def ramp_frames(n: int, height: int = 32, width: int = 32, step: int = 10) -> np.ndarray:
+    """uint8 (n, H, W, 3) where frame k is a flat grey of value step*k: its index is readable after decoding."""
+    values = (np.arange(n) * step).clip(0, 255).astype(np.uint8)
+    return np.broadcast_to(values[:, None, None, None], (n, height, width, 3)).copy()
+
+
+def smooth_frames(n: int, height: int = 32, width: int = 32, seed: int = 0) -> np.ndarray:
+    """uint8 (n, H, W, 3) of moving colour gradients: compressible content for round-trip checks."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    phase = rng.uniform(0, 6.28, 3)
+    frames = [np.stack([127 + 100 * np.sin(x / 9 + y / 13 + 0.3 * k + phase[c]) for c in range(3)], -1)
+              for k in range(n)]
+    return np.clip(frames, 0, 255).astype(np.uint8)
+
+
+def good_mp4(path, n: int = 16, height: int = 32, width: int = 32) -> Path:
+    return write_video(path, ramp_frames(n, height, width), fps=8)
+
+
+def truncated_mp4(path, n: int = 24) -> Path:
+    """An mp4 cut short: its index (moov, written at the end) is lost, as after an interrupted download."""
+    path = Path(path)
+    good = good_mp4(path.with_name(path.stem + ".full.mp4"), n)
+    data = good.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    good.unlink()
+    return path
+
+
+def truncated_stream(path, n: int = 48, keep: float = 0.6) -> Path:
+    """A Matroska file cut at `keep` of its bytes: its early frames still decode."""
+    path = Path(path)
+    full = write_video(path.with_name(path.stem + ".full.mkv"), smooth_frames(n, 32, 32), fps=8)
+    data = full.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    full.unlink()
+    return path
+
+
+def random_bytes(path, size: int = 4096, seed: int = 0) -> Path:
+    path = Path(path)
+    path.write_bytes(np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes())
+    return path
+
+
+def zero_frame(path) -> Path:
+    """A container with a video stream header and no frames."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=8)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        container.start_encoding()
+    return Path(path)
+
+
+def grayscale(path, n: int = 8, height: int = 21, width: int = 31) -> Path:
+    """Odd-sized grayscale FFV1 in Matroska; frame k has value 20*k."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=8)
+        stream.width, stream.height, stream.pix_fmt = width, height, "gray"
+        for k in range(n):
+            frame = av.VideoFrame.from_ndarray(np.full((height, width), 20 * k, np.uint8), format="gray")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return Path(path)
+
+
+def alpha_mov(path, n: int = 4, size: int = 32) -> Path:
+    """PNG-in-MOV RGBA: left half opaque red, right half fully transparent red."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("png", rate=8)
+        stream.width, stream.height, stream.pix_fmt = size, size, "rgba"
+        for _ in range(n):
+            rgba = np.zeros((size, size, 4), np.uint8)
+            rgba[..., 0] = 255
+            rgba[:, : size // 2, 3] = 255
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgba, format="rgba")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return Path(path)
+
+
+def variable_frame_rate(path, n: int = 12, gaps_ms=(20, 100, 33, 250, 40)) -> Path:
+    """H.264 in Matroska with irregular timestamps; frame k has value 20*k."""
+    tb = Fraction(1, 1000)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        stream.time_base = stream.codec_context.time_base = tb
+        pts = 0
+        for k in range(n):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 20 * k, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = pts, tb
+            pts += gaps_ms[k % len(gaps_ms)]
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return Path(path)
+
+
+def corrupt_in_place(path, seed: int = 0) -> Path:
+    """Overwrite an existing clip with random bytes of the same size (a broken file in a good dataset)."""
+    size = max(os.path.getsize(path), 64)
+    return random_bytes(path, size, seed)

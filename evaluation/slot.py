@@ -1,0 +1,206 @@
+"""`reelgan-eval slot`: the quality-gated recommendation slot.
+
+For each user: generate K candidate clips from the checkpoint; score each with
+    engagement  P(click) of the engagement model (and P(purchase)),
+    realism     domain-feature density under the real clips (evaluation.slot_scores.DensityRealism),
+    alignment   P(the clip shows the user's revealed favourite attribute values) (domain classifier);
+apply the gate (checkpoint fvd[domain] ceiling + per-clip realism and alignment floors, configs/slot.yaml);
+rank the passing clips; write slot.jsonl and slot.csv atomically (evaluation.slot_gate). On a synthetic world
+the offline check (evaluation.slot_check) adds slot_check.json: expected engagement under the hidden truth of
+the served slot against the most popular catalogue clip and a random generated candidate.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from evaluation.slot_gate import SlotConfig, checkpoint_gate, config_dict, gate_and_rank, load_slot_config, write_slot
+from evaluation.slot_scores import DensityRealism, alignment_scores, random_alignment, revealed_preferences
+from generate.manifest import atomic_write_json
+
+
+class CandidateScorer:
+    """Engagement, realism and alignment of candidate clips, with the attribute probabilities kept for the check."""
+
+    def __init__(self, engagement, realism: DensityRealism, prefs: dict, vocab: dict[str, list[str]]):
+        self.engagement, self.realism, self.prefs, self.vocab = engagement, realism, prefs, vocab
+        self.domain = engagement.domain
+
+    @torch.no_grad()
+    def score(self, users: list[str], conditions: torch.Tensor, video: torch.Tensor) -> tuple[list[dict], dict]:
+        """video float (N, T, C, H, W) in [-1, 1] (or uint8), conditions (N, E) → ([scores per clip], probs)."""
+        eng = self.engagement.score(conditions, video)
+        feats, logits = self.domain(self.domain.prepare(video))
+        probs = {a: logits[a].softmax(-1).double().cpu().numpy() for a in self.vocab}
+        real = self.realism.score(feats.double().cpu().numpy())
+        scores = []
+        for i, user in enumerate(users):
+            align = alignment_scores({a: p[i:i + 1] for a, p in probs.items()}, self.prefs[user])[0]
+            scores.append({"engagement": float(eng["click"][i]), "purchase": float(eng["purchase"][i]),
+                           "realism": float(real[i]), "alignment": float(align)})
+        return scores, probs
+
+
+def real_feature_rows(root: Path, domain, max_clips: int = 512, seed: int = 0) -> np.ndarray:
+    """Domain features (float64 (N, d)) of up to `max_clips` real clips (a seeded subset), for the density."""
+    from evaluation.realclips import load_real_clips
+
+    clips = load_real_clips(root, domain.frames, domain.height, domain.width, list(domain.vocab))
+    idx = np.random.default_rng(seed).permutation(len(clips.video))[:max_clips]
+    with torch.no_grad():
+        feats = [domain(domain.prepare(clips.video[idx[i:i + 64]]))[0] for i in range(0, len(idx), 64)]
+    return torch.cat(feats).double().numpy()
+
+
+def read_fvd(path: str | Path | None, checkpoint_sha: str | None) -> tuple[float | None, str | None]:
+    """fvd[domain] of a metrics JSON (reelgan-eval fvd) → (value, problem). Refuses one made for another checkpoint."""
+    if path is None:
+        return None, None
+    data = json.loads(Path(path).read_text())
+    name = str(data.get("metric", ""))
+    if not name.startswith("fvd[domain"):
+        return None, f"{path} holds {name or 'no metric'}, not fvd[domain]"
+    found = _find_key(data, "checkpoint_sha256")
+    if found and checkpoint_sha and found != checkpoint_sha:
+        return None, f"{path} was measured on checkpoint {found[:12]}…, not this one ({checkpoint_sha[:12]}…)"
+    return float(data["value"]), None
+
+
+def _find_key(obj, key):
+    if isinstance(obj, dict):
+        if key in obj and isinstance(obj[key], str):
+            return obj[key]
+        for v in obj.values():
+            if (r := _find_key(v, key)) is not None:
+                return r
+    return None
+
+
+def run_slot(checkpoint: str | Path, data: str | Path, users: list[str], engagement: str | Path, outdir: str | Path,
+             cfg: SlotConfig, fvd_json: str | Path | None = None, device: str = "cpu", progress: bool = True,
+             preferences: str | Path | None = None) -> dict:
+    """Generate, score, gate, rank and write the slot for `users`; returns the summary written to slot_summary.json."""
+    from data.contract import load_dataset
+    from data.preferences import PreferenceEmbeddings
+    from evaluation.engagement import EngagementScorer
+    from evaluation.slot_check import HiddenTruth, compare_arms, most_popular_clip
+    from generate.loading import load_generator
+    from generate.run import generate_to_folders
+    from generate.targets import user_targets
+
+    t0 = time.perf_counter()
+    data, outdir = Path(data), Path(outdir)
+    prefs_path = Path(preferences) if preferences else data / "embeddings" / "preferences.safetensors"
+    embeddings = PreferenceEmbeddings.load(prefs_path)
+    targets = user_targets(users, embeddings, str(prefs_path))
+    dataset = load_dataset(data)
+    scorer_model = EngagementScorer.load(engagement, device=device)
+    vocab = scorer_model.domain.vocab
+    prefs = revealed_preferences(dataset.interactions, dataset.clips, vocab, users)
+    realism = DensityRealism(real_feature_rows(data, scorer_model.domain))
+    scorer = CandidateScorer(scorer_model, realism, prefs, vocab)
+    generator, info = load_generator(checkpoint, device=device)
+    fvd, fvd_problem = read_fvd(fvd_json, info.get("sha256"))
+    ckpt_reason = fvd_problem or checkpoint_gate(fvd, cfg.gate)
+
+    rows, probs_by_user = [], {u: {a: [] for a in vocab} for u in users}
+    seeds = list(range(cfg.seed_base, cfg.seed_base + cfg.candidates))
+
+    def on_batch(entries, video):
+        names = [e["user"] for e in entries]
+        scores, probs = scorer.score(names, torch.stack([embeddings.conditions([n])[0] for n in names]), video)
+        for i, (e, s) in enumerate(zip(entries, scores)):
+            rows.append({"user_id": e["user"], "candidate": e["seed"] - cfg.seed_base, "seed": e["seed"],
+                         "clip": f"clips/{e['folder']}/{e['files']['mp4']}", "scores": s,
+                         "checkpoint_sha256": info.get("sha256")})
+            for a in vocab:
+                probs_by_user[e["user"]][a].append(probs[a][i])
+
+    generate_to_folders(generator, info, targets, seeds, outdir / "clips", ["mp4"], truncation=cfg.truncation,
+                        batch_size=cfg.batch_size, device=device, progress=progress, on_batch=on_batch,
+                        command=f"reelgan-eval slot --checkpoint {checkpoint}")
+    ranked = gate_and_rank(rows, cfg, ckpt_reason)
+    if cfg.fallback == "popular":
+        popular = most_popular_clip(dataset.clips, dataset.interactions)
+        for r in ranked:
+            r["fallback"] = None
+        for u in users:
+            if not any(r["served"] for r in ranked if r["user_id"] == u):
+                ranked.append({"user_id": u, "candidate": None, "seed": None, "clip": str(popular["path"]),
+                               "scores": {}, "passed": False, "reasons": ["fallback: no candidate passed the gate"],
+                               "rank": None, "served": True, "fallback": str(popular.name)})
+    jsonl, csv_path = write_slot(ranked, outdir)
+    probs = {u: {a: np.stack(v) for a, v in d.items()} for u, d in probs_by_user.items()}
+    summary = {
+        "made_by": "reelgan-eval slot", "checkpoint": str(checkpoint), "checkpoint_sha256": info.get("sha256"),
+        "engagement_model": str(engagement), "engagement_sha256": scorer_model.info.get("sha256"),
+        "config": config_dict(cfg), "fvd[domain]": fvd, "checkpoint_gate": ckpt_reason or "passed",
+        "users": len(users), "candidates": len(rows), "passed": int(sum(r["passed"] for r in ranked)),
+        "served": int(sum(r["served"] for r in ranked)), "random_alignment": random_alignment(vocab),
+        "realism_reference": {"fit_clips": realism.n_fit, "reference_clips": realism.n_ref},
+        "files": {"jsonl": str(jsonl), "csv": str(csv_path)}, "seconds": round(time.perf_counter() - t0, 2),
+    }
+    truth_path = data / "hidden_truth.json"
+    if truth_path.is_file():
+        truth = HiddenTruth(truth_path, vocab)
+        check = compare_arms(truth, [r for r in ranked if r.get("candidate") is not None], probs,
+                             most_popular_clip(dataset.clips, dataset.interactions))
+        check["attributes"] = attribute_table(users, probs, vocab, truth, prefs)
+        atomic_write_json(outdir / "slot_check.json", check)
+        summary["check"] = {k: check[k] for k in ("arms", "lift", "beats_both", "verdict", "fallbacks")}
+    atomic_write_json(outdir / "slot_summary.json", summary)
+    return summary
+
+
+def attribute_table(users, probs, vocab, truth, prefs) -> dict:
+    """Per user and attribute: mean predicted distribution of the candidates, hidden and revealed favourites."""
+    table = {}
+    for u in users:
+        table[u] = {a: {"probs": probs[u][a].mean(0).round(4).tolist(), "preferred": truth.users[u][a],
+                        "revealed": vocab[a][int(np.argmax(prefs[u][a]))]} for a in vocab}
+    return {"vocab": vocab, "users": table, "preferred_from": "hidden truth",
+            "how": "domain classifier's mean attribute probabilities over each user's K slot candidates"}
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "slot", help="quality-gated recommendation slot: K candidates per user, gate, rank, slot.jsonl/csv",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="training .ckpt or exported .safetensors generator")
+    p.add_argument("--data", required=True, help="dataset folder (embeddings/, interactions.csv, [hidden_truth.json])")
+    p.add_argument("--engagement", required=True, help="engagement model file (reelgan-eval engagement)")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--users", help="comma-separated user ids")
+    who.add_argument("--heldout", type=int, metavar="N", help="the first N held-out users of users.csv (0 = all)")
+    p.add_argument("-c", "--config", default="configs/slot.yaml", help="slot YAML (candidates, gate, ranking)")
+    p.add_argument("--fvd-json", help="metrics JSON with this checkpoint's fvd[domain] (for the checkpoint gate)")
+    p.add_argument("--candidates", type=int, help="override K from the config")
+    p.add_argument("--out", required=True, help="output folder: slot.jsonl, slot.csv, clips/, slot_check.json")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run_cli)
+
+
+def run_cli(args) -> int:
+    cfg = load_slot_config(args.config, candidates=args.candidates)
+    if args.users:
+        users = [u.strip() for u in args.users.split(",") if u.strip()]
+    else:
+        from data.contract import load_dataset
+
+        held = sorted(load_dataset(args.data).heldout_users())
+        if not held:
+            raise ValueError(f"{args.data}/users.csv has no held-out users; pass --users")
+        users = held if args.heldout == 0 else held[: args.heldout]
+    s = run_slot(args.checkpoint, args.data, users, args.engagement, args.out, cfg, fvd_json=args.fvd_json,
+                 device=args.device, progress=not args.no_progress)
+    print(f"slot: {s['users']} users, {s['candidates']} candidates, {s['passed']} passed, {s['served']} served; "
+          f"checkpoint gate: {s['checkpoint_gate']} → {s['files']['jsonl']}")
+    if "check" in s:
+        print(f"offline check: {s['check']['verdict']}")
+    return 0

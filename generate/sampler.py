@@ -1,0 +1,42 @@
+"""Seeds + conditions → clips, in batches, with per-seed latents (gan.seeds): a clip depends only on its own
+(seed, condition, truncation), never on the batch size or on which other clips are generated with it."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from gan.generator import VideoGenerator
+from gan.seeds import latents_for_seeds
+
+
+@torch.no_grad()
+def generate_clips(generator: VideoGenerator, conditions: torch.Tensor, seeds: Sequence[int],
+                   truncation: float = 1.0, batch_size: int = 16, device: str | torch.device = "cpu",
+                   progress=None) -> torch.Tensor:
+    """conditions (N, E) float, seeds N ints → video float32 (N, T, C, H, W) in [-1, 1] on the CPU.
+
+    `progress(done, total)` is called after each batch when given.
+    """
+    conditions = torch.as_tensor(conditions, dtype=torch.float32)
+    if conditions.ndim != 2 or conditions.shape[1] != generator.cond_dim:
+        raise ValueError(f"conditions must be (N, {generator.cond_dim}) for this generator, "
+                         f"got {tuple(conditions.shape)}")
+    if len(seeds) != conditions.shape[0]:
+        raise ValueError(f"one seed per condition row: got {len(seeds)} seeds for {conditions.shape[0]} conditions")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not 0.0 <= float(truncation) <= 1.0:
+        raise ValueError(f"truncation must be in [0, 1] (1 = none), got {truncation}")
+    generator = generator.to(device).eval()
+    z = latents_for_seeds(list(seeds), generator.z_dim)
+    out = []
+    for start in range(0, len(seeds), int(batch_size)):
+        stop = min(start + int(batch_size), len(seeds))
+        video = generator(z[start:stop].to(device), conditions[start:stop].to(device), truncation=float(truncation))
+        out.append(video.float().cpu())
+        if progress is not None:
+            progress(stop, len(seeds))
+    if not out:
+        return torch.empty(0, generator.frames, 3, generator.height, generator.width)
+    return torch.cat(out)

@@ -1,0 +1,117 @@
+"""`check_dataset` and `reelgan-data check` on a good world and on each kind of broken dataset."""
+import shutil
+
+import pandas as pd
+import pytest
+
+from data import testing as bad
+from data.cli import main
+from data.contract import check_dataset, load_dataset
+from data.synth import make_world
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pristine")
+    make_world(root, clips=12, users=6, size=(16, 16), frames=4, seed=0, workers=1)
+    return root
+
+
+@pytest.fixture
+def world(pristine, tmp_path):
+    return shutil.copytree(pristine, tmp_path / "world")
+
+
+def _edit(path, fn):
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    fn(frame).to_csv(path, index=False)
+
+
+def _fatal(report, field=None):
+    return [p for p in report.problems if p.fatal and (field is None or p.field == field)]
+
+
+def test_good_world_is_usable_and_cli_exits_zero(world, capsys):
+    report = check_dataset(world)
+    assert report.usable and report.problems == [] and report.stats["decodable_clips"] == 12
+    assert main(["check", str(world)]) == 0
+    assert "usable" in capsys.readouterr().out
+
+
+def test_missing_column(world, capsys):
+    _edit(world / "interactions.csv", lambda f: f.drop(columns=["event"]))
+    report = check_dataset(world)
+    assert not report.usable
+    problem = report.problems[0]
+    assert problem.file.endswith("interactions.csv") and "missing column(s) event" in problem.message
+    assert main(["check", str(world)]) == 1
+    out = capsys.readouterr().out
+    assert "FATAL" in out and "UNUSABLE" in out
+
+
+def test_missing_csv_is_reported_with_the_other_file(world):
+    (world / "clips.csv").unlink()
+    _edit(world / "interactions.csv", lambda f: f.drop(columns=["timestamp"]))
+    messages = " | ".join(p.file + ": " + p.message for p in check_dataset(world).problems)
+    assert "clips.csv: file not found" in messages and "missing column(s) timestamp" in messages
+
+
+def test_duplicate_ids_unknown_paths_unknown_clips_and_bad_events(world):
+    def clips(f):
+        f.loc[3, "clip_id"] = f.loc[2, "clip_id"]
+        f.loc[5, "path"] = "clips/nowhere.mp4"
+        return f
+
+    def inter(f):
+        f.loc[0, "clip_id"] = "c99999"
+        f.loc[1, "event"] = "like"
+        f.loc[2, "split"] = "maybe"
+        return f
+
+    _edit(world / "clips.csv", clips)
+    _edit(world / "interactions.csv", inter)
+    report = check_dataset(world, decode=False)
+    assert not report.usable
+    found = {(p.file.split("/")[-1], p.row, p.field) for p in _fatal(report)}
+    assert ("clips.csv", 5, "clip_id") in found          # CSV line 5 = data row 3
+    assert ("clips.csv", 7, "path") in found
+    assert ("interactions.csv", 2, "clip_id") in found
+    assert ("interactions.csv", 3, "event") in found
+    assert ("interactions.csv", 4, "split") in found
+    event = next(p for p in report.problems if p.field == "event")
+    assert "'like'" in event.message and "purchase" in event.fix
+
+
+def test_broken_clips_are_warnings_until_none_decode(world, capsys):
+    clips = pd.read_csv(world / "clips.csv", dtype=str)
+    bad.corrupt_in_place(world / clips["path"][0])
+    bad.truncated_mp4(world / clips["path"][1])
+    report = check_dataset(world)
+    assert report.usable and report.stats["decodable_clips"] == 10
+    broken = [p for p in report.problems if p.field == "path"]
+    assert len(broken) == 2 and not any(p.fatal for p in broken)
+    assert clips["path"][0].split("/")[-1] in broken[0].message and "re-encode" in broken[0].fix
+    for i, path in enumerate(clips["path"]):
+        bad.random_bytes(world / path, seed=i)
+    report = check_dataset(world)
+    assert not report.usable and "no usable clips" in _fatal(report)[-1].message
+    assert main(["check", str(world)]) == 1
+
+
+def test_users_csv_problems(world):
+    _edit(world / "users.csv", lambda f: pd.concat([f, f.iloc[[0]]]).assign(split=lambda d: d["split"].where(
+        d.index != 1, "later")))
+    report = check_dataset(world, decode=False)
+    fields = {(p.field, p.fatal) for p in report.problems if p.file.endswith("users.csv")}
+    assert ("user_id", True) in fields and ("split", True) in fields
+
+
+def test_no_split_column_makes_each_users_last_interaction_test(world):
+    _edit(world / "interactions.csv", lambda f: f.drop(columns=["split"]))
+    ds = load_dataset(world)
+    inter = ds.interactions
+    test = inter[inter["split"] == "test"]
+    assert test["user_id"].is_unique and set(test["user_id"]) == set(inter["user_id"])
+    last = inter.groupby("user_id")["_ts"].max()
+    assert (test.set_index("user_id")["_ts"] == last.loc[test["user_id"]]).all()
+    assert check_dataset(world, decode=False).usable

@@ -1,0 +1,93 @@
+"""The generator: shapes for every motion module and non-square sizes, determinism, truncation, bad input."""
+import pytest
+import torch
+
+from gan.generator import VideoGenerator
+from gan.motion import MOTION_MODULES
+from gan.seeds import latents_for_seeds
+from generate.sampler import generate_clips
+
+SMALL = dict(content_dim=16, motion_noise_dim=4, w_dim=32, embed_dim=8, mapping_layers=2,
+             channels=(32, 32, 16, 8), truncation_anchors=16)
+
+
+@pytest.mark.parametrize("motion", sorted(MOTION_MODULES))
+@pytest.mark.parametrize("frames,height,width", [(8, 32, 32), (4, 48, 64), (5, 16, 40)])
+def test_shapes_range_and_motion(motion, frames, height, width):
+    torch.manual_seed(0)
+    kw = {"motion_kwargs": {"heads": 2}} if motion == "attention" else {}
+    g = VideoGenerator(6, frames, height, width, motion=motion, **SMALL, **kw)
+    z, c = latents_for_seeds([1, 2], g.z_dim), torch.nn.functional.normalize(torch.randn(2, 6), dim=1)
+    video = g(z, c)
+    assert video.shape == (2, frames, 3, height, width)
+    assert video.abs().max() <= 1.0
+    # frames differ (the motion module moves the clip) and the clip reacts to the motion part of z only
+    assert (video[:, 1:] - video[:, :-1]).abs().mean() > 1e-4
+    z2 = z.clone()
+    z2[:, g.content_dim:] = torch.randn_like(z2[:, g.content_dim:])
+    assert not torch.allclose(g(z2, c), video)
+    video.float().mean().backward()     # every parameter that shapes the output gets a gradient
+    assert all(p.grad is not None for p in g.parameters() if p.requires_grad)
+
+
+def test_deterministic_no_hidden_noise_and_condition_matters():
+    g = VideoGenerator(6, 4, 16, 16, **SMALL)
+    z, c = latents_for_seeds([3, 4], g.z_dim), torch.nn.functional.normalize(torch.randn(2, 6), dim=1)
+    assert torch.equal(g(z, c), g(z, c))
+    assert not torch.allclose(g(z, c), g(z, c.flip(0)))
+    assert g.config["channels"] == [32, 32, 16, 8]
+    rebuilt = VideoGenerator(**g.config)
+    rebuilt.load_state_dict(g.state_dict())
+    assert torch.equal(rebuilt(z, c), g(z, c))
+
+
+def test_truncation_pulls_towards_the_condition_mean():
+    torch.manual_seed(1)
+    g = VideoGenerator(6, 4, 16, 16, **SMALL)
+    c = torch.nn.functional.normalize(torch.randn(1, 6), dim=1).repeat(8, 1)
+    z = latents_for_seeds(list(range(8)), g.z_dim)
+    spread = {psi: g(z, c, truncation=psi).std(dim=0).mean().item() for psi in (1.0, 0.5, 0.0)}
+    assert spread[0.0] < spread[0.5] < spread[1.0]
+    # psi = 0 gives the same content for every z of one user; motion noise still differs, so clips need not
+    # be equal, but the first-frame content collapses far below the untruncated spread
+    assert torch.allclose(g.average_w(c[:1]), g.average_w(c[:1]))
+
+
+def test_same_seed_same_clip_whatever_the_batch_size():
+    g = VideoGenerator(6, 4, 16, 24, motion="sep3d", **SMALL)
+    cond = torch.nn.functional.normalize(torch.randn(5, 6), dim=1)
+    seeds = [10, 11, 12, 13, 14]
+    full = generate_clips(g, cond, seeds, truncation=0.7, batch_size=5)
+    ones = generate_clips(g, cond, seeds, truncation=0.7, batch_size=1)
+    twos = generate_clips(g, cond, seeds, truncation=0.7, batch_size=2)
+    torch.testing.assert_close(full, ones, atol=1e-5, rtol=0)
+    torch.testing.assert_close(full, twos, atol=1e-5, rtol=0)
+    alone = generate_clips(g, cond[3:4], [13], truncation=0.7, batch_size=4)
+    torch.testing.assert_close(alone[0], full[3], atol=1e-5, rtol=0)
+
+
+def test_latents_for_seeds_rows_are_independent_of_batch():
+    a = latents_for_seeds([5, 6, 7], 9)
+    assert a.shape == (3, 9) and a.dtype == torch.float32
+    assert torch.equal(latents_for_seeds([6], 9)[0], a[1])
+    assert not torch.equal(a[0], a[1])
+    with pytest.raises(TypeError, match="seeds"):
+        latents_for_seeds(5, 9)
+    with pytest.raises(ValueError, match="seeds\\[1\\]"):
+        latents_for_seeds([1, -2], 9)
+
+
+@pytest.mark.parametrize("kwargs,field", [(dict(height=36), "height=36"), (dict(width=20), "width=20"),
+                                          (dict(frames=0), "frames=0"), (dict(motion="lstm"), "lstm")])
+def test_bad_sizes_name_the_field(kwargs, field):
+    args = dict(cond_dim=6, frames=4, height=16, width=16) | kwargs
+    with pytest.raises(ValueError, match=field):
+        VideoGenerator(**args, **SMALL)
+
+
+def test_wrong_input_shapes_are_explained():
+    g = VideoGenerator(6, 4, 16, 16, **SMALL)
+    with pytest.raises(ValueError, match="z must be"):
+        g(torch.zeros(2, 3), torch.zeros(2, 6))
+    with pytest.raises(ValueError, match="cond_dim"):
+        g(torch.zeros(2, g.z_dim), torch.zeros(2, 7))

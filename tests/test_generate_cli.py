@@ -1,0 +1,101 @@
+"""reelgan-generate end to end on a real (tiny) checkpoint: seeds vs batch size, path safety, unknown users."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from data.preferences import PreferenceEmbeddings
+from generate.cli import main
+from generate.targets import UnknownUserError, user_targets
+
+_tiny = pytest.importorskip("_tiny_gan")
+HOSTILE = ["../../x", "a/b", "..", "CON", "ünï cødé"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gen")
+    ckpt = _tiny.tiny_checkpoint(root)
+    rng = np.random.default_rng(0)
+    ids = [f"u{i:04d}" for i in range(40)] + HOSTILE
+    prefs = PreferenceEmbeddings(ids, rng.normal(size=(len(ids), 8)), [f"c{i}" for i in range(5)],
+                                 rng.normal(size=(5, 8)), source="test")
+    prefs.save(root / "preferences.safetensors")
+    return {"root": root, "ckpt": ckpt, "prefs": root / "preferences.safetensors"}
+
+
+def _run(world, out, *extra):
+    args = ["--checkpoint", str(world["ckpt"]), "--preferences", str(world["prefs"]), "--outdir", str(out),
+            "--no-progress", "--allow-embeddings-mismatch", *extra]
+    return main(args)
+
+
+def _grids(out) -> dict[tuple[str, int], np.ndarray]:
+    m = json.loads((out / "manifest.json").read_text())
+    return {(e["user"], e["seed"]): np.asarray(Image.open(out / e["folder"] / e["files"]["grid"]))
+            for e in m["clips"]}
+
+
+def test_seeds_give_the_same_clip_whatever_the_batch(world, tmp_path):
+    assert _run(world, tmp_path / "b1", "--user", "u0001,u0002", "--seeds", "0-4", "--format", "grid",
+                "--batch-size", "1") == 0
+    assert _run(world, tmp_path / "b7", "--user", "u0002", "--user", "u0001", "--seeds", "3,0-2,4", "--format",
+                "grid,mp4", "--batch-size", "7") == 0
+    a, b = _grids(tmp_path / "b1"), _grids(tmp_path / "b7")
+    assert set(a) == set(b) and len(a) == 10
+    for key in a:
+        assert np.array_equal(a[key], b[key]), key
+    assert not np.array_equal(a[("u0001", 0)], a[("u0001", 1)])  # seeds differ
+    assert not np.array_equal(a[("u0001", 0)], a[("u0002", 0)])  # users differ
+    m = json.loads((tmp_path / "b7" / "manifest.json").read_text())
+    e = m["clips"][0]
+    assert {"user", "seed", "embedding_hash", "checkpoint_sha256", "truncation", "frames", "height", "width"} <= set(e)
+    assert (tmp_path / "b7" / e["folder"] / e["files"]["mp4"]).stat().st_size > 0
+    assert m["runs"][0]["timings"]["clips_per_s_model"] > 0
+
+
+def test_hostile_user_ids_stay_inside_outdir(world, tmp_path):
+    out = tmp_path / "deep" / "out"
+    assert _run(world, out, "--user", ",".join(h for h in HOSTILE if "," not in h), "--format", "gif,grid") == 0
+    inside = {p.resolve() for p in out.rglob("*") if p.is_file()}
+    everything = {p.resolve() for p in tmp_path.rglob("*") if p.is_file()}
+    assert everything == inside  # nothing was written outside --outdir
+    m = json.loads((out / "manifest.json").read_text())
+    assert sorted(e["user"] for e in m["clips"]) == sorted(HOSTILE)
+    assert len({e["folder"] for e in m["clips"]}) == len(HOSTILE)
+    for e in m["clips"]:
+        assert (out / e["folder"]).resolve().parent == out.resolve()
+
+
+def test_unknown_user_suggests_closest_ids_and_persona(world, tmp_path, capsys):
+    assert _run(world, tmp_path / "x", "--user", "u0001,u00O7") == 2
+    err = capsys.readouterr().err
+    assert "unknown user 'u00O7'" in err and "Closest ids: u0007" in err and "--persona" in err
+    assert not (tmp_path / "x" / "manifest.json").exists()
+    prefs = PreferenceEmbeddings.load(world["prefs"])
+    with pytest.raises(UnknownUserError, match="Closest ids: u0012"):
+        user_targets(["u012"], prefs)
+
+
+def test_bad_inputs_are_clear(world, tmp_path, capsys):
+    assert _run(world, tmp_path / "x", "--user", "u0001", "--format", "avi") == 2
+    assert "unknown format(s) avi" in capsys.readouterr().err
+    assert _run(world, tmp_path / "x", "--user", "u0001", "--seeds", "5-2") == 2
+    assert "backwards" in capsys.readouterr().err
+    np.save(tmp_path / "v.npy", np.zeros(5, np.float32))
+    assert _run(world, tmp_path / "x", "--embedding", str(tmp_path / "v.npy")) == 2
+    assert "expected shape (8,)" in capsys.readouterr().err
+
+
+def test_external_embedding_equals_the_users_vector(world, tmp_path):
+    prefs = PreferenceEmbeddings.load(world["prefs"])
+    np.save(tmp_path / "shopper.npy", prefs.user_vectors[prefs.index("u0003")] * 3.0)  # scale: normalised anyway
+    assert _run(world, tmp_path / "e", "--embedding", str(tmp_path / "shopper.npy"), "--format", "grid") == 0
+    assert _run(world, tmp_path / "u", "--user", "u0003", "--format", "grid") == 0
+    a, b = _grids(tmp_path / "e"), _grids(tmp_path / "u")
+    assert np.array_equal(a[("shopper", 0)], b[("u0003", 0)])
+    ma = json.loads((tmp_path / "e" / "manifest.json").read_text())["clips"][0]
+    assert ma["source"] == "embedding" and ma["detail"].endswith("shopper.npy:0")

@@ -1,0 +1,96 @@
+"""`reelgan-train`: LightningCLI over gan.module.ReelGAN and data.datamodule.ProductClipDataModule.
+
+    reelgan-train fit -c configs/demo-cpu.yaml                      # train
+    reelgan-train fit -c configs/demo-cpu.yaml --ckpt_path last     # resume everything from RUN/checkpoints/last.ckpt
+    reelgan-train fit -c configs/demo-cpu.yaml --print_config       # the full resolved config
+
+The run directory is `trainer.default_root_dir`: loggers write there (CSV by default), checkpoints go to
+RUN/checkpoints, sample grids to RUN/samples, the resolved config to RUN/config.yaml. Sizes and the condition
+dimension come from the data section (data.frames/height/width → model, data.embedding_dim → model.cond_dim).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from jsonargparse import Namespace
+from pytorch_lightning.cli import LightningCLI
+
+from data.datamodule import ProductClipDataModule
+from gan.discriminators import VideoDiscriminator
+from gan.generator import check_video_size
+from gan.module import ReelGAN
+
+CHECKPOINT_CLASS = "ModelCheckpoint"
+
+
+class ReelGANCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments("data.frames", "model.frames")
+        parser.link_arguments("data.height", "model.height")
+        parser.link_arguments("data.width", "model.width")
+        parser.link_arguments("data.embedding_dim", "model.cond_dim", apply_on="instantiate")
+        parser.link_arguments("data.embeddings_hash", "model.embeddings_hash", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        try:
+            check_video_size(cfg.data.frames, cfg.data.height, cfg.data.width,
+                             min_frames=VideoDiscriminator.min_frames, prefix="data.")
+        except ValueError as err:
+            self.parser.error(f"bad config: {err}")
+        root = Path(cfg.trainer.default_root_dir or "runs/default")
+        cfg.trainer.default_root_dir = str(root)
+        cfg.trainer.logger = _loggers_in(cfg.trainer.logger, root)
+        _checkpoints_in(cfg.trainer.callbacks, root)
+
+
+def _loggers_in(logger, root: Path):
+    """Every logger writes into the run dir; CSV is the default. WandB runs offline unless told otherwise."""
+    if logger is None or logger is True:
+        logger = Namespace(class_path="pytorch_lightning.loggers.CSVLogger", init_args=Namespace())
+    if logger is False:
+        return False
+    items = logger if isinstance(logger, list) else [logger]
+    for item in items:
+        args = item.init_args
+        kind = item.class_path.rsplit(".", 1)[-1]
+        args.save_dir = str(root)
+        if kind in ("CSVLogger", "TensorBoardLogger"):
+            args.name, args.version = "", ""          # logs in RUN itself: one folder per run, appended on resume
+        if kind == "WandbLogger":
+            os.environ.setdefault("WANDB_MODE", "offline" if args.get("offline", True) else "online")
+            os.environ.setdefault("WANDB_DIR", str(root))
+            root.mkdir(parents=True, exist_ok=True)
+    return logger
+
+
+def _checkpoints_in(callbacks, root: Path) -> None:
+    for cb in callbacks or []:
+        if isinstance(cb, Namespace) and cb.class_path.rsplit(".", 1)[-1] == CHECKPOINT_CLASS:
+            if not cb.init_args.get("dirpath"):
+                cb.init_args.dirpath = str(root / "checkpoints")
+
+
+def build_cli(args: list[str] | None = None, run: bool = True) -> ReelGANCLI:
+    """Parse (and with run=True execute) a reelgan-train command line; tests call this in process."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return ReelGANCLI(
+        ReelGAN,
+        ProductClipDataModule,
+        save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,
+        parser_kwargs={"description": __doc__},
+        args=args,
+        run=run,
+    )
+
+
+def main(args: list[str] | None = None) -> None:
+    """Console entry point (`reelgan-train`)."""
+    build_cli(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
