@@ -127,6 +127,7 @@ def check_dataset(root: str | Path, decode: bool = True, progress=None) -> Check
     report.stats = {"clips": len(clips), "interactions": len(inter), "users": int(inter["user_id"].nunique()),
                     "train_interactions": int((inter["split"] == "train").sum()),
                     "test_interactions": int((inter["split"] == "test").sum())}
+    _check_embeddings(report, ds)
     present = ~missing & (clips["path"] != "")
     if decode:
         _decode_all(report, clips, clips_csv, present, progress)
@@ -134,6 +135,27 @@ def check_dataset(root: str | Path, decode: bool = True, progress=None) -> Check
         report.add(clips_csv, None, "path", "no clip file exists: the dataset has no usable clips",
                    "add the clip files under DATASET (paths in clips.csv are relative to it)")
     return report
+
+
+def _check_embeddings(report: CheckReport, ds) -> None:
+    """If `embed` has run: the file must load (hash intact), and users who may condition should have vectors."""
+    path = ds.root / "embeddings" / "preferences.safetensors"
+    if not path.is_file():
+        return
+    from data.preferences import PreferenceEmbeddings
+
+    try:
+        emb = PreferenceEmbeddings.load(path)
+    except (ValueError, OSError, KeyError) as e:
+        report.add(str(path), None, None, f"cannot load: {e}", "rerun `reelgan-data embed DATASET`", fatal=False)
+        return
+    users = set(ds.train_interactions["user_id"]) - ds.heldout_users
+    lacking = sorted(users - set(emb.user_ids))
+    if lacking:
+        report.add(str(path), None, "user_id", f"{len(lacking)} train user(s) have no vector (e.g. {lacking[0]!r}); "
+                   "their interactions cannot condition the GAN", "refit with `reelgan-data embed` or import "
+                   "vectors for them", fatal=False)
+    report.stats["embedding_dim"] = emb.dim
 
 
 def _decode_all(report: CheckReport, clips: pd.DataFrame, clips_csv: str, present: pd.Series, progress) -> None:

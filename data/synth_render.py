@@ -9,6 +9,8 @@ the image spans y in [-1, 1] at zoom 1 and x in [-W/H, W/H].
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 SKIN_TONES = np.array([[241, 194, 167], [224, 172, 105], [198, 134, 66], [141, 85, 36], [255, 219, 172]], np.float32)
@@ -23,7 +25,8 @@ def _segment_distance(px, py, ax, ay, bx, by):
     """Distance from points (px, py) to segments a→b (broadcast), and the position t in [0, 1] along them."""
     dx, dy = bx - ax, by - ay
     t = np.clip(((px - ax) * dx + (py - ay) * dy) / (dx * dx + dy * dy), 0.0, 1.0)
-    return np.hypot(px - (ax + t * dx), py - (ay + t * dy)), t
+    ex, ey = px - (ax + t * dx), py - (ay + t * dy)
+    return np.sqrt(ex * ex + ey * ey), t
 
 
 def _pattern(kind: str, u, v, period: float):
@@ -67,7 +70,19 @@ def render_clip(look: dict, frames: int = 16, height: int = 64, width: int = 64,
     s = supersample
     T, H, W = frames, height * s, width * s
     aspect = width / height
-    t = np.linspace(0.0, 1.0, T, dtype=np.float32)[:, None, None]
+    # Per-frame motion is computed with `math` on Python floats: numpy's SIMD sin/cos can differ in the last bit
+    # with memory alignment, which would make the same seed render different pixels. Everything below is exact
+    # IEEE arithmetic (+ - * / sqrt floor), so a seed gives the same clip on every run.
+    steps = [k / max(T - 1, 1) for k in range(T)]
+    per_frame = lambda fn: np.array([fn(k) for k in steps], np.float32)[:, None, None]  # noqa: E731
+    tau = 2 * math.pi
+    t = per_frame(lambda k: k)
+    theta = [look["turn_phase"] + tau * look["turn_speed"] * k for k in steps]
+    sin_theta = np.array([math.sin(a) for a in theta], np.float32)[:, None, None]
+    turn = np.array([0.55 + 0.45 * abs(math.cos(a)) for a in theta], np.float32)[:, None, None]
+    fx = per_frame(lambda k: look["sway"] * math.sin(tau * look["sway_freq"] * k) + look["walk"] * (k - 0.5))
+    bob = per_frame(lambda k: look["bob"] * abs(math.sin(tau * look["sway_freq"] * k)))
+    swing = per_frame(lambda k: 0.08 * math.sin(tau * look["sway_freq"] * k + 1.0))
     y = (np.arange(H, dtype=np.float32)[None, :, None] + 0.5) / H * 2 - 1
     x = ((np.arange(W, dtype=np.float32)[None, None, :] + 0.5) / W * 2 - 1) * aspect
     # Camera: zoom and pan, applied to the whole world (figure and room).
@@ -75,12 +90,8 @@ def render_clip(look: dict, frames: int = 16, height: int = 64, width: int = 64,
     X = x / zoom + look["pan_x"] * (t - 0.5)
     Y = y / zoom + look["pan_y"] * (t - 0.5) + 0.02
     # Figure motion: turning narrows the silhouette, sway moves it sideways, a small bob up and down.
-    theta = look["turn_phase"] + 2 * np.pi * look["turn_speed"] * t
-    turn = 0.55 + 0.45 * np.abs(np.cos(theta))
-    fx = look["sway"] * np.sin(2 * np.pi * look["sway_freq"] * t) + look["walk"] * (t - 0.5)
     u = (X - fx) / turn
-    v = Y - look["bob"] * np.abs(np.sin(2 * np.pi * look["sway_freq"] * t))
-    swing = 0.08 * np.sin(2 * np.pi * look["sway_freq"] * t + 1.0)
+    v = Y - bob
 
     # Labels first (one uint8 map), colours after (one gather): far cheaper than painting RGB layer by layer.
     BG, SKIN, HAIR, SHOES, TOP, BOTTOM, BASE, ALT = range(8)
@@ -98,7 +109,7 @@ def render_clip(look: dict, frames: int = 16, height: int = 64, width: int = 64,
     legs_any = leg_l | leg_r
     legs = legs_any & (v > 0.08) & (v < 0.86)
     label[torso | shoulders | (arm_d < 0.05) | legs | neck | head] = SKIN
-    label[head & (v < -0.73 + 0.03 * np.cos(u * 20))] = HAIR
+    label[head & (v < -0.73 + 0.03 * (1 - 4 * np.abs(np.mod(u * 3.2 + 10.0, 1.0) - 0.5)))] = HAIR
     label[legs_any & (v >= 0.86) & (v < 0.92)] = SHOES
     garment, needs_top, needs_bottom = _garment_masks(look["category"], u, v, arm_d, arm_t, leg_l, leg_r)
     if needs_top:
@@ -121,7 +132,7 @@ def render_clip(look: dict, frames: int = 16, height: int = 64, width: int = 64,
     is_bg = label == BG
     img[is_bg] = (wall * dim[..., None])[is_bg]
     # Light from one side: shading follows the turn so rotation is visible on plain garments too.
-    shade = 1.0 + 0.18 * np.sin(theta) * np.clip(u / 0.25, -1, 1) - 0.08 * np.clip(v, 0, 1)
+    shade = 1.0 + 0.18 * sin_theta * np.clip(u / 0.25, -1, 1) - 0.08 * np.clip(v, 0, 1)
     if look["category"] == "jacket":
         shade = np.where((np.abs(u) < 0.012) & (v < 0.2), shade * 0.55, shade)
     img[garment] *= np.broadcast_to(shade, garment.shape)[garment][:, None]

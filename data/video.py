@@ -207,20 +207,42 @@ def _check_frames(frames: np.ndarray) -> np.ndarray:
     return frames
 
 
+def rgb_to_yuv420p(img: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 3) RGB, even H and W → the (3H/2, W) yuv420p layout PyAV takes (BT.601 limited range).
+
+    Converting here rather than in swscale keeps encodes bit-identical run to run: swscale's threaded conversion
+    was seen to vary in the last bit, which broke "same seed, same files".
+    """
+    rgb = img.astype(np.float32)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
+    cb = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
+    cr = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
+    h, w = y.shape
+    sub = lambda c: (c[0::2, 0::2] + c[1::2, 0::2] + c[0::2, 1::2] + c[1::2, 1::2]) / 4  # noqa: E731
+    planes = [y.reshape(-1), sub(cb).reshape(-1), sub(cr).reshape(-1)]
+    out = np.concatenate(planes).round().clip(0, 255).astype(np.uint8)
+    return out.reshape(h * 3 // 2, w)
+
+
+# One encoder thread, no lookahead or slice threads: tiny frames gain nothing from threads, and x264 output is
+# only bit-reproducible (same seed → same files) single-threaded.
+X264 = {"crf": "18", "preset": "fast", "x264-params": "threads=1:lookahead-threads=1:sliced-threads=0"}
+
+
 def _encode_av(tmp: str, frames: np.ndarray, fps: int, suffix: str) -> None:
     codec, fmt, pix_fmt, options = {
-        ".mp4": ("libx264", "mp4", "yuv420p", {"crf": "18", "preset": "fast"}),
-        ".mov": ("libx264", "mov", "yuv420p", {"crf": "18", "preset": "fast"}),
-        ".mkv": ("libx264", "matroska", "yuv420p", {"crf": "18", "preset": "fast"}),
+        ".mp4": ("libx264", "mp4", "yuv420p", X264),
+        ".mov": ("libx264", "mov", "yuv420p", X264),
+        ".mkv": ("libx264", "matroska", "yuv420p", X264),
         ".webm": ("libvpx-vp9", "webm", "yuv420p", {"crf": "30", "b": "0", "deadline": "realtime", "cpu-used": "8"}),
     }[suffix]
     frames = _even_pad(frames[..., :3])
     with av.open(tmp, mode="w", format=fmt) as container:
         stream = container.add_stream(codec, rate=fps, options=options)
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], pix_fmt
-        stream.codec_context.thread_count = 1  # tiny frames: threads cost more than they give
         for img in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb_to_yuv420p(img), format="yuv420p")):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)

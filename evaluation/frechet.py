@@ -9,8 +9,8 @@ eig(AB) = eig(BA) (non-zero part) makes this hold for *any* factor Σ1 = F Fᵀ,
 (N ≤ d) and Cholesky refuses, we use the pivoted Cholesky factor of rank r ("pivoted-cholesky" route; M is only
 (r, r), so it is even faster), or F = V √Λ₊ from eigh ("eigh" route, the last resort): same formula, still exact,
 no jitter added to Σ.
-Tiny negative eigenvalues (round-off) are clamped to 0, and so is a tiny negative total, so identical
-sets give exactly 0 and no result is ever NaN or complex.
+Tiny negative eigenvalues (round-off) are clamped to 0, and a total below ROUNDOFF·(tr Σ1 + tr Σ2) is reported
+as 0, so identical sets give exactly 0, nothing is ever negative, NaN or complex.
 
 The reference formulas are kept beside ours, for tests and bench/bench_eval_frechet.py:
     "sqrtm"   scipy.linalg.sqrtm(Σ1 Σ2) (pytorch-fid)
@@ -24,6 +24,7 @@ import torch
 from scipy import linalg
 
 METHODS = ("cholesky", "eigh", "sqrtm", "eigvals", "svd")
+ROUNDOFF = 1e-10  # relative floor below which a distance is round-off, reported as exactly 0
 
 
 def _as_f64(x, name: str) -> np.ndarray:
@@ -124,8 +125,10 @@ def frechet_terms(mu1, sigma1, mu2, sigma2, method: str = "cholesky") -> dict:
     mean_term = float(diff @ diff)
     tr1, tr2 = float(np.trace(sigma1)), float(np.trace(sigma2))
     value = mean_term + tr1 + tr2 - 2.0 * tr_sqrt
-    # The true value is ≥ 0; a negative one is round-off (≈1e-12 of the traces), so clamp it.
-    value = max(value, 0.0)
+    # The true value is ≥ 0. The cancellation in tr1 + tr2 − 2·tr_sqrt leaves round-off of ~1e-15..1e-13 of the
+    # traces, so anything below ROUNDOFF·(tr1 + tr2) (negative or not) is indistinguishable from 0 and reported as 0.
+    if value < ROUNDOFF * (tr1 + tr2):
+        value = 0.0
     return {"value": value, "mean_term": mean_term, "trace1": tr1, "trace2": tr2, "tr_sqrt": tr_sqrt, "route": route}
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from evaluation.features import FeatureExtractor, get_feature_extractor
+from evaluation.features import FeatureExtractor, feature_extractor_class, get_feature_extractor
 from evaluation.frechet import frechet_terms
 from evaluation.protocol import METRIC_KINDS, Protocol, metric_name
 from evaluation.stats import GaussianStats, load_sums, save_sums, sums_hash
@@ -132,8 +132,13 @@ def frechet_metric(family: str, real_stats_: GaussianStats, fake_stats: Gaussian
 
 def _compute(family: str, real, fake, extractor, *, extractor_kwargs=None, normalisation: str, cache_dir=None,
              real_key=None, max_clips=None, progress=False, **pins) -> dict:
+    if isinstance(extractor, str):  # fail on a kind mismatch before building (loading weights is the slow part)
+        kind = feature_extractor_class(extractor).kind
+        if kind != METRIC_KINDS[family]:
+            raise ValueError(f"{family} needs a {METRIC_KINDS[family]} network, but {extractor!r} is a {kind} "
+                             f"network (use {'fvd' if family == 'fid' else 'fid'} with it)")
     ext = resolve_extractor(extractor, extractor_kwargs)
-    metric_name(family, ext)  # fail on a kind mismatch before any work
+    metric_name(family, ext)
     label = (lambda side: f"{family}[{ext.metric_tag}] {side}") if progress else (lambda side: None)
     r_stats, r_clips, r_hash, r_cache = real_stats(real, ext, normalisation, cache_dir, real_key, max_clips,
                                                    label("real"))

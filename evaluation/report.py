@@ -29,6 +29,7 @@ class ReportInputs:
     manifests: list[Path] = field(default_factory=list)
     slot: Path | None = None
     slot_check: Path | None = None
+    truth: Path | None = None  # hidden_truth.json of a synthetic world: boxes the favourites in the heatmaps
 
 
 def discover(run: str | Path, metrics_dir: str | Path | None = None) -> ReportInputs:
@@ -46,6 +47,7 @@ def discover(run: str | Path, metrics_dir: str | Path | None = None) -> ReportIn
         manifests=sorted(run.rglob("manifest.json")),
         slot=slot,
         slot_check=check,
+        truth=next(iter(sorted(run.rglob("hidden_truth.json"))), None),
     )
 
 
@@ -74,11 +76,12 @@ def build_report(inputs: ReportInputs, out_html: str | Path, out_md: str | Path 
     slot_rows = sections.load_slot(inputs.slot) if inputs.slot else []
     check = json.loads(inputs.slot_check.read_text()) if inputs.slot_check else None
     heads = sections.headlines(metrics, check)
+    truth = json.loads(inputs.truth.read_text())["users"] if inputs.truth else None
 
     parts: list[sections.Section] = [
         sections.training_section(inputs.train_logs, inputs.run),
         sections.metrics_section(metrics),
-        sections.alignment_section(metrics, check),
+        sections.alignment_section(metrics, check, truth),
         sections.samples_section(inputs.manifests, max_users, clips_per_user),
         sections.slot_section(slot_rows, check, inputs.run),
     ]

@@ -1,10 +1,13 @@
 """Alignment figures for the report.
 
 Two sources:
-- `reelgan-eval align` JSON: per-attribute hit rates of the model against its baselines → grouped bars;
-- the slot's check (slot_check.json, `attributes`): per user, the domain classifier's mean attribute distribution
-  over the user's generated clips, with the user's preferred value boxed → one heatmap per attribute. Users who
-  prefer different colours should light up different columns: this is the demo's conditioning check.
+- the `reelgan-eval align` JSON (evaluation.personalisation.preference_alignment): per attribute, the hit rate of
+  the held-out users' generated clips against the `shuffled` (same generator, permuted conditions), `random`
+  (catalogue mix) and `uniform` baselines → grouped bars, one chart per favourite source (hidden truth, revealed);
+  and `per_user` mean predicted attribute distributions → one heatmap per attribute;
+- the slot's check (slot_check.json, `attributes`): the same heatmaps over the slot's candidates.
+In the heatmaps the user's favourite value (hidden truth when the run has one) is boxed in red: users who prefer
+different colours should light up different columns. This is the demo's conditioning check.
 """
 from __future__ import annotations
 
@@ -12,54 +15,68 @@ import numpy as np
 
 from evaluation import report_plots as plots
 
-_SERIES_ORDER = ("model", "hit_rate", "shuffled", "random")
+_SOURCES = ("hidden_truth", "revealed")
+_SERIES = ("hit_rate", "shuffled", "random", "uniform")
 
 
-def _per_attribute(data: dict) -> dict | None:
-    per = data.get("per_attribute")
-    if isinstance(per, dict) and per and all(isinstance(v, dict) for v in per.values()):
-        return per
-    return None
+def _bars(alignment: dict) -> list[tuple[str, bytes]]:
+    figs = []
+    for source in _SOURCES:
+        per = alignment.get(source)
+        if not isinstance(per, dict) or not per:
+            continue
+        groups = {a: {s: float(v[s]) for s in _SERIES if isinstance(v.get(s), (int, float))} for a, v in per.items()}
+        figs.append((f"hit rate of the held-out users' generated clips against their favourite ({source.replace('_', ' ')}); "
+                     "shuffled = same clips seeds with conditions permuted among users; random = a catalogue clip; "
+                     "uniform = 1/V. Conditioning works when hit_rate > shuffled ≈ random.",
+                     plots.grouped_bars(groups, f"preference alignment by attribute (favourite: {source.replace('_', ' ')})",
+                                        "hit rate")))
+    return figs
 
 
-def alignment_figures(data: dict) -> list[tuple[str, bytes]]:
+def _heatmaps(users: dict, vocab: dict, favourites: dict | None, what: str, source: str) -> list[tuple[str, bytes]]:
+    figs = []
+    names = list(users)
+    for a, values in vocab.items():
+        if not all(a in users[u] for u in names):
+            continue
+        mat = np.array([users[u][a] for u in names], dtype=float)
+        marks = None
+        if favourites:
+            marks = [values.index(favourites[u][a]) if favourites.get(u, {}).get(a) in values else None for u in names]
+        figs.append((f"{a}: mean predicted {a} of each user's {what} (rows)"
+                     + (f"; red box = the user's favourite {a} ({source})" if marks else ""),
+                     plots.preference_heatmap(names, values, mat, f"what the generator made: {a} ({what})", marks)))
+    return figs
+
+
+def alignment_figures(data: dict, truth: dict | None = None) -> list[tuple[str, bytes]]:
+    """Figures from an align JSON or from {"attributes": slot_check attributes}; truth: hidden_truth users."""
     figs: list[tuple[str, bytes]] = []
-    per = _per_attribute(data)
-    if per:
-        groups = {a: {k: float(v) for k, v in vals.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-                  for a, vals in per.items()}
-        groups = {a: g for a, g in groups.items() if g}
-        if groups:
-            figs.append(("per-attribute preference alignment: generated clips' attributes (domain classifier) match "
-                         "the user's preferred value; baselines: shuffled conditions and random",
-                         plots.grouped_bars(groups, "preference alignment by attribute", "hit rate")))
+    if isinstance(data.get("alignment"), dict):
+        figs += _bars(data["alignment"])
+    if isinstance(data.get("per_user"), dict) and isinstance(data.get("vocab"), dict):
+        figs += _heatmaps(data["per_user"], data["vocab"], truth, "generated clips (align)", "hidden truth")
     attrs = data.get("attributes")
     if isinstance(attrs, dict) and attrs.get("users"):
-        vocab: dict[str, list[str]] = attrs["vocab"]
-        users = attrs["users"]
-        for a, values in vocab.items():
-            names = list(users)
-            mat = np.array([users[u][a]["probs"] for u in names], dtype=float)
-            marks = [values.index(users[u][a]["preferred"]) if users[u][a].get("preferred") in values else None
-                     for u in names]
-            figs.append((f"{a}: mean predicted {a} of each user's generated clips (rows); red box = the user's "
-                         f"preferred {a} ({attrs.get('preferred_from', 'hidden truth')})",
-                         plots.preference_heatmap(names, values, mat, f"what the generator made: {a}", marks)))
+        users = {u: {a: v["probs"] for a, v in d.items()} for u, d in attrs["users"].items()}
+        fav = {u: {a: v.get("preferred") for a, v in d.items()} for u, d in attrs["users"].items()}
+        figs += _heatmaps(users, attrs["vocab"], fav, "slot candidates", attrs.get("preferred_from", "hidden truth"))
     return figs
 
 
 def alignment_headline(data: dict) -> dict | None:
-    """The headline alignment figure: the model's hit rate on the first attribute (colour if present)."""
-    if isinstance(data.get("headline"), dict) and data["headline"].get("name", "").startswith("alignment"):
-        return data["headline"]
-    per = _per_attribute(data)
-    if not per:
+    """colour hit rate (hidden truth if present, else revealed) with its baselines, or None."""
+    alignment = data.get("alignment")
+    if not isinstance(alignment, dict):
         return None
-    attr = "colour" if "colour" in per else next(iter(per))
-    vals = per[attr]
-    key = next((k for k in _SERIES_ORDER if k in vals), None)
-    if key is None:
-        return None
-    others = ", ".join(f"{k} {vals[k]:.2f}" for k in ("shuffled", "random") if k in vals)
-    return {"name": f"alignment[{attr}]", "value": vals[key], "display": f"{vals[key]:.2f}",
-            "note": f"{attr} hit rate of generated clips for held-out users" + (f" (baselines: {others})" if others else "")}
+    for source in _SOURCES:
+        per = alignment.get(source) or {}
+        attr = "colour" if "colour" in per else next(iter(per), None)
+        if attr and isinstance(per[attr].get("hit_rate"), (int, float)):
+            v = per[attr]
+            base = ", ".join(f"{k} {v[k]:.2f}" for k in ("shuffled", "random") if isinstance(v.get(k), (int, float)))
+            return {"name": f"alignment[{attr}]", "value": v["hit_rate"], "display": f"{v['hit_rate']:.2f}",
+                    "note": f"{attr} hit rate of held-out users' generated clips vs their {source.replace('_', ' ')} "
+                            f"favourite (baselines: {base})"}
+    return None

@@ -126,10 +126,10 @@ def metrics_section(metrics: list[dict]) -> Section:
 
 
 # ---------------------------------------------------------------- alignment
-def alignment_section(metrics: list[dict], check: dict | None = None) -> Section:
+def alignment_section(metrics: list[dict], check: dict | None = None, truth: dict | None = None) -> Section:
     from evaluation.report_alignment import alignment_figures
 
-    figs = [f for m in metrics if m["data"] is not None for f in alignment_figures(m["data"])]
+    figs = [f for m in metrics if m["data"] is not None for f in alignment_figures(m["data"], truth)]
     if check:
         figs += alignment_figures({"attributes": check.get("attributes")})
     if not figs:

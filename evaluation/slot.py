@@ -168,36 +168,49 @@ def attribute_table(users, probs, vocab, truth, prefs) -> dict:
 
 
 def register(subparsers) -> None:
+    from evaluation.cli_common import add_checkpoint, add_dataset
+
     p = subparsers.add_parser(
         "slot", help="quality-gated recommendation slot: K candidates per user, gate, rank, slot.jsonl/csv",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="training .ckpt or exported .safetensors generator")
-    p.add_argument("--data", required=True, help="dataset folder (embeddings/, interactions.csv, [hidden_truth.json])")
-    p.add_argument("--engagement", required=True, help="engagement model file (reelgan-eval engagement)")
+    add_checkpoint(p)
+    add_dataset(p)
+    p.add_argument("--engagement", type=Path,
+                   help="engagement model file (default DATASET/evaluation/engagement.safetensors, from "
+                        "`reelgan-eval engagement`); its domain classifier gives realism and alignment")
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--users", help="comma-separated user ids")
     who.add_argument("--heldout", type=int, metavar="N", help="the first N held-out users of users.csv (0 = all)")
     p.add_argument("-c", "--config", default="configs/slot.yaml", help="slot YAML (candidates, gate, ranking)")
-    p.add_argument("--fvd-json", help="metrics JSON with this checkpoint's fvd[domain] (for the checkpoint gate)")
+    p.add_argument("--fvd-json", type=Path, help="metrics JSON of `reelgan-eval fvd --network domain` for this "
+                                                  "checkpoint (the checkpoint-level gate; without it the gate fails "
+                                                  "closed unless gate.max_fvd is null)")
     p.add_argument("--candidates", type=int, help="override K from the config")
-    p.add_argument("--out", required=True, help="output folder: slot.jsonl, slot.csv, clips/, slot_check.json")
+    p.add_argument("--out", type=Path, required=True, help="output folder: slot.jsonl, slot.csv, clips/, "
+                                                            "slot_summary.json, slot_check.json (synthetic world)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_cli)
 
 
 def run_cli(args) -> int:
+    from evaluation.cli_common import engagement_path
+
     cfg = load_slot_config(args.config, candidates=args.candidates)
     if args.users:
         users = [u.strip() for u in args.users.split(",") if u.strip()]
     else:
         from data.contract import load_dataset
 
-        held = sorted(load_dataset(args.data).heldout_users())
+        held = sorted(load_dataset(args.dataset).heldout_users)
         if not held:
-            raise ValueError(f"{args.data}/users.csv has no held-out users; pass --users")
+            raise ValueError(f"{args.dataset}/users.csv has no held-out users; pass --users")
         users = held if args.heldout == 0 else held[: args.heldout]
-    s = run_slot(args.checkpoint, args.data, users, args.engagement, args.out, cfg, fvd_json=args.fvd_json,
+    engagement = args.engagement or engagement_path(args.dataset)
+    if not Path(engagement).is_file():
+        raise FileNotFoundError(f"{engagement}: no engagement model; train it with "
+                                f"`reelgan-eval engagement --dataset {args.dataset}` or pass --engagement")
+    s = run_slot(args.checkpoint, args.dataset, users, engagement, args.out, cfg, fvd_json=args.fvd_json,
                  device=args.device, progress=not args.no_progress)
     print(f"slot: {s['users']} users, {s['candidates']} candidates, {s['passed']} passed, {s['served']} served; "
           f"checkpoint gate: {s['checkpoint_gate']} → {s['files']['jsonl']}")

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchase": 8.0}  # data.contract.EVENT_WEIGHTS
+from data.contract import EVENT_WEIGHTS
 
 
 class HiddenTruth:

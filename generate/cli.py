@@ -102,8 +102,8 @@ def run_generate(args) -> dict:
 
     formats = parse_formats(args.format)
     seeds = resolve_seeds(args.num, args.seeds)
-    if args.truncation <= 0:
-        raise ValueError(f"--truncation must be > 0, got {args.truncation}")
+    if not 0 < args.truncation <= 1:
+        raise ValueError(f"--truncation must be in (0, 1] (1 = full diversity), got {args.truncation}")
     if not (args.user or args.users_file or args.embedding or args.persona):
         raise ValueError("say who the clips are for: --user ID, --users-file CSV, --embedding NPY or --persona TEXT")
     device = pick_device(args.device)

@@ -1,4 +1,5 @@
-"""Load a trained generator from a file: a Lightning .ckpt written by `reelgan-train` (EMA weights).
+"""Load a trained generator from a file: a Lightning .ckpt written by `reelgan-train` (EMA weights), or a
+.safetensors written by `reelgan-generate export` (read by generate.export.load_exported, no pickle).
 
 Checkpoints are read with torch.load(weights_only=True): only tensors, numbers, strings, lists and dicts.
 """
@@ -22,7 +23,7 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[VideoGenerator, dict]:
-    """path to a ReelGAN .ckpt → (VideoGenerator in eval mode on `device`, info dict).
+    """path to a ReelGAN .ckpt (or exported .safetensors) → (VideoGenerator in eval mode on `device`, info dict).
 
     info: sha256 (of the file), config (the generator's constructor kwargs), embeddings_hash, path, kind,
     images_seen, global_step.
@@ -31,8 +32,13 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint. Fix: pass RUN/checkpoints/last.ckpt of a "
                                 "`reelgan-train fit` run")
+    if path.suffix == ".safetensors":
+        from generate.export import load_exported
+
+        return load_exported(path, device=device)
     if path.suffix != ".ckpt":
-        raise ValueError(f"{path}: unsupported generator file type {path.suffix!r}; expected a Lightning .ckpt")
+        raise ValueError(f"{path}: unsupported generator file type {path.suffix!r}; expected a Lightning .ckpt "
+                         "or a .safetensors from `reelgan-generate export`")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt zip, truncated write, or a pickle with arbitrary objects

@@ -99,3 +99,25 @@ def test_external_embedding_equals_the_users_vector(world, tmp_path):
     assert np.array_equal(a[("shopper", 0)], b[("u0003", 0)])
     ma = json.loads((tmp_path / "e" / "manifest.json").read_text())["clips"][0]
     assert ma["source"] == "embedding" and ma["detail"].endswith("shopper.npy:0")
+
+
+def test_persona_and_campaign(world, tmp_path):
+    from data.persona import PersonaMap, encode_texts
+
+    rng = np.random.default_rng(1)
+    pmap = PersonaMap(rng.normal(size=(384, 8)), np.zeros(8), np.zeros(384))
+    pmap.save(tmp_path / "persona_map.safetensors")
+    (tmp_path / "campaign.csv").write_text('user_id,persona\nu0004,\n,"retro red dress with dots"\n')
+    out = tmp_path / "p"
+    assert _run(world, out, "--persona-map", str(tmp_path / "persona_map.safetensors"), "--users-file",
+                str(tmp_path / "campaign.csv"), "--persona", "sporty blue jacket", "--format", "grid") == 0
+    m = json.loads((out / "manifest.json").read_text())
+    assert [(e["user"], e["source"]) for e in m["clips"]] == [
+        ("u0004", "user"), ("persona-retro red dress with dots", "persona"), ("persona-sporty blue jacket", "persona")]
+    from generate.manifest import condition_hash
+
+    expected = pmap.map_features(encode_texts(["sporty blue jacket"]))[0]
+    assert m["clips"][2]["embedding_hash"] == condition_hash(expected / np.linalg.norm(expected))
+    (tmp_path / "bad.csv").write_text("user_id,persona\nu0004,\n,\n")
+    assert _run(world, tmp_path / "q", "--persona-map", str(tmp_path / "persona_map.safetensors"),
+                "--users-file", str(tmp_path / "bad.csv")) == 2

@@ -43,8 +43,14 @@ def make_run(tmp_path):
     atomic_write_json(run / "eval" / "fvd_domain.json", {
         "metric": "fvd[domain]", "value": 151.2, "protocol": {"network": "domain", "weights_sha256": "ab" * 32,
                                                               "frames": 16, "clips": {"real": 256, "fake": 256}}})
-    atomic_write_json(run / "eval" / "align.json", {"per_attribute": {
-        "colour": {"model": 0.61, "shuffled": 0.14, "random": 0.125}, "pattern": {"model": 0.35, "random": 0.25}}})
+    atomic_write_json(run / "eval" / "align.json", {
+        "alignment": {"hidden_truth": {"colour": {"hit_rate": 0.61, "shuffled": 0.14, "random": 0.125, "uniform": 0.125},
+                                       "pattern": {"hit_rate": 0.35, "shuffled": 0.27, "random": 0.25}},
+                      "revealed": {"colour": {"hit_rate": 0.5, "shuffled": 0.2, "random": 0.13}}},
+        "per_user": {u: {"colour": [0.8 if v == u else 0.1 for v in COLOURS]} for u in COLOURS},
+        "vocab": {"colour": list(COLOURS)}})
+    (run / "world").mkdir()
+    atomic_write_json(run / "world" / "hidden_truth.json", {"users": {u: {"colour": u} for u in COLOURS}})
     samples = run / "samples"
     entries = []
     for k, (user, rgb) in enumerate(COLOURS.items()):
@@ -74,8 +80,8 @@ def test_report_is_self_contained_and_complete(tmp_path):
     srcs = re.findall(r'src="([^"]*)"', page)
     assert srcs and all(s.startswith("data:image/") for s in srcs)
     assert not re.search(r'(href|src)="(https?:|//|file:)', page)
-    # curves, alignment bars, a heatmap, 6 sample GIFs, slot check
-    assert out["images"] >= 10
+    # curves, 2 alignment bar charts, 2 heatmaps, 6 sample GIFs, slot check
+    assert out["images"] == 12
     gifs = [s for s in srcs if s.startswith("data:image/gif")]
     assert len(gifs) == 6
     first = Image.open(io.BytesIO(base64.b64decode(gifs[0].split(",", 1)[1])))

@@ -1,0 +1,48 @@
+"""`reelgan-eval`: every evaluation as a subcommand. A thin shell: each subcommand lives in a module that exposes
+`register(subparsers)` (adds its parser and `set_defaults(func=...)`), and adding one is one line in COMMANDS.
+
+    reelgan-eval fid  --checkpoint C --dataset D [--network inception-fid|effnet-lite0]
+    reelgan-eval fvd  --checkpoint C --dataset D [--network domain|i3d-fvd]
+    reelgan-eval domain --dataset D
+    reelgan-eval align --checkpoint C --dataset D
+    reelgan-eval engagement --dataset D [--checkpoint C]
+    reelgan-eval slot ... / report ...
+
+Results are JSON on stdout (and in --out), each with the pinned protocol and how it was made.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = [
+    "evaluation.cli_metrics",    # fid, fvd
+    "evaluation.cli_personal",   # domain, align, engagement
+    "evaluation.slot",           # slot
+    "evaluation.report",         # report
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reelgan-eval", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        # Our errors name the file, row or field and the fix: show the sentence, not a traceback.
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"reelgan-eval {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

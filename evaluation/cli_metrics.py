@@ -1,0 +1,132 @@
+"""`reelgan-eval fid | fvd`: a checkpoint's clips against the dataset's real clips, with the pinned protocol.
+
+Both sides are made the same way: N real clips (a seeded subset of clips.csv) are decoded at the generator's
+frames × height × width (stride --stride, from frame 0); each is paired with a condition drawn like training
+draws it (a user among the clip's click-or-stronger train interactions, in proportion to event strength; a
+random train user for a clip nobody clicked), and the generator makes one fake clip per condition with seeds
+base..base+N-1. So real and fake share the condition mix and the network sees the same sizes on both sides.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from evaluation import cli_common as common
+
+NETWORKS = {"fid": ("inception-fid", "effnet-lite0"), "fvd": ("domain", "i3d-fvd")}
+
+
+def register(subparsers) -> None:
+    for family, (default, *others) in NETWORKS.items():
+        p = subparsers.add_parser(
+            family, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            help=f"{family.upper()}-family metric of a checkpoint ({', '.join([default, *others])})",
+            description=__doc__ + f"\nThe result is named {family}[<network>], e.g. {family}[{default.split('-')[0]}].")
+        common.add_checkpoint(p)
+        common.add_dataset(p)
+        p.add_argument("--network", default=default, choices=[default, *others], help="feature network")
+        p.add_argument("--weights", type=Path, help="weights file of inception-fid / i3d-fvd / effnet-lite0 "
+                                                    "(default: the torch hub cache, or the packaged effnet weights)")
+        common.add_domain(p)
+        p.add_argument("--clips", type=int, default=256, help="clips per side (capped at the catalogue size)")
+        p.add_argument("--stride", type=int, default=1, help="frame stride of the real clips")
+        p.add_argument("--normalisation", choices=("n-1", "n"), default="n-1" if family == "fid" else "n",
+                       help="covariance normalisation (n-1: FID convention; n: StyleGAN-V FVD)")
+        p.add_argument("--repeats", type=int, default=1, help="k generation seed sets → mean ± std")
+        p.add_argument("--truncation", type=float, default=1.0)
+        p.add_argument("--batch-size", type=int, default=16)
+        p.add_argument("--cache-dir", type=Path, help="real-statistics cache (default DATASET/evaluation/stats)")
+        common.add_output(p)
+        p.set_defaults(func=run_metric, family=family)
+
+
+def paired_conditions(ds, embeddings, clip_ids: list[str], rng: np.random.Generator) -> tuple[torch.Tensor, list[str]]:
+    """One condition per clip, drawn as the datamodule draws them (see module docstring) → ((N, E), user ids)."""
+    from data.contract import EVENT_WEIGHTS
+
+    inter = ds.interactions[ds.interactions["valid"] & (ds.interactions["split"] == "train")]
+    inter = inter[~inter["user_id"].isin(ds.heldout_users) & inter["user_id"].isin(set(embeddings.user_ids))]
+    pos = inter[inter["weight"] >= EVENT_WEIGHTS["click"]].groupby(["clip_id", "user_id"])["weight"].max()
+    train_users = sorted(set(inter["user_id"]))
+    if not train_users:
+        raise ValueError(f"{ds.root / 'interactions.csv'}: no train user with a preference vector to condition on")
+    users = []
+    for c in clip_ids:
+        if c in pos.index.get_level_values(0):
+            w = pos.loc[c]
+            users.append(str(rng.choice(w.index.to_numpy(), p=(w / w.sum()).to_numpy())))
+        else:
+            users.append(str(rng.choice(train_users)))
+    return embeddings.conditions(users), users
+
+
+def _real_clips(ds, clip_ids: list[str], frames: int, stride: int, size: tuple[int, int]) -> torch.Tensor:
+    from data.video import read_clip
+
+    files = dict(zip(ds.clips["clip_id"], ds.clips["file"]))
+    clips = [torch.from_numpy(read_clip(files[c], frames, stride, start=0, size=size)).permute(0, 3, 1, 2)
+             for c in clip_ids]
+    return torch.stack(clips)  # uint8 (N, T, C, H, W)
+
+
+def run_metric(args) -> int:
+    from data.contract import load_dataset
+    from data.preferences import PreferenceEmbeddings
+    from data.tensors import model_to_uint8
+    from evaluation.metrics import compute_fid, compute_fvd, repeat_metric
+    from generate.loading import load_generator
+    from generate.sampler import generate_clips
+
+    ds = load_dataset(args.dataset)
+    emb = PreferenceEmbeddings.load(common.embeddings_path(args.dataset))
+    generator, ginfo = load_generator(args.checkpoint, device=args.device)
+    frames, size = generator.frames, (generator.height, generator.width)
+    rng = np.random.default_rng(args.seed)
+    all_ids = list(ds.clips["clip_id"])
+    n = min(args.clips, len(all_ids))
+    clip_ids = [all_ids[i] for i in sorted(rng.permutation(len(all_ids))[:n])]
+    conds, _ = paired_conditions(ds, emb, clip_ids, rng)
+    kwargs = {"device": args.device}
+    if args.network == "domain":
+        kwargs["weights"] = common.ensure_domain(args.dataset, args.domain, not args.no_progress)
+    elif args.weights is not None:
+        kwargs["weights"] = args.weights
+    bs = args.batch_size
+    real_video: list[torch.Tensor] = []
+
+    def real():
+        if not real_video:
+            real_video.append(_real_clips(ds, clip_ids, frames, args.stride, size))
+        return (real_video[0][i:i + bs] for i in range(0, n, bs))
+
+    def run(seed_base: int) -> dict:
+        seeds = list(range(seed_base, seed_base + n))
+
+        def fake():
+            for i in range(0, n, bs):
+                video = generate_clips(generator, conds[i:i + bs], seeds[i:i + bs], args.truncation, bs, args.device)
+                yield model_to_uint8(video)  # (B, T, C, H, W) uint8, as the real side
+
+        compute = compute_fid if args.family == "fid" else compute_fvd
+        return compute(real, fake, args.network, extractor_kwargs=kwargs, normalisation=args.normalisation,
+                       cache_dir=args.cache_dir or args.dataset / "evaluation" / "stats", real_key=real_key,
+                       progress=not args.no_progress, frames=frames, stride=args.stride, offset=0, seeds=seeds,
+                       extra={"truncation": args.truncation, "size": list(size), "conditions": "paired, train users",
+                              "sampling_seed": args.seed})
+
+    real_key = {"clips_csv_sha256": hashlib.sha256((args.dataset / "clips.csv").read_bytes()).hexdigest(),
+                "clip_ids_sha256": hashlib.sha256("\n".join(clip_ids).encode()).hexdigest(), "clips": n,
+                "frames": frames, "stride": args.stride, "offset": 0, "size": list(size)}
+    if args.repeats > 1:
+        res = repeat_metric(run, [args.seed + r * n for r in range(args.repeats)])
+        res["value"] = res["mean"]
+    else:
+        res = run(args.seed)
+    result = common.made_by(args, checkpoint=str(args.checkpoint), checkpoint_sha256=ginfo.get("sha256"),
+                            dataset=str(args.dataset), embeddings_hash=emb.hash, **res)
+    common.emit(result, args.out)
+    return 0

@@ -1,0 +1,170 @@
+"""`reelgan-eval domain | align | engagement`: the personalisation half of evaluation, as thin shells.
+
+    reelgan-eval domain --dataset D                       train the domain classifier → D/evaluation/domain.safetensors
+    reelgan-eval align --checkpoint C --dataset D         preference alignment, CAS, conditional fvd[domain]
+    reelgan-eval engagement --dataset D [--checkpoint C]  train + evaluate the engagement model (AUC, NDCG@10 vs
+                                                          popularity / MF / random); with C, also score its clips
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from evaluation import cli_common as common
+
+
+def register(subparsers) -> None:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = subparsers.add_parser("domain", formatter_class=fmt, help="train the domain classifier (fvd[domain], attributes)",
+                              description="Train the small attribute classifier on the dataset's real clips (split "
+                                          "by product) and save it with its config, sha256 and val accuracy.")
+    common.add_dataset(p)
+    p.add_argument("--model-out", type=Path, help="classifier file (default DATASET/evaluation/domain.safetensors)")
+    p.add_argument("--frames", type=int, default=8, help="clip length the classifier reads")
+    p.add_argument("--size", type=int, default=32, help="frame height = width it reads")
+    p.add_argument("--epochs", type=int, default=30)
+    common.add_output(p)
+    p.set_defaults(func=run_domain)
+
+    p = subparsers.add_parser("align", formatter_class=fmt, help="preference alignment of held-out users' clips",
+                              description="Generate K clips per held-out user; the domain classifier reads their "
+                                          "attributes. Hit rate vs revealed (and hidden-truth) favourites, against "
+                                          "random-catalogue and shuffled-condition baselines; CAS; conditional FVD.")
+    common.add_checkpoint(p)
+    common.add_dataset(p)
+    common.add_domain(p)
+    p.add_argument("--embeddings", type=Path, help="preferences file (default DATASET/embeddings/preferences.safetensors)")
+    p.add_argument("--clips-per-user", type=int, default=4, help="K generated clips per held-out user")
+    p.add_argument("--max-users", type=int, help="cap on held-out users (first by id)")
+    p.add_argument("--truncation", type=float, default=1.0)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--group-attribute", default="colour", help="attribute that groups users for conditional FVD")
+    common.add_output(p)
+    p.set_defaults(func=run_align)
+
+    p = subparsers.add_parser("engagement", formatter_class=fmt, help="train + evaluate the engagement model",
+                              description="Train P(click), P(purchase) on train interactions; report held-out AUC "
+                                          "and NDCG@10 against popularity, MF and random; save the model for the slot.")
+    common.add_dataset(p)
+    common.add_checkpoint(p, required=False)
+    common.add_domain(p)
+    p.add_argument("--embeddings", type=Path, help="preferences file (default DATASET/embeddings/preferences.safetensors)")
+    p.add_argument("--model-out", type=Path, help="engagement model file (default DATASET/evaluation/engagement.safetensors)")
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--clips-per-user", type=int, default=2, help="with --checkpoint: generated clips per held-out user")
+    common.add_output(p)
+    p.set_defaults(func=run_engagement)
+
+
+def run_domain(args) -> int:
+    from evaluation.features.domain_train import DomainTrainConfig, load_domain_classifier, train_domain_classifier
+
+    out = args.model_out or common.domain_path(args.dataset)
+    cfg = DomainTrainConfig(frames=args.frames, height=args.size, width=args.size, epochs=args.epochs, seed=args.seed)
+    _, report = train_domain_classifier(args.dataset, cfg, out=out, progress=not args.no_progress)
+    _, info = load_domain_classifier(out)
+    result = common.made_by(args, dataset=str(args.dataset), model=str(out), domain_sha256=info["sha256"],
+                            metrics={f"domain_val_accuracy[{k}]": v for k, v in report.val_accuracy.items()},
+                            report=asdict(report))
+    common.emit(result, args.out)
+    return 0
+
+
+def _load_common(args):
+    from data.contract import load_dataset
+    from data.preferences import PreferenceEmbeddings
+    from evaluation.features.domain_train import load_domain_classifier
+    from evaluation.realclips import load_real_clips
+
+    ds = load_dataset(args.dataset)
+    emb = PreferenceEmbeddings.load(args.embeddings or common.embeddings_path(args.dataset))
+    dpath = common.ensure_domain(args.dataset, args.domain, not args.no_progress)
+    domain, dinfo = load_domain_classifier(dpath, device=args.device)
+    real = load_real_clips(args.dataset, domain.frames, domain.height, domain.width, list(domain.vocab),
+                           progress=not args.no_progress)
+    return ds, emb, domain, dinfo, real
+
+
+def run_align(args) -> int:
+    from evaluation.personalisation import AlignmentConfig, load_truth, preference_alignment
+    from generate.loading import load_generator
+
+    ds, emb, domain, dinfo, real = _load_common(args)
+    generator, ginfo = load_generator(args.checkpoint, device=args.device)
+    cfg = AlignmentConfig(clips_per_user=args.clips_per_user, seed=args.seed, truncation=args.truncation,
+                          batch_size=args.batch_size, group_attribute=args.group_attribute, max_users=args.max_users)
+    with common.progress_bar(not args.no_progress) as bar:
+        task = bar.add_task("generate + read (own, shuffled)", total=2)
+        res = preference_alignment(generator, emb, ds, domain, real, cfg,
+                                   real_accuracy=(dinfo.get("report") or {}).get("val_accuracy"),
+                                   truth=load_truth(args.dataset), device=args.device,
+                                   progress=lambda done, total: bar.update(task, completed=done))
+    source = "hidden_truth" if "hidden_truth" in res["alignment"] else "revealed"
+    metrics = {}
+    for a, row in res["alignment"][source].items():
+        metrics[f"alignment[{a}]"] = row["hit_rate"]
+        metrics[f"alignment_shuffled[{a}]"] = row["shuffled"]
+        metrics[f"alignment_random[{a}]"] = row["random"]
+    for a, row in res["cas"].items():
+        if row["score"] is not None:
+            metrics[f"cas[{a}]"] = row["score"]
+    if res["conditional_fvd"]["matched_mean"] is not None:
+        metrics["conditional_fvd[domain] matched"] = res["conditional_fvd"]["matched_mean"]
+        metrics["conditional_fvd[domain] mismatched"] = res["conditional_fvd"]["mismatched_mean"]
+    result = common.made_by(args, checkpoint=str(args.checkpoint), checkpoint_sha256=ginfo.get("sha256"),
+                            dataset=str(args.dataset), domain_sha256=dinfo["sha256"], embeddings_hash=emb.hash,
+                            metrics_from=source, metrics=metrics, **res)
+    common.emit(result, args.out)
+    return 0
+
+
+def run_engagement(args) -> int:
+    from evaluation.engagement import EngagementScorer, EngagementTrainConfig, clip_inputs, train_engagement_model
+    from evaluation.engagement_eval import evaluate_engagement
+
+    ds, emb, domain, dinfo, real = _load_common(args)
+    model, summary = train_engagement_model(ds.interactions, emb, domain, real.clip_ids, real.video,
+                                            EngagementTrainConfig(epochs=args.epochs, seed=args.seed),
+                                            progress=not args.no_progress)
+    scorer = EngagementScorer(model, domain)
+    inputs = clip_inputs(domain, real.video)
+    report = evaluate_engagement(scorer, inputs, ds.interactions, emb, real.clip_ids, seed=args.seed)
+    out = args.model_out or common.engagement_path(args.dataset)
+    digest = scorer.save(out, extra={"embeddings_hash": emb.hash, "dataset": str(args.dataset),
+                                     "heldout": report["methods"], "training": summary})
+    metrics = {(k if m == "engagement" else f"{m}:{k}"): v for m, r in report["methods"].items()
+               for k, v in r.items() if k in ("auc[click]", "auc[purchase]", "ndcg@10")}
+    result = common.made_by(args, dataset=str(args.dataset), model=str(out), engagement_sha256=digest,
+                            domain_sha256=dinfo["sha256"], embeddings_hash=emb.hash, metrics=metrics,
+                            training=summary, heldout=report)
+    if args.checkpoint is not None:
+        result["generated"] = _score_generated(args, scorer, emb, ds, inputs)
+    common.emit(result, args.out)
+    return 0
+
+
+def _score_generated(args, scorer, emb, ds, inputs) -> dict:
+    """P(click) of clips generated for held-out users, vs a random catalogue clip and vs shuffled conditions."""
+    import torch
+
+    from evaluation.personalisation import derangement, heldout_users
+    from generate.loading import load_generator
+    from generate.sampler import generate_clips
+
+    generator, ginfo = load_generator(args.checkpoint, device=args.device)
+    users = heldout_users(ds, emb)
+    k = args.clips_per_user
+    conds = emb.conditions(users).repeat_interleave(k, 0)
+    seeds = [args.seed + j for j in range(k)] * len(users)
+    rng = np.random.default_rng(args.seed)
+    perm = torch.as_tensor(derangement(len(users), rng)).repeat_interleave(k) * k + torch.arange(k).repeat(len(users))
+    own = scorer.score(conds, generate_clips(generator, conds, seeds, device=args.device))["click"]
+    shuffled = scorer.score(conds, generate_clips(generator, conds[perm], seeds, device=args.device))["click"]
+    pick = torch.as_tensor(rng.integers(0, len(inputs[0]), len(conds)))
+    catalogue = scorer.score_inputs(inputs[0][pick], inputs[1][pick], conds)["click"]
+    return {"checkpoint": str(args.checkpoint), "checkpoint_sha256": ginfo.get("sha256"), "users": len(users),
+            "clips_per_user": k, "p_click": {"generated": float(own.mean()), "shuffled_conditions": float(shuffled.mean()),
+                                             "random_catalogue_clip": float(catalogue.mean())}}

@@ -1,0 +1,76 @@
+"""reelgan-train: config checks at start-up, wrong-architecture resume, --print_config, 2-process DDP on CPU."""
+import json
+import subprocess
+
+import pytest
+import pytorch_lightning as pl
+import torch
+import yaml
+
+from data.datamodule import ProductClipDataModule
+from gan.module import ReelGAN
+from train.cli import build_cli
+from train_world import ROOT, TINY_MODEL, make_world, run_env, train_cmd, write_config
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return make_world(tmp_path_factory.mktemp("world") / "w")
+
+
+@pytest.mark.parametrize("data,field", [({"height": 36}, "data.height=36"), ({"width": 30}, "data.width=30"),
+                                        ({"frames": 3}, "data.frames=3")])
+def test_impossible_sizes_fail_at_start_up_naming_the_field(world, tmp_path, capsys, data, field):
+    cfg = write_config(tmp_path / "cfg.yaml", world, tmp_path / "run", max_steps=2, data=data)
+    with pytest.raises(SystemExit) as exit_info:
+        build_cli(["fit", "-c", str(cfg)])
+    assert exit_info.value.code != 0
+    assert field in capsys.readouterr().err
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_print_config_resolves_links(world, tmp_path, capsys):
+    cfg = write_config(tmp_path / "cfg.yaml", world, tmp_path / "run", max_steps=2)
+    with pytest.raises(SystemExit):
+        build_cli(["fit", "-c", str(cfg), "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["g_channels"] == TINY_MODEL["g_channels"]
+    assert printed["data"]["height"] == 32 and printed["trainer"]["precision"] == "bf16-mixed"
+
+
+def test_condition_dim_mismatch_is_refused(world, tmp_path):
+    dm = ProductClipDataModule(str(world), frames=8, height=32, width=32, batch_size=8)
+    model = ReelGAN(cond_dim=dm.embedding_dim + 1, frames=8, height=32, width=32, **TINY_MODEL)
+    trainer = pl.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         default_root_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="condition dimension mismatch"):
+        trainer.fit(model, dm)
+
+
+def test_resume_from_another_architecture_is_a_clear_error(world, tmp_path):
+    run = tmp_path / "run"
+    cfg = write_config(tmp_path / "a.yaml", world, run, max_steps=2, ckpt_every=2)
+    build_cli(["fit", "-c", str(cfg)])
+    assert (run / "checkpoints" / "last.ckpt").exists()
+    other = write_config(tmp_path / "b.yaml", world, run, max_steps=4, model={"motion": "sep3d"})
+    with pytest.raises(ValueError, match=r"different architecture \(motion: checkpoint 'gru' vs config 'sep3d'"):
+        build_cli(["fit", "-c", str(other), "--ckpt_path", "last"])
+
+
+def test_ddp_two_cpu_processes(world, tmp_path):
+    run = tmp_path / "run"
+    cfg = write_config(tmp_path / "cfg.yaml", world, run, max_steps=6, ckpt_every=6,
+                       trainer={"precision": "32-true"})
+    data = yaml.safe_load(cfg.read_text())
+    data["trainer"]["callbacks"].append({"class_path": "train_world.RankReport"})
+    cfg.write_text(yaml.safe_dump(data, sort_keys=False))
+    result = subprocess.run(train_cmd(cfg, "--trainer.devices", "2", "--trainer.strategy",
+                                      "ddp_find_unused_parameters_true", "--trainer.accelerator", "cpu"),
+                            cwd=ROOT, env=run_env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    reports = [json.loads((run / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert {r["world"] for r in reports} == {2}
+    assert reports[0]["pid"] != reports[1]["pid"]                       # two real processes
+    assert reports[0]["weights"] == pytest.approx(reports[1]["weights"], rel=1e-6)  # gradients were synced
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["reelgan"]["images_seen"] == 3 * 8 * 2                 # 3 batches × 8 clips × 2 processes
