@@ -96,7 +96,8 @@ def check_dataset(root: str | Path, decode: bool = True, progress=None) -> Check
     known = set(clips["clip_id"])
     _each(report, inter_csv, inter["user_id"] == "", "user_id", "empty user_id", "fill user_id or drop the row")
     _each(report, inter_csv, ~inter["clip_id"].isin(known), "clip_id",
-          lambda i: f"clip_id {inter.at[i, 'clip_id']!r} is not in clips.csv", "add the clip to clips.csv or drop the row")
+          lambda i: f"clip_id {inter.at[i, 'clip_id']!r} is not in clips.csv",
+          "add the clip to clips.csv or drop the row")
     _each(report, inter_csv, ~inter["event"].isin(EVENT_WEIGHTS), "event",
           lambda i: f"unknown event {inter.at[i, 'event']!r}", f"use one of {', '.join(EVENT_WEIGHTS)}")
     _each(report, inter_csv, ~inter["split"].isin(["train", "test"]), "split",

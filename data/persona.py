@@ -148,7 +148,7 @@ def fit_persona_map(ds, emb: PreferenceEmbeddings, seed: int = 0) -> tuple[Perso
     figures = {"evaluated_on": eval_note, "heldout_users": int(len(eval_users)), "candidates": len(emb.user_ids),
                "persona_map": _retrieval(pred, rows, vectors), "mean_vector": _retrieval(mean_vec, rows, vectors),
                **{k: meta[k] for k in ("ridge_lambda", "fit_users", "text_model")}}
-    figures["beats_mean_baseline"] = bool(figures["persona_map"]["cosine"] > figures["mean_vector"]["cosine"]
-                                          and figures["persona_map"]["median_rank"] < figures["mean_vector"]["median_rank"])
+    ours, base = figures["persona_map"], figures["mean_vector"]
+    figures["beats_mean_baseline"] = bool(ours["cosine"] > base["cosine"] and ours["median_rank"] < base["median_rank"])
     pmap.meta["evaluation"] = figures
     return pmap, figures

@@ -70,7 +70,8 @@ def sample_look(row: dict, seed: int, index: int) -> dict:
 
 def _keep_heap_memory() -> None:
     """Let glibc reuse freed 1 MB render buffers instead of mmap/munmap per array: that churn cost ~8 ms of
-    system time per clip (page faults), a third of the render. Harmless no-op off glibc."""
+    system time per clip (page faults), a third of the render. Set in the render workers (in the calling process
+    when workers=1). Harmless no-op off glibc."""
     try:
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(-3, 256 << 20)  # M_MMAP_THRESHOLD
@@ -158,12 +159,14 @@ def make_world(out: str | Path, clips: int = 1000, users: int = 300, size: tuple
     if workers > 1:
         with mp.get_context("fork").Pool(workers, initializer=_keep_heap_memory) as pool:
             for done, _ in enumerate(pool.imap_unordered(_render_job, jobs, chunksize=8), 1):
-                progress and progress(done, clips)
+                if progress:
+                    progress(done, clips)
     else:
         _keep_heap_memory()
         for done, job in enumerate(jobs, 1):
             _render_job(job)
-            progress and progress(done, clips)
+            if progress:
+                progress(done, clips)
     render_s = time.perf_counter() - started
 
     user_frame, truth = _users(np.random.default_rng([seed, 2]), users, heldout_fraction)

@@ -16,10 +16,12 @@ Robustness policy (also in docs/data.md):
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import av
 import numpy as np
+from av.video.reformatter import Interpolation, VideoReformatter
 
 from data.atomic import atomic_path
 
@@ -37,7 +39,8 @@ class VideoError(RuntimeError):
         super().__init__(f"{path}: {problem}. Fix: {fix}")
 
 
-_REENCODE = "replace it with a complete copy, re-encode it (e.g. `ffmpeg -i IN -c:v libx264 -pix_fmt yuv420p OUT.mp4`) or remove its row from clips.csv"
+_REENCODE = ("replace it with a complete copy, re-encode it (e.g. `ffmpeg -i IN -c:v libx264 -pix_fmt yuv420p "
+             "OUT.mp4`) or remove its row from clips.csv")
 
 
 def _open(path: str | os.PathLike):
@@ -51,7 +54,8 @@ def _open(path: str | os.PathLike):
     except EOFError as e:
         raise VideoError(path, "ends right after its header: zero frames, or truncated", _REENCODE) from e
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
-        raise VideoError(path, f"not a readable video container: truncated, corrupt or not a video ({type(e).__name__})", _REENCODE) from e
+        why = f"not a readable video container: truncated, corrupt or not a video ({type(e).__name__})"
+        raise VideoError(path, why, _REENCODE) from e
     if not container.streams.video:
         container.close()
         raise VideoError(path, "contains no video stream (or an empty one with zero frames)",
@@ -87,6 +91,20 @@ def _cover_size(src_h: int, src_w: int, dst_h: int, dst_w: int) -> tuple[int, in
     return max(dst_h, round(src_h * scale)), max(dst_w, round(src_w * scale))
 
 
+# AREA averages when shrinking (no aliasing from large sources); BITEXACT + ACCURATE_RND make the result the same
+# on every machine and run.
+_SCALE = Interpolation.AREA | Interpolation.BITEXACT | Interpolation.ACCURATE_RND
+_local = threading.local()
+
+
+def _reformatter() -> VideoReformatter:
+    """One swscale context holder per thread, reused across frames (a new one per frame, with its default
+    auto thread pool, cost ~0.4 ms per 64×64 frame)."""
+    if not hasattr(_local, "sws"):
+        _local.sws = VideoReformatter()
+    return _local.sws
+
+
 def _to_rgb(frame: av.VideoFrame, size: tuple[int, int] | None) -> np.ndarray:
     """One decoded frame → uint8 (H, W, 3): scale to cover `size`, centre-crop, alpha over white."""
     if size is None:
@@ -96,12 +114,13 @@ def _to_rgb(frame: av.VideoFrame, size: tuple[int, int] | None) -> np.ndarray:
     fmt = frame.format
     # Palettes (gif) may carry transparency, so they go through rgba too.
     has_alpha = fmt.has_palette or any(c.is_alpha for c in fmt.components)
+    sws = _reformatter()
     if has_alpha:
-        rgba = frame.reformat(width=w, height=h, format="rgba").to_ndarray().astype(np.float32)
-        a = rgba[..., 3:4] / 255.0
+        rgba = sws.reformat(frame, width=w, height=h, format="rgba", threads=1, interpolation=_SCALE).to_ndarray()
+        a = rgba[..., 3:4].astype(np.float32) / 255.0
         img = (rgba[..., :3] * a + 255.0 * (1.0 - a)).round().astype(np.uint8)
     else:
-        img = frame.reformat(width=w, height=h, format="rgb24").to_ndarray()
+        img = sws.reformat(frame, width=w, height=h, format="rgb24", threads=1, interpolation=_SCALE).to_ndarray()
     if size is not None:
         top, left = (h - size[0]) // 2, (w - size[1]) // 2
         img = img[top : top + size[0], left : left + size[1]]

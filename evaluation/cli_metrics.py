@@ -13,7 +13,6 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from evaluation import cli_common as common
 
@@ -44,40 +43,12 @@ def register(subparsers) -> None:
         p.set_defaults(func=run_metric, family=family)
 
 
-def paired_conditions(ds, embeddings, clip_ids: list[str], rng: np.random.Generator) -> tuple[torch.Tensor, list[str]]:
-    """One condition per clip, drawn as the datamodule draws them (see module docstring) → ((N, E), user ids)."""
-    from data.contract import EVENT_WEIGHTS
-
-    inter = ds.interactions[ds.interactions["valid"] & (ds.interactions["split"] == "train")]
-    inter = inter[~inter["user_id"].isin(ds.heldout_users) & inter["user_id"].isin(set(embeddings.user_ids))]
-    pos = inter[inter["weight"] >= EVENT_WEIGHTS["click"]].groupby(["clip_id", "user_id"])["weight"].max()
-    train_users = sorted(set(inter["user_id"]))
-    if not train_users:
-        raise ValueError(f"{ds.root / 'interactions.csv'}: no train user with a preference vector to condition on")
-    users = []
-    for c in clip_ids:
-        if c in pos.index.get_level_values(0):
-            w = pos.loc[c]
-            users.append(str(rng.choice(w.index.to_numpy(), p=(w / w.sum()).to_numpy())))
-        else:
-            users.append(str(rng.choice(train_users)))
-    return embeddings.conditions(users), users
-
-
-def _real_clips(ds, clip_ids: list[str], frames: int, stride: int, size: tuple[int, int]) -> torch.Tensor:
-    from data.video import read_clip
-
-    files = dict(zip(ds.clips["clip_id"], ds.clips["file"]))
-    clips = [torch.from_numpy(read_clip(files[c], frames, stride, start=0, size=size)).permute(0, 3, 1, 2)
-             for c in clip_ids]
-    return torch.stack(clips)  # uint8 (N, T, C, H, W)
-
-
 def run_metric(args) -> int:
     from data.contract import load_dataset
     from data.preferences import PreferenceEmbeddings
     from data.tensors import model_to_uint8
     from evaluation.metrics import compute_fid, compute_fvd, repeat_metric
+    from evaluation.pairing import decode_clips, paired_conditions, sample_clip_ids
     from generate.loading import load_generator
     from generate.sampler import generate_clips
 
@@ -86,9 +57,8 @@ def run_metric(args) -> int:
     generator, ginfo = load_generator(args.checkpoint, device=args.device)
     frames, size = generator.frames, (generator.height, generator.width)
     rng = np.random.default_rng(args.seed)
-    all_ids = list(ds.clips["clip_id"])
-    n = min(args.clips, len(all_ids))
-    clip_ids = [all_ids[i] for i in sorted(rng.permutation(len(all_ids))[:n])]
+    clip_ids = sample_clip_ids(ds, args.clips, rng)
+    n = len(clip_ids)
     conds, _ = paired_conditions(ds, emb, clip_ids, rng)
     kwargs = {"device": args.device}
     if args.network == "domain":
@@ -96,11 +66,11 @@ def run_metric(args) -> int:
     elif args.weights is not None:
         kwargs["weights"] = args.weights
     bs = args.batch_size
-    real_video: list[torch.Tensor] = []
+    real_video: list = []  # decoded once, only when the statistics cache misses
 
     def real():
         if not real_video:
-            real_video.append(_real_clips(ds, clip_ids, frames, args.stride, size))
+            real_video.append(decode_clips(ds, clip_ids, frames, args.stride, size))
         return (real_video[0][i:i + bs] for i in range(0, n, bs))
 
     def run(seed_base: int) -> dict:

@@ -100,6 +100,7 @@ def run_align(args) -> int:
         task = bar.add_task("generate + read (own, shuffled)", total=2)
         res = preference_alignment(generator, emb, ds, domain, real, cfg,
                                    real_accuracy=(dinfo.get("report") or {}).get("val_accuracy"),
+                                   real_chance=(dinfo.get("report") or {}).get("chance"),
                                    truth=load_truth(args.dataset), device=args.device,
                                    progress=lambda done, total: bar.update(task, completed=done))
     source = "hidden_truth" if "hidden_truth" in res["alignment"] else "revealed"

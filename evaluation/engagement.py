@@ -19,6 +19,7 @@ import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -114,7 +115,7 @@ def clip_inputs(domain: DomainClassifier, video: torch.Tensor, batch_size: int =
     return torch.cat(tokens), torch.cat(attrs)
 
 
-def observed_pairs(train: "pd.DataFrame", users: set[str], clip_index: dict[str, int]) -> "pd.DataFrame":  # noqa: F821
+def observed_pairs(train: pd.DataFrame, users: set[str], clip_index: dict[str, int]) -> pd.DataFrame:
     """Strongest event per (user, clip) among valid train rows of users that have a vector."""
     rows = train[train["valid"] & train["user_id"].isin(users) & train["clip_id"].isin(clip_index)]
     return rows.groupby(["user_id", "clip_id"], as_index=False, sort=True)["weight"].max()
@@ -144,11 +145,12 @@ def train_engagement_model(interactions, embeddings, domain: DomainClassifier, c
     touched = torch.zeros(len(user_list), len(clip_ids), dtype=torch.bool)
     touched[u, c] = True
 
-    torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     tokens, attrs = clip_inputs(domain, video)
-    model = EngagementModel(domain.token_dim, attrs.shape[1], embeddings.dim, tokens.shape[1],
-                            list(tokens.shape[2:4]), cfg.dim, cfg.heads, cfg.rank)
+    with torch.random.fork_rng():  # seeded parameter init without touching the caller's RNG state
+        torch.manual_seed(cfg.seed)
+        model = EngagementModel(domain.token_dim, attrs.shape[1], embeddings.dim, tokens.shape[1],
+                                list(tokens.shape[2:4]), cfg.dim, cfg.heads, cfg.rank)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n_per_epoch = len(pairs) * (1 + cfg.negatives)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs * int(np.ceil(n_per_epoch / cfg.batch_size)))

@@ -197,3 +197,11 @@ def repeat_metric(run: Callable[[int], dict], seeds: list[int]) -> dict:
     proto.pop("seeds", None)
     return {"metric": names.pop(), **mean_std([r["value"] for r in results]), "seeds": list(seeds),
             "protocol": proto}
+
+
+def format_result(result: dict, digits: int = 2) -> str:
+    """One line for logs and terminals, always with the network in the name:
+    "fvd[i3d] = 123.45" or, for repeat_metric output, "fvd[i3d] = 123.45 ± 3.21 (k=3)"."""
+    if "mean" in result:
+        return f"{result['metric']} = {result['mean']:.{digits}f} ± {result['std']:.{digits}f} (k={result['n']})"
+    return f"{result['metric']} = {result['value']:.{digits}f}"

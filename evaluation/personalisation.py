@@ -107,12 +107,14 @@ def _read(domain: DomainClassifier, video_u8: torch.Tensor) -> tuple[dict[str, n
 
 def preference_alignment(generator, embeddings, ds, domain: DomainClassifier, real: RealClips,
                          cfg: AlignmentConfig | None = None, real_accuracy: dict[str, float] | None = None,
-                         truth: dict | None = None, device: str = "cpu", progress=None) -> dict:
+                         truth: dict | None = None, device: str = "cpu", progress=None,
+                         real_chance: dict[str, float] | None = None) -> dict:
     """Alignment, CAS and conditional FVD for the held-out users (see module docstring). JSON-ready dict.
 
     generator: VideoGenerator; embeddings: PreferenceEmbeddings; ds: data.contract.Dataset; real: the catalogue
-    decoded at the classifier's size; real_accuracy: {attribute: accuracy on real held-out clips};
-    truth: hidden_truth.json's "users" dict (synthetic world) or None. progress(done, total) is optional.
+    decoded at the classifier's size; real_accuracy / real_chance: {attribute: accuracy on real held-out clips /
+    majority-class accuracy there} (the classifier's training report; CAS is withheld for an attribute the
+    classifier reads no better than chance); truth: hidden_truth.json's "users" dict (synthetic world) or None. progress(done, total) is optional.
     """
     cfg = cfg or AlignmentConfig()
     vocab = domain.vocab
@@ -151,9 +153,12 @@ def preference_alignment(generator, embeddings, ds, domain: DomainClassifier, re
     label_source = "hidden_truth" if "hidden_truth" in alignment else "revealed"
     cas = {}
     for a, row in alignment[label_source].items():
-        real_acc = (real_accuracy or {}).get(a)
-        cas[a] = {"generated_accuracy": row["hit_rate"], "real_accuracy": real_acc,
-                  "score": row["hit_rate"] / real_acc if real_acc else None}
+        real_acc, chance = (real_accuracy or {}).get(a), (real_chance or {}).get(a, 0.0)
+        legible = real_acc is not None and real_acc > chance + 0.05
+        cas[a] = {"generated_accuracy": row["hit_rate"], "real_accuracy": real_acc, "real_chance": chance,
+                  "score": row["hit_rate"] / real_acc if legible else None,
+                  **({} if legible else {"note": "withheld: the classifier reads this attribute on real clips no "
+                                                 "better than chance"})}
     g = cfg.group_attribute
     group_of = {u: vocab[g][int(np.argmax(prefs[u][g]))] for u in users}
     if label_source == "hidden_truth":

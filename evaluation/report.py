@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evaluation import report_sections as sections
-from generate.manifest import atomic_write_text
+from generate.manifest import atomic_write_json, atomic_write_text
 
 
 @dataclass
@@ -127,6 +127,7 @@ def run_cli(args) -> int:
     inputs = discover(args.run, args.metrics_dir)
     out = Path(args.out) if args.out else Path(args.run) / "report.html"
     summary = build_report(inputs, out, max_users=args.max_users, clips_per_user=args.clips_per_user)
+    atomic_write_json(out.with_suffix(".json"), summary)  # the headline figures, machine-readable (demo.sh)
     print(f"report: {summary['html']} ({summary['bytes'] / 1e6:.1f} MB, {summary['images']} images)")
     print(f"summary: {summary['markdown']}")
     for h in summary["headlines"]:

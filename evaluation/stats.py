@@ -109,9 +109,9 @@ def gaussian_from_sums(n, s1, s2, normalisation: str = "n-1") -> Gaussian:
     s1 = torch.as_tensor(s1, dtype=torch.float64).cpu()
     s2 = torch.as_tensor(s2, dtype=torch.float64).cpu()
     mu = s1 / n
-    scatter = s2 - n * torch.outer(mu, mu)
-    sigma = scatter / (n - 1.0 if normalisation == "n-1" else n)
-    sigma = 0.5 * (sigma + sigma.T)  # exact symmetry for the Cholesky/eigvalsh route
+    sigma = s2.clone()  # in-place from here on: two (d, d) buffers at most
+    sigma.addr_(mu, mu, alpha=-n).div_(n - 1.0 if normalisation == "n-1" else n)
+    sigma = sigma.add_(sigma.T.clone()).mul_(0.5)  # exact symmetry for the Cholesky/eigvalsh route
     return Gaussian(mu.numpy(), sigma.numpy(), int(n), normalisation)
 
 

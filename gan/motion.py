@@ -9,6 +9,7 @@ styles (gru) or through the low-resolution features (sep3d, attention).
 """
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -115,4 +116,10 @@ MOTION_MODULES: dict[str, type[nn.Module]] = {
 def build_motion(name: str, **kwargs) -> nn.Module:
     if name not in MOTION_MODULES:
         raise ValueError(f"unknown motion module {name!r}; choose one of {sorted(MOTION_MODULES)} (model.motion)")
-    return MOTION_MODULES[name](**kwargs)
+    cls = MOTION_MODULES[name]
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    extra = sorted(set(kwargs) - accepted)
+    if extra:
+        options = sorted(accepted - {"w_dim", "noise_dim", "channels", "frames"})
+        raise ValueError(f"model.motion_kwargs {extra} are not options of motion {name!r}; its options: {options}")
+    return cls(**kwargs)

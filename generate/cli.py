@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     except UnknownUserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:  # our errors name the file/field and the fix; OSError: disk, permissions
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -115,3 +115,16 @@ def test_no_split_column_makes_each_users_last_interaction_test(world):
     last = inter.groupby("user_id")["_ts"].max()
     assert (test.set_index("user_id")["_ts"] == last.loc[test["user_id"]]).all()
     assert check_dataset(world, decode=False).usable
+
+
+def test_help_explains_each_subcommand(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for word in ("synth", "check", "embed", "interactions.csv", "Typical run"):
+        assert word in out
+    for sub in ("synth", "check", "embed"):
+        with pytest.raises(SystemExit):
+            main([sub, "--help"])
+        assert "usage: reelgan-data " + sub in capsys.readouterr().out

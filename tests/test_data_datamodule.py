@@ -109,3 +109,14 @@ def test_worker_processes_share_the_skip_counter(world):
         warnings.simplefilter("ignore")
         batches = list(dm.train_dataloader())
     assert batches and dm.skipped_clips > 0
+
+
+def test_pickled_datamodule_still_loads(pristine):
+    import pickle
+
+    dm = _dm(pristine)
+    dm.setup("fit")
+    copy = pickle.loads(pickle.dumps(dm))  # what ddp_spawn does with the datamodule
+    video, cond, users, clips = next(iter(copy.train_dataloader()))
+    assert video.shape == (4, 8, 3, 16, 24) and copy.embeddings_hash == dm.embeddings_hash
+    assert copy.train_dataset.skipped is copy._skipped

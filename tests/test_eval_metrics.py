@@ -7,7 +7,8 @@ import torch
 
 from data.video import read_clip, write_video
 from evaluation.features import FeatureExtractor, get_feature_extractor, register_feature_extractor
-from evaluation.metrics import compute_fid, compute_fvd, feature_stats, frechet_metric, mean_std, repeat_metric
+from evaluation.metrics import (compute_fid, compute_fvd, feature_stats, format_result, frechet_metric, mean_std,
+                                repeat_metric)
 from evaluation.stats import gaussian_from_features
 from evaluation.frechet import frechet_distance
 
@@ -112,6 +113,7 @@ def test_repeats_and_per_group_stats(clips):
     assert rep["metric"] == "fvd[clip-moments]" and rep["seeds"] == [0, 1, 2] and "seeds" not in rep["protocol"]
     assert rep["mean"] == pytest.approx(np.mean(rep["values"])) and rep["std"] == pytest.approx(
         np.std(rep["values"], ddof=1))
+    assert format_result(rep).startswith("fvd[clip-moments] = ") and "± " in format_result(rep)
     assert mean_std([2.0]) == {"mean": 2.0, "std": 0.0, "n": 1, "ddof": 1, "values": [2.0]}
     # the per-group API used by conditional FVD
     r_stats, r_clips = feature_stats(_batches(real), ext, "n")

@@ -76,7 +76,8 @@ def test_oracle_generator_is_aligned_and_shuffling_breaks_it(setup):
     world, ds, emb, domain, info, real, truth = setup
     oracle = OracleGenerator(emb, truth, _world.FRAMES, _world.SIZE)
     res = preference_alignment(oracle, emb, ds, domain, real, AlignmentConfig(clips_per_user=3),
-                               real_accuracy=info["report"]["val_accuracy"], truth=truth)
+                               real_accuracy=info["report"]["val_accuracy"], truth=truth,
+                               real_chance=info["report"]["chance"])
     assert len(res["users"]) >= 10 and set(res["users"]) <= ds.heldout_users
     hid = res["alignment"]["hidden_truth"]
     assert hid["colour"]["hit_rate"] >= 0.7 and hid["category"]["hit_rate"] >= 0.6

@@ -78,7 +78,8 @@ def test_latents_for_seeds_rows_are_independent_of_batch():
 
 
 @pytest.mark.parametrize("kwargs,field", [(dict(height=36), "height=36"), (dict(width=20), "width=20"),
-                                          (dict(frames=0), "frames=0"), (dict(motion="lstm"), "lstm")])
+                                          (dict(frames=0), "frames=0"), (dict(motion="lstm"), "lstm"),
+                                          (dict(motion="sep3d", motion_kwargs={"hidden": 8}), "hidden")])
 def test_bad_sizes_name_the_field(kwargs, field):
     args = dict(cond_dim=6, frames=4, height=16, width=16) | kwargs
     with pytest.raises(ValueError, match=field):

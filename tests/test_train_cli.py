@@ -52,7 +52,7 @@ def test_resume_from_another_architecture_is_a_clear_error(world, tmp_path):
     cfg = write_config(tmp_path / "a.yaml", world, run, max_steps=2, ckpt_every=2)
     build_cli(["fit", "-c", str(cfg)])
     assert (run / "checkpoints" / "last.ckpt").exists()
-    other = write_config(tmp_path / "b.yaml", world, run, max_steps=4, model={"motion": "sep3d"})
+    other = write_config(tmp_path / "b.yaml", world, run, max_steps=4, model={"motion": "sep3d", "motion_kwargs": {}})
     with pytest.raises(ValueError, match=r"different architecture \(motion: checkpoint 'gru' vs config 'sep3d'"):
         build_cli(["fit", "-c", str(other), "--ckpt_path", "last"])
 

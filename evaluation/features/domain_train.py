@@ -88,9 +88,10 @@ def train_domain_classifier(root: str | os.PathLike | None = None, config: Domai
         if root is None:
             raise ValueError("train_domain_classifier needs a dataset root or decoded clips")
         clips = load_real_clips(root, cfg.frames, cfg.height, cfg.width, cfg.attributes, progress=progress)
-    torch.manual_seed(cfg.seed)  # parameter init
+    with torch.random.fork_rng():  # seeded parameter init without touching the caller's RNG state
+        torch.manual_seed(cfg.seed)
+        model = DomainClassifier(clips.vocab, cfg.frames, cfg.height, cfg.width, cfg.channels, cfg.feature_dim)
     gen = torch.Generator().manual_seed(cfg.seed)
-    model = DomainClassifier(clips.vocab, cfg.frames, cfg.height, cfg.width, cfg.channels, cfg.feature_dim)
     labels = clips.labels()
     train_idx, val_idx = split_by_product(clips.product_ids, cfg.val_fraction, cfg.seed)
     video = model.prepare(clips.video)  # (N, T, C, H, W) float, decoded once

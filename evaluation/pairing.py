@@ -1,0 +1,49 @@
+"""Real clips and the conditions to generate their fake counterparts with, drawn the way training draws them.
+
+A real clip is paired with a user among its click-or-stronger train interactions, in proportion to the event
+strength (as data.datamodule does; held-out users never condition), or with a random train user when nobody
+clicked it. Generating one fake clip per pair gives real and fake sets with the same condition mix.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from data.contract import EVENT_WEIGHTS
+from data.video import read_clip
+
+
+def sample_clip_ids(ds, n: int, rng: np.random.Generator) -> list[str]:
+    """A seeded subset of min(n, catalogue) clip ids, in catalogue order."""
+    ids = list(ds.clips["clip_id"])
+    n = min(int(n), len(ids))
+    if n < 2:
+        raise ValueError(f"{ds.root / 'clips.csv'}: need at least 2 clips for Fréchet statistics, have {len(ids)}")
+    return [ids[i] for i in sorted(rng.permutation(len(ids))[:n])]
+
+
+def paired_conditions(ds, embeddings, clip_ids: list[str], rng: np.random.Generator) -> tuple[torch.Tensor, list[str]]:
+    """One condition per clip → (float32 (N, E) L2-normalised, user ids)."""
+    inter = ds.interactions[ds.interactions["valid"] & (ds.interactions["split"] == "train")]
+    inter = inter[~inter["user_id"].isin(ds.heldout_users) & inter["user_id"].isin(set(embeddings.user_ids))]
+    pos = inter[inter["weight"] >= EVENT_WEIGHTS["click"]].groupby(["clip_id", "user_id"])["weight"].max()
+    clicked = set(pos.index.get_level_values(0))
+    train_users = sorted(set(inter["user_id"]))
+    if not train_users:
+        raise ValueError(f"{ds.root / 'interactions.csv'}: no train user with a preference vector to condition on")
+    users = []
+    for c in clip_ids:
+        if c in clicked:
+            w = pos.loc[c]
+            users.append(str(rng.choice(w.index.to_numpy(), p=(w / w.sum()).to_numpy())))
+        else:
+            users.append(str(rng.choice(train_users)))
+    return embeddings.conditions(users), users
+
+
+def decode_clips(ds, clip_ids: list[str], frames: int, stride: int, size: tuple[int, int]) -> torch.Tensor:
+    """Decode clips from frame 0 → uint8 (N, T, C, H, W) (the metrics input layout)."""
+    files = dict(zip(ds.clips["clip_id"], ds.clips["file"]))
+    clips = [torch.from_numpy(read_clip(files[c], frames, stride, start=0, size=size)).permute(0, 3, 1, 2)
+             for c in clip_ids]
+    return torch.stack(clips)

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The one-command demo (`make demo RUN=runs/demo`): the whole product on the synthetic try-on world.
+#   synth → check → embed → train demo-cpu → generate (3 held-out users + 1 persona) → evaluate
+#   (fvd[domain], fid[effnet-lite0], alignment, engagement) → slot → report
+# Prints each stage's wall time, where the report is and three headline figures; writes RUN/demo_timings.json.
+# Budget: ≤ 15 min on 2 CPU cores including the ≈ 90 s install. Knobs (environment):
+#   DEMO_TRAIN_MAX_TIME  training wall-clock cap, DD:HH:MM:SS (default 00:00:07:30)
+#   DEMO_CLIPS / DEMO_USERS  world size (default 256 clips, 120 users)
+set -euo pipefail
+RUN="${1:-runs/demo}"
+cd "$(dirname "$0")/.."
+BIN="${BIN:-.venv/bin}"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE="${WANDB_MODE:-offline}"
+export PYTHONWARNINGS="${PYTHONWARNINGS:-ignore}"
+TRAIN_MAX_TIME="${DEMO_TRAIN_MAX_TIME:-00:00:07:30}"
+CLIPS="${DEMO_CLIPS:-256}"
+USERS="${DEMO_USERS:-120}"
+PERSONA="retro red dress with dots"
+WORLD="$RUN/world"
+EVAL="$RUN/eval"
+
+case "$RUN" in ""|"/"|"."|"..") echo "demo: refusing RUN='$RUN'; give a run folder such as runs/demo" >&2; exit 2;; esac
+# A fresh run: remove only what this script makes (never RUN itself).
+rm -rf "$WORLD" "$RUN/train" "$RUN/samples" "$EVAL" "$RUN/slot" "$RUN"/report.{html,md,json} "$RUN/demo_timings.json"
+mkdir -p "$RUN" "$EVAL"
+LOG="$RUN/demo.log"
+: > "$LOG"
+
+NAMES=(); SECS=()
+START=$(date +%s%N)
+secs() { local ms=$(( ($2 - $1) / 1000000 )); printf '%d.%03d' $((ms / 1000)) $((ms % 1000)); }
+stage() {  # stage NAME command...: run, log, time; stop the demo on failure with the log's tail
+  local name="$1"; shift
+  local t0 t1
+  printf '\n\033[1m▶ %s\033[0m  %s\n' "$name" "$*" | tee -a "$LOG"
+  t0=$(date +%s%N)
+  if ! "$@" 2>&1 | tee -a "$LOG"; then
+    echo "demo: stage '$name' failed; full log in $LOG" >&2
+    exit 1
+  fi
+  t1=$(date +%s%N)
+  NAMES+=("$name"); SECS+=("$(secs "$t0" "$t1")")
+  printf '  ✓ %s: %.1f s\n' "$name" "${SECS[-1]}" | tee -a "$LOG"
+}
+
+stage synth     "$BIN/reelgan-data" synth "$WORLD" --clips "$CLIPS" --users "$USERS" --seed 0 --workers 2
+stage check     "$BIN/reelgan-data" check "$WORLD"
+stage embed     "$BIN/reelgan-data" embed "$WORLD"
+stage train     "$BIN/reelgan-train" fit -c configs/demo-cpu.yaml --data.root "$WORLD" \
+                    --trainer.default_root_dir "$RUN/train" --trainer.max_time "$TRAIN_MAX_TIME"
+CKPT="$RUN/train/checkpoints/last.ckpt"
+[ -f "$CKPT" ] || { echo "demo: training wrote no $CKPT" >&2; exit 1; }
+DEMO_USERS_IDS=$("$BIN/python" scripts/demo_pick_users.py "$WORLD" 3)
+stage generate  "$BIN/reelgan-generate" --checkpoint "$CKPT" --data "$WORLD" --user "$DEMO_USERS_IDS" \
+                    --persona "$PERSONA" --num 4 --format mp4,gif --outdir "$RUN/samples" --no-progress
+# The domain classifier reads 16×16×8 clips: it sees colour, category and motion, and trains in seconds here.
+stage domain    "$BIN/reelgan-eval" domain --dataset "$WORLD" --frames 8 --size 16 --epochs 12 \
+                    --out "$EVAL/domain.json" --no-progress
+stage fvd       "$BIN/reelgan-eval" fvd --checkpoint "$CKPT" --dataset "$WORLD" --network domain --clips 256 \
+                    --out "$EVAL/fvd_domain.json" --no-progress
+stage fid       "$BIN/reelgan-eval" fid --checkpoint "$CKPT" --dataset "$WORLD" --network effnet-lite0 \
+                    --clips 128 --out "$EVAL/fid_effnet.json" --no-progress
+stage align     "$BIN/reelgan-eval" align --checkpoint "$CKPT" --dataset "$WORLD" --clips-per-user 4 \
+                    --out "$EVAL/align.json" --no-progress
+stage engagement "$BIN/reelgan-eval" engagement --dataset "$WORLD" --epochs 4 --out "$EVAL/engagement.json" \
+                    --no-progress
+stage slot      "$BIN/reelgan-eval" slot --checkpoint "$CKPT" --dataset "$WORLD" --heldout 0 -c configs/slot.yaml \
+                    --fvd-json "$EVAL/fvd_domain.json" --out "$RUN/slot" --no-progress
+stage report    "$BIN/reelgan-eval" report --run "$RUN"
+
+TOTAL=$(secs "$START" "$(date +%s%N)")
+{
+  printf '\n\033[1mReelGAN demo finished in %.0f s\033[0m (stage timings; the ≈ 90 s install is not included)\n' "$TOTAL"
+  for i in "${!NAMES[@]}"; do printf '  %-11s %7.1f s\n' "${NAMES[$i]}" "${SECS[$i]}"; done
+} | tee -a "$LOG"
+"$BIN/python" - "$RUN" "$TOTAL" "${NAMES[@]}" -- "${SECS[@]}" <<'PY' | tee -a "$LOG"
+import json, os, sys
+run, total, rest = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+cut = rest.index("--")
+stages = dict(zip(rest[:cut], map(float, rest[cut + 1:])))
+timings = {"total_s": round(total, 1), "stages_s": {k: round(v, 1) for k, v in stages.items()},
+           "dominant_stage": max(stages, key=stages.get), "cpu_count": os.cpu_count()}
+tmp = os.path.join(run, ".demo_timings.json.tmp")
+with open(tmp, "w") as f:
+    json.dump(timings, f, indent=2)
+os.replace(tmp, os.path.join(run, "demo_timings.json"))
+report = json.load(open(os.path.join(run, "report.json")))
+print(f"\nreport: {os.path.abspath(report['html'])}\nsummary: {os.path.abspath(report['markdown'])}")
+print("headline figures:")
+for h in report["headlines"]:
+    print(f"  {h['name']:<26} {h['display']:>8}   {h['note']}")
+PY

@@ -1,0 +1,138 @@
+"""`reelgan-eval` fvd / domain / align / engagement through `main`, the COMMANDS extension point, clear errors,
+and the in-training fvd[domain] callback on a real (tiny) Lightning run."""
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+
+import pandas as pd
+import pytest
+import torch
+
+from evaluation import cli
+from evaluation.engagement import EngagementScorer
+from evaluation.features.domain_train import load_domain_classifier
+
+_world = pytest.importorskip("_eval_world")
+_tiny = pytest.importorskip("_tiny_gan")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _single_thread():
+    with _world.one_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def world():
+    return _world.eval_world()
+
+
+@pytest.fixture(scope="module")
+def ckpt(world, tmp_path_factory):
+    emb_dim = 16  # _eval_world embeds with dim=16
+    return _tiny.tiny_checkpoint(tmp_path_factory.mktemp("ckpt"), cond_dim=emb_dim)
+
+
+def _run(argv, capsys) -> tuple[int, dict | None, str]:
+    code = cli.main([*argv, "--no-progress"] if argv[0] != "--help" else argv)
+    out, err = capsys.readouterr()
+    return code, (json.loads(out) if code == 0 and out.strip().startswith("{") else None), err
+
+
+def test_fvd_domain_json_pins_protocol_and_reuses_the_cache(world, ckpt, tmp_path, capsys):
+    args = ["fvd", "--checkpoint", str(ckpt), "--dataset", str(world.root), "--domain", str(world.domain),
+            "--clips", "24", "--cache-dir", str(tmp_path / "stats"), "--out", str(tmp_path / "eval" / "fvd.json")]
+    code, res, _ = _run(args, capsys)
+    assert code == 0 and res["metric"] == "fvd[domain]" and res["value"] > 0
+    p = res["protocol"]
+    assert p["network"]["weights_sha256"] == load_domain_classifier(world.domain)[1]["sha256"]
+    assert p["covariance_normalisation"] == "n" and p["real_clips"] == p["fake_clips"] == 24
+    assert p["seeds"] == list(range(24)) and p["frames"] == _tiny.TINY["frames"] and p["stride"] == 1
+    assert res["checkpoint_sha256"] and json.loads((tmp_path / "eval" / "fvd.json").read_text()) == res
+    code, again, _ = _run(args, capsys)  # same seed → same clips; the real side now comes from the cache
+    assert again["value"] == res["value"] and again["protocol"]["real_stats_sha256"] == p["real_stats_sha256"]
+    assert len(list((tmp_path / "stats").glob("*.safetensors"))) == 1
+
+
+def test_domain_align_engagement_subcommands(world, ckpt, tmp_path, capsys):
+    data = tmp_path / "world"
+    shutil.copytree(world.root, data)
+    code, res, _ = _run(["domain", "--dataset", str(data), "--epochs", "2"], capsys)
+    model = data / "evaluation" / "domain.safetensors"
+    assert code == 0 and model.is_file() and res["domain_sha256"] == load_domain_classifier(model)[1]["sha256"]
+    assert set(res["metrics"]) == {f"domain_val_accuracy[{a}]" for a in ("category", "colour", "pattern")}
+
+    code, res, _ = _run(["align", "--checkpoint", str(ckpt), "--dataset", str(data), "--domain", str(world.domain),
+                         "--clips-per-user", "1", "--max-users", "4", "--out", str(tmp_path / "align.json")], capsys)
+    assert code == 0 and res["metrics_from"] == "hidden_truth" and len(res["users"]) == 4
+    assert {"alignment[colour]", "alignment_shuffled[colour]", "alignment_random[colour]"} <= set(res["metrics"])
+    assert res["embeddings_hash"] and res["checkpoint_sha256"]
+
+    code, res, _ = _run(["engagement", "--dataset", str(data), "--domain", str(world.domain), "--epochs", "3",
+                         "--checkpoint", str(ckpt), "--clips-per-user", "1"], capsys)
+    assert code == 0 and {"auc[click]", "ndcg@10", "mf:auc[click]", "popularity:ndcg@10"} <= set(res["metrics"])
+    scorer = EngagementScorer.load(data / "evaluation" / "engagement.safetensors")
+    assert scorer.info["sha256"] == res["engagement_sha256"] and scorer.info["embeddings_hash"] == res["embeddings_hash"]
+    gen = res["generated"]["p_click"]
+    assert all(0 < v < 1 for v in gen.values())
+
+
+def test_errors_name_the_problem(world, ckpt, tmp_path, capsys):
+    code, _, err = _run(["fvd", "--checkpoint", str(ckpt), "--dataset", str(tmp_path / "nowhere")], capsys)
+    assert code == 2 and "nowhere" in err and "not a folder" in err
+    code, _, err = _run(["align", "--checkpoint", str(tmp_path / "missing.ckpt"), "--dataset", str(world.root),
+                         "--domain", str(world.domain)], capsys)
+    assert code == 2 and "missing.ckpt" in err
+    data = tmp_path / "noheld"
+    shutil.copytree(world.root, data)
+    users = pd.read_csv(data / "users.csv", dtype=str)
+    users.assign(split="train").to_csv(data / "users.csv", index=False)
+    code, _, err = _run(["align", "--checkpoint", str(ckpt), "--dataset", str(data), "--domain", str(world.domain)],
+                        capsys)
+    assert code == 2 and "held-out" in err and "users.csv" in err
+    with pytest.raises(SystemExit):  # argparse refuses a frame network for fvd
+        cli.main(["fvd", "--checkpoint", str(ckpt), "--dataset", str(world.root), "--network", "inception-fid"])
+
+
+def test_a_module_adds_a_subcommand_with_one_line(tmp_path, monkeypatch, capsys):
+    (tmp_path / "hello_cmd.py").write_text(
+        "def register(sub):\n"
+        "    p = sub.add_parser('hello', help='say hello')\n"
+        "    p.add_argument('--name', default='world')\n"
+        "    p.set_defaults(func=lambda a: print('hello ' + a.name) or 0)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(cli, "COMMANDS", [*cli.COMMANDS, "hello_cmd"])
+    assert cli.main(["hello", "--name", "slot"]) == 0
+    assert capsys.readouterr().out.strip() == "hello slot"
+    assert {"fid", "fvd", "align", "engagement", "domain", "hello"} <= set(
+        cli.build_parser()._subparsers._group_actions[0].choices)
+
+
+def test_callback_logs_fvd_domain_during_training(world, tmp_path):
+    import pytorch_lightning as pl
+    from pytorch_lightning.loggers import CSVLogger
+    from torch.utils.data import DataLoader
+
+    from evaluation.callbacks import DomainFVD
+    from gan.module import ReelGAN
+
+    torch.manual_seed(0)
+    model = ReelGAN(**{**_tiny.TINY, "cond_dim": 16, "motion": "gru"})
+    loader = DataLoader(_tiny._Clips(n=8, cond_dim=16, frames=_tiny.TINY["frames"], size=_tiny.TINY["height"]),
+                        batch_size=4, collate_fn=_tiny._collate)
+    cb = DomainFVD(every_n_steps=2, clips=12, dataset=str(world.root), domain=str(world.domain),
+                   embeddings=str(world.embeddings), at_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer = pl.Trainer(max_steps=8, accelerator="cpu", devices=1, logger=CSVLogger(tmp_path, name="run"),
+                             callbacks=[cb], enable_checkpointing=False, enable_progress_bar=False,
+                             enable_model_summary=False, default_root_dir=tmp_path)
+        trainer.fit(model, loader)
+    steps = [s for s, _ in cb.history]
+    assert steps[0] == 0 and steps[1:] == [2, 4] and all(v > 0 for _, v in cb.history)
+    assert cb.measure(model) == pytest.approx(cb.history[-1][1], rel=1e-9)  # same seeds and conditions each time
+    log = pd.read_csv(next(tmp_path.rglob("metrics.csv")))
+    assert "fvd[domain]" in log.columns and log["fvd[domain]"].notna().sum() == 3
+    assert float(trainer.callback_metrics["fvd[domain]"]) == pytest.approx(cb.history[-1][1])
