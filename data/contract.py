@@ -111,3 +111,12 @@ def check_dataset(root: str | Path, decode: bool = True, progress=None):
     from data.checks import check_dataset as run  # checks builds on this module
 
     return run(root, decode=decode, progress=progress)
+
+
+def __getattr__(name: str):
+    # `from data.contract import Problem, CheckReport` works without an import cycle (they live in data.checks).
+    if name in ("Problem", "CheckReport"):
+        from data import checks
+
+        return getattr(checks, name)
+    raise AttributeError(f"module 'data.contract' has no attribute {name!r}")

@@ -107,7 +107,8 @@ def _tr_sqrt_svd(sigma1, sigma2) -> float:
 
 
 def trace_sqrt_product(sigma1, sigma2, method: str = "cholesky") -> tuple[float, str]:
-    """tr √(Σ1 Σ2) by `method`; returns (value, route actually used: "cholesky" | "eigh" | method)."""
+    """tr √(Σ1 Σ2) by `method`; returns (value, route actually used: "cholesky" | "pivoted-cholesky" | "eigh" for
+    our method, else the reference method's name)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     s1, s2 = _as_f64(sigma1, "sigma1"), _as_f64(sigma2, "sigma2")
@@ -136,6 +137,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, method: str = "cholesky") -> floa
     """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2).
 
     mu: (d,), sigma: (d, d); numpy or torch, any float dtype (computed in float64). Returns a float ≥ 0.
-    `method` is "cholesky" (default: exact, fast, eigh fallback for singular Σ1) or a reference formula.
+    `method` is "cholesky" (default: exact and fast, with an exact pivoted-Cholesky fallback for singular Σ1),
+    "eigh" (always the eigendecomposition factor), or a reference formula: "sqrtm", "eigvals", "svd".
     """
     return frechet_terms(mu1, sigma1, mu2, sigma2, method)["value"]

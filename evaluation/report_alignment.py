@@ -35,19 +35,21 @@ def _bars(alignment: dict) -> list[tuple[str, bytes]]:
 
 
 def _heatmaps(users: dict, vocab: dict, favourites: dict | None, what: str, source: str) -> list[tuple[str, bytes]]:
-    figs = []
-    names = list(users)
-    for a, values in vocab.items():
-        if not all(a in users[u] for u in names):
-            continue
-        mat = np.array([users[u][a] for u in names], dtype=float)
-        marks = None
-        if favourites:
-            marks = [values.index(favourites[u][a]) if favourites.get(u, {}).get(a) in values else None for u in names]
-        figs.append((f"{a}: mean predicted {a} of each user's {what} (rows)"
-                     + (f"; red box = the user's favourite {a} ({source})" if marks else ""),
-                     plots.preference_heatmap(names, values, mat, f"what the generator made: {a} ({what})", marks)))
-    return figs
+    """One heatmap for the conditioning attribute (colour when present): rows sorted by favourite, so a generator
+    that follows the condition draws a staircase of bright boxed cells."""
+    attr = "colour" if "colour" in vocab else next(iter(vocab))
+    values = vocab[attr]
+    names = [u for u in users if attr in users[u]]
+    if not names:
+        return []
+    fav = {u: (favourites or {}).get(u, {}).get(attr) for u in names}
+    names.sort(key=lambda u: (values.index(fav[u]) if fav[u] in values else len(values), u))
+    mat = np.array([users[u][attr] for u in names], dtype=float)
+    marks = [values.index(fav[u]) if fav[u] in values else None for u in names] if favourites else None
+    caption = (f"{attr}: mean predicted {attr} of each user's {what} (one row per user, sorted by favourite)"
+               + (f"; red box = the user's favourite {attr} ({source}). Bright boxes = the clips follow the "
+                  "user's preference." if marks else ""))
+    return [(caption, plots.preference_heatmap(names, values, mat, f"what the generator made: {attr} ({what})", marks))]
 
 
 def alignment_figures(data: dict, truth: dict | None = None) -> list[tuple[str, bytes]]:

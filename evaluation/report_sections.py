@@ -198,21 +198,26 @@ def slot_section(rows: list[dict], check: dict | None, run: Path) -> Section:
     if not rows:
         return Section("Recommendation slot", _missing("slot", "Run reelgan-eval slot."))
     users = list(dict.fromkeys(r["user_id"] for r in rows))
-    passed = sum(r["passed"] for r in rows)
+    fallbacks = sum(bool(r.get("fallback")) for r in rows)
+    rows_c = [r for r in rows if not r.get("fallback")]
+    passed = sum(r["passed"] for r in rows_c)
     reasons: dict[str, int] = {}
-    for r in rows:
+    for r in rows_c:
         for why in r.get("reasons", []):
             key = why.split(" ")[0]
             reasons[key] = reasons.get(key, 0) + 1
-    parts = [f"<p>{len(users)} users, {len(rows)} candidate clips, {passed} passed the gate "
-             f"({passed / len(rows):.0%}). Failures by check: "
+    parts = [f"<p>{len(users)} users, {len(rows_c)} candidate clips, {passed} passed the gate "
+             f"({passed / max(1, len(rows_c)):.0%}); {fallbacks} users fell back to the popular clip. Failures by check: "
              + (", ".join(f"{_esc(k)} {v}" for k, v in reasons.items()) or "none") + ".</p>"]
     if check:
         parts.append(_slot_check_html(check))
     served = [r for r in rows if r.get("served")]
-    score_keys = list(served[0]["scores"]) if served else []
-    table_rows = [[_esc(r["user_id"]), r["rank"], _esc(Path(r["clip"]).name)]
-                  + [_fmt(r["scores"][k]) for k in score_keys] for r in served[:60]]
+    score_keys = list(dict.fromkeys(k for r in served for k in r.get("scores", {})))
+    table_rows = [[_esc(r["user_id"]), r["rank"] if r.get("rank") else ("fallback" if r.get("fallback") else "—"),
+                   _esc(Path(str(r["clip"])).name)] + [_fmt(r.get("scores", {}).get(k, "—")) for k in score_keys]
+                  for r in served[:60]]
+    parts.append("<p>Served clips (rank 1 of the passing candidates; <i>fallback</i> = no candidate passed the gate, "
+                 "the most popular catalogue clip is served):</p>")
     parts.append(_table(["user", "rank", "clip"] + score_keys, table_rows))
     return Section("Recommendation slot", "\n".join(parts))
 

@@ -33,6 +33,7 @@ class ReelGAN(pl.LightningModule):
         w_dim: int = 256,                       # style code size
         embed_dim: int = 64,                    # condition embedding size in the mapping network
         mapping_layers: int = 4,                # mapping MLP depth
+        mapping_lr_mul: float = 0.01,           # mapping learns this much slower than the rest (StyleGAN)
         g_channels: Sequence[int] = (256, 256, 128, 64),        # G widths at H/8, H/4, H/2, H
         motion_kwargs: dict | None = None,      # extra motion-module kwargs, e.g. {hidden: 64}
         d_image_channels: Sequence[int] = (64, 128, 256, 256),  # image D widths at H, H/2, H/4, H/8
@@ -70,7 +71,8 @@ class ReelGAN(pl.LightningModule):
             raise ValueError(f"model.augment_policy has unknown entries {bad}; choose from {list(POLICIES)}")
         self.generator = VideoGenerator(cond_dim, frames, height, width, motion=motion, content_dim=content_dim,
                                         motion_noise_dim=motion_noise_dim, w_dim=w_dim, embed_dim=embed_dim,
-                                        mapping_layers=mapping_layers, channels=g_channels,
+                                        mapping_layers=mapping_layers, mapping_lr_mul=mapping_lr_mul,
+                                        channels=g_channels,
                                         motion_kwargs=motion_kwargs)
         self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
         self.image_discriminator = ImageDiscriminator(cond_dim, height, width, frames_per_clip=d_image_frames,

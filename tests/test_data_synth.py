@@ -18,21 +18,16 @@ def _world(path, seed=0, **kw):
     return path
 
 
-def test_same_seed_same_world_and_different_seed_differs(tmp_path):
-    a, b, c = _world(tmp_path / "a"), _world(tmp_path / "b"), _world(tmp_path / "c", seed=1)
+def test_same_seed_same_files_whatever_the_worker_count(tmp_path):
+    a, b = _world(tmp_path / "a", workers=1), _world(tmp_path / "b", workers=2)
+    c = _world(tmp_path / "c", seed=1)
     for name in ("clips.csv", "interactions.csv", "users.csv", "hidden_truth.json", "world.json"):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
-    rows = pd.read_csv(a / "clips.csv", dtype=str).to_dict("records")
-    for i in (0, 13):
-        # Rendered pixels are bit-identical per seed. libx264 was seen to vary its output now and then on this
-        # machine even single-threaded with identical input planes, so decoded clips are compared within a tolerance.
-        assert np.array_equal(render_clip(sample_look(rows[i], 0, i), 6, 24, 32),
-                              render_clip(sample_look(rows[i], 0, i), 6, 24, 32))
-        da, db = (read_clip(r / rows[i]["path"], 6, start=0, size=None).astype(float) for r in (a, b))
-        assert np.abs(da - db).mean() < 1.5
+    for clip in sorted((a / "clips").iterdir()):  # byte-identical mp4s (see synth._prepare_render_process)
+        assert clip.read_bytes() == (b / "clips" / clip.name).read_bytes(), clip.name
     assert (a / "interactions.csv").read_bytes() != (c / "interactions.csv").read_bytes()
-    dc = read_clip(c / "clips/c00000.mp4", 6, start=0, size=None).astype(float)
-    assert np.abs(read_clip(a / "clips/c00000.mp4", 6, start=0, size=None) - dc).mean() > 5
+    da = read_clip(a / "clips/c00000.mp4", 6, start=0, size=None).astype(float)
+    assert np.abs(da - read_clip(c / "clips/c00000.mp4", 6, start=0, size=None)).mean() > 5
 
 
 def test_world_files_follow_the_contract(tmp_path):

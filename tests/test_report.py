@@ -62,7 +62,11 @@ def make_run(tmp_path):
     rows = [{"user_id": u, "candidate": c, "seed": c, "clip": f"slot/{u}/{c}.mp4",
              "scores": {"engagement": 0.1 * c, "realism": 0.5, "alignment": 0.2 + 0.1 * c}}
             for u in COLOURS for c in range(4)]
-    write_slot(gate_and_rank(rows, SlotConfig(candidates=4), None), run / "slot")
+    ranked = gate_and_rank(rows, SlotConfig(candidates=4), None)
+    ranked.append({"user_id": "nobody", "candidate": None, "seed": None, "clip": "clips/c00001.mp4", "scores": {},
+                   "passed": False, "reasons": ["fallback: no candidate passed the gate"], "rank": None,
+                   "served": True, "fallback": "c00001"})
+    write_slot(ranked, run / "slot")
     vocab = {"colour": list(COLOURS)}
     atomic_write_json(run / "slot" / "slot_check.json", {
         "arms": {"slot": {"mean": 0.5}, "popular": {"mean": 0.3}, "random_generated": {"mean": 0.25}},
@@ -80,7 +84,7 @@ def test_report_is_self_contained_and_complete(tmp_path):
     srcs = re.findall(r'src="([^"]*)"', page)
     assert srcs and all(s.startswith("data:image/") for s in srcs)
     assert not re.search(r'(href|src)="(https?:|//|file:)', page)
-    # curves, 2 alignment bar charts, 2 heatmaps, 6 sample GIFs, slot check
+    # curves, 2 alignment bar charts, 2 colour heatmaps, 6 sample GIFs, slot check
     assert out["images"] == 12
     gifs = [s for s in srcs if s.startswith("data:image/gif")]
     assert len(gifs) == 6
@@ -89,6 +93,7 @@ def test_report_is_self_contained_and_complete(tmp_path):
     md = (run / "report.md").read_text()
     assert "fvd[domain]**: 151.2" in md and "alignment[colour]**: 0.61" in md and "slot expected engagement" in md
     assert [h["name"] for h in out["headlines"]] == ["fvd[domain]", "alignment[colour]", "slot expected engagement"]
+    assert "1 users fell back to the popular clip" in page and "<td>fallback</td>" in page
 
 
 @pytest.mark.skipif(_chromium.chromium_path() is None, reason="chromium not installed (scripts/install_chromium.sh)")

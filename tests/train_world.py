@@ -69,7 +69,9 @@ def train_cmd(config: Path, *extra: str) -> list[str]:
 
 def run_env() -> dict:
     path = os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])
-    return dict(os.environ, HF_HUB_OFFLINE="1", WANDB_MODE="disabled", PYTHONUNBUFFERED="1", PYTHONPATH=path)
+    # one thread per process: the suite shares 2 cores with other work (and the DDP test runs 2 processes)
+    return dict(os.environ, HF_HUB_OFFLINE="1", WANDB_MODE="disabled", PYTHONUNBUFFERED="1", PYTHONPATH=path,
+                OMP_NUM_THREADS="1")
 
 
 def colour_alignment(generator, world: Path, per_colour: int = 3, seeds: int = 6, threshold: float = 60.0) -> dict:
@@ -77,7 +79,8 @@ def colour_alignment(generator, world: Path, per_colour: int = 3, seeds: int = 6
 
     For users u (grouped by hidden preferred colour) and the same seeds, f[u, k] = share of pixels within
     `threshold` (RGB, 0-255) of colour k. alignment = mean_u (f[u, pref_u] − mean_{v: pref_v ≠ pref_u} f[v, pref_u]).
-    An unconditional or untrained generator scores ≈ 0; one that follows the condition scores > 0.
+    mean_shift = mean_u <m_u − m̄, unit(rgb(pref_u) − m̄)> (RGB units): each user's mean colour moved towards
+    their preferred colour. An unconditional or untrained generator scores ≈ 0 on both; a conditioned one > 0.
     Reads hidden_truth.json: this is evaluation, never training.
     """
     import json
@@ -102,12 +105,20 @@ def colour_alignment(generator, world: Path, per_colour: int = 3, seeds: int = 6
     palette = torch.tensor([COLOUR_RGB[c] for c in COLOUR_RGB], dtype=torch.float32)       # (K, 3)
     names = list(COLOUR_RGB)
     frac = torch.stack([(torch.cdist(rgb[i], palette) < threshold).float().mean(0) for i in range(len(users))])
+    # mean-colour shift: how far each user's average pixel moves from the all-user average towards their colour
+    means = rgb.mean(dim=1)                                                                 # (U, 3)
+    centre = means.mean(dim=0)
+    shifts = []
+    for i, colour in enumerate(prefs):
+        direction = palette[names.index(colour)] - centre
+        shifts.append(float((means[i] - centre) @ direction / direction.norm()))
     gains = []
     for i, colour in enumerate(prefs):
         k = names.index(colour)
         others = [j for j, c in enumerate(prefs) if c != colour]
         gains.append(float(frac[i, k] - frac[others, k].mean()))
-    return {"alignment": float(np.mean(gains)), "users": len(users), "per_user": gains,
+    return {"alignment": float(np.mean(gains)), "mean_shift": float(np.mean(shifts)), "users": len(users),
+            "per_user": gains,
             "share_of_preferred": float(np.mean([frac[i, names.index(c)] for i, c in enumerate(prefs)]))}
 
 
