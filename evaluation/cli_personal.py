@@ -25,7 +25,7 @@ def register(subparsers) -> None:
     p.add_argument("--model-out", type=Path, help="classifier file (default DATASET/evaluation/domain.safetensors)")
     p.add_argument("--frames", type=int, default=8, help="clip length the classifier reads")
     p.add_argument("--size", type=int, default=32, help="frame height = width it reads")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--steps", type=int, default=600, help="optimiser steps (batches of 16 clips)")
     common.add_output(p)
     p.set_defaults(func=run_domain)
 
@@ -53,7 +53,7 @@ def register(subparsers) -> None:
     common.add_domain(p)
     p.add_argument("--embeddings", type=Path, help="preferences file (default DATASET/embeddings/preferences.safetensors)")
     p.add_argument("--model-out", type=Path, help="engagement model file (default DATASET/evaluation/engagement.safetensors)")
-    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--steps", type=int, default=600, help="optimiser steps (batches of 256 pairs)")
     p.add_argument("--clips-per-user", type=int, default=2, help="with --checkpoint: generated clips per held-out user")
     common.add_output(p)
     p.set_defaults(func=run_engagement)
@@ -63,7 +63,7 @@ def run_domain(args) -> int:
     from evaluation.features.domain_train import DomainTrainConfig, load_domain_classifier, train_domain_classifier
 
     out = args.model_out or common.domain_path(args.dataset)
-    cfg = DomainTrainConfig(frames=args.frames, height=args.size, width=args.size, epochs=args.epochs, seed=args.seed)
+    cfg = DomainTrainConfig(frames=args.frames, height=args.size, width=args.size, steps=args.steps, seed=args.seed)
     _, report = train_domain_classifier(args.dataset, cfg, out=out, progress=not args.no_progress)
     _, info = load_domain_classifier(out)
     result = common.made_by(args, dataset=str(args.dataset), model=str(out), domain_sha256=info["sha256"],
@@ -128,7 +128,7 @@ def run_engagement(args) -> int:
 
     ds, emb, domain, dinfo, real = _load_common(args)
     model, summary = train_engagement_model(ds.interactions, emb, domain, real.clip_ids, real.video,
-                                            EngagementTrainConfig(epochs=args.epochs, seed=args.seed),
+                                            EngagementTrainConfig(steps=args.steps, seed=args.seed),
                                             progress=not args.no_progress)
     scorer = EngagementScorer(model, domain)
     inputs = clip_inputs(domain, real.video)

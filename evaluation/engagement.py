@@ -54,27 +54,39 @@ class EngagementModel(nn.Module):
         rank: int = 16,       # rank of the user × clip interaction
     ):
         super().__init__()
+        if dim % heads:
+            raise ValueError(f"attention width dim={dim} must be a multiple of heads={heads}")
         self.config = {"token_dim": token_dim, "attr_dim": attr_dim, "cond_dim": cond_dim, "frames": frames,
                        "grid": list(grid), "dim": dim, "heads": heads, "rank": rank}
         self.token_in = nn.Sequential(nn.Linear(token_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.time_pos = nn.Parameter(torch.randn(frames, dim) * 0.02)
         self.space_pos = nn.Parameter(torch.randn(grid[0] * grid[1], dim) * 0.02)
-        self.query = nn.Linear(cond_dim, dim)
-        self.attend = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.key_value = nn.Linear(dim, 2 * dim)   # per clip token: computed once per clip, not per pair
+        self.query = nn.Linear(cond_dim, dim)      # per user
+        self.attn_out = nn.Linear(dim, dim)
         self.user_factors = nn.Linear(cond_dim, 2 * rank)             # click and purchase preference directions
         self.clip_factors = nn.Linear(attr_dim + dim, rank)
         self.clip_bias = nn.Linear(attr_dim + dim, 2)                   # how engaging a clip is for anyone
 
     def encode_clips(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens (B, T, h, w, C) → keys (B, T·h·w, dim) with time and space positions. User-independent."""
+        """tokens (B, T, h, w, C) → keys and values (B, T·h·w, 2·dim), with time and space positions.
+        User-independent, so a catalogue is encoded once and scored for any number of users."""
         b, t, h, w, _ = tokens.shape
         x = self.token_in(tokens) + self.time_pos[:t, None, None] + self.space_pos.view(1, 1, h, w, -1)
-        return x.reshape(b, t * h * w, -1)
+        return self.key_value(x.reshape(b, t * h * w, -1))
+
+    def attend(self, encoded: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Multi-head attention of each user's query over its clip's spatiotemporal tokens → (B, dim)."""
+        b, n, _ = encoded.shape
+        heads, dim = self.config["heads"], self.config["dim"]
+        key, value = encoded.view(b, n, 2, heads, dim // heads).unbind(2)           # (B, L, H, d)
+        q = self.query(cond).view(b, heads, dim // heads)                            # (B, H, d)
+        weights = torch.einsum("bhd,blhd->bhl", q, key).div((dim // heads) ** 0.5).softmax(-1)
+        return self.attn_out(torch.einsum("bhl,blhd->bhd", weights, value).reshape(b, dim))
 
     def forward(self, encoded: torch.Tensor, attrs: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """encoded (B, L, dim), attrs (B, A), cond (B, E) → logits (B, 2): [click, purchase-given-click]."""
-        seen, _ = self.attend(self.query(cond)[:, None], encoded, encoded, need_weights=False)  # the user's look
-        clip = torch.cat([attrs, seen[:, 0]], dim=1)
+        """encoded (B, L, 2·dim), attrs (B, A), cond (B, E) → logits (B, 2): [click, purchase-given-click]."""
+        clip = torch.cat([attrs, self.attend(encoded, cond)], dim=1)   # what this user sees in this clip
         z = self.clip_factors(clip)
         u_click, u_buy = self.user_factors(cond).chunk(2, dim=1)
         return torch.stack([(u_click * z).sum(1), (u_buy * z).sum(1)], dim=1) + self.clip_bias(clip)
@@ -91,8 +103,8 @@ class EngagementTrainConfig:
     dim: int = 32             # attention width
     heads: int = 4
     rank: int = 16            # rank of the user × clip interaction
-    epochs: int = 15          # passes over the observed train pairs
-    negatives: int = 2        # untouched clips sampled per observed pair, per epoch
+    steps: int = 600          # optimiser steps (passes over the pairs follow from the data size)
+    negatives: int = 2        # untouched clips sampled per observed pair, per pass
     batch_size: int = 256
     lr: float = 5e-3          # AdamW, cosine decay
     weight_decay: float = 1e-4
@@ -152,38 +164,47 @@ def train_engagement_model(interactions, embeddings, domain: DomainClassifier, c
         model = EngagementModel(domain.token_dim, attrs.shape[1], embeddings.dim, tokens.shape[1],
                                 list(tokens.shape[2:4]), cfg.dim, cfg.heads, cfg.rank)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    n_per_epoch = len(pairs) * (1 + cfg.negatives)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs * int(np.ceil(n_per_epoch / cfg.batch_size)))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
     losses = []
-    for _ in _track(range(cfg.epochs), "train engagement model", progress):
+    for eu, ec, ew in _track(_pair_batches(u, c, w, touched, cfg, gen), cfg.steps, "train engagement model", progress):
         model.train()
-        # Negatives: clips this user never touched in train (resampled each epoch; rare collisions dropped).
+        clips_b, inverse = torch.unique(ec, return_inverse=True)
+        encoded = model.encode_clips(tokens[clips_b])[inverse]  # each clip encoded once per step
+        logits = model(encoded, attrs[ec], conds[eu])
+        click = (ew >= CLICK_MIN).float()
+        loss = F.binary_cross_entropy_with_logits(logits[:, 0], click)
+        if click.any():  # purchase given click, on clicked pairs only
+            bought = (ew >= PURCHASE_MIN).float()
+            loss = loss + F.binary_cross_entropy_with_logits(logits[click > 0, 1], bought[click > 0])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+    model.eval()
+    summary = {"pairs": int(len(pairs)), "users": len(user_list), "clips": len(clip_ids),
+               "click_rate": float((w >= CLICK_MIN).float().mean()), "final_loss": float(np.mean(losses[-10:])),
+               "seconds": time.perf_counter() - t0, "config": asdict(cfg)}
+    return model, summary
+
+
+def _pair_batches(u, c, w, touched, cfg: EngagementTrainConfig, gen: torch.Generator):
+    """`cfg.steps` batches of (user idx, clip idx, strength): every observed pair once per pass, plus
+    `cfg.negatives` clips per pair the user never touched in train (resampled each pass; collisions dropped)."""
+    done = 0
+    while True:
         nu = u.repeat(cfg.negatives)
-        nc = torch.randint(len(clip_ids), (len(nu),), generator=gen)
+        nc = torch.randint(touched.shape[1], (len(nu),), generator=gen)
         keep = ~touched[nu, nc]
         eu, ec = torch.cat([u, nu[keep]]), torch.cat([c, nc[keep]])
         ew = torch.cat([w, torch.zeros(int(keep.sum()))])
         order = torch.randperm(len(eu), generator=gen)
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i : i + cfg.batch_size]
-            clips_b, inverse = torch.unique(ec[idx], return_inverse=True)
-            encoded = model.encode_clips(tokens[clips_b])[inverse]  # each clip encoded once per step
-            logits = model(encoded, attrs[ec[idx]], conds[eu[idx]])
-            click = (ew[idx] >= CLICK_MIN).float()
-            loss = F.binary_cross_entropy_with_logits(logits[:, 0], click)
-            if click.any():  # purchase given click, on clicked pairs only
-                bought = (ew[idx] >= PURCHASE_MIN).float()
-                loss = loss + F.binary_cross_entropy_with_logits(logits[click > 0, 1], bought[click > 0])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
-    model.eval()
-    summary = {"pairs": int(len(pairs)), "users": len(user_list), "clips": len(clip_ids),
-               "click_rate": float((w >= CLICK_MIN).float().mean()), "final_loss": float(np.mean(losses[-10:])),
-               "seconds": time.perf_counter() - t0, "config": asdict(cfg)}
-    return model, summary
+            yield eu[idx], ec[idx], ew[idx]
+            done += 1
+            if done >= cfg.steps:
+                return
 
 
 class EngagementScorer:
@@ -240,10 +261,10 @@ class EngagementScorer:
         return cls(model.to(device), domain.to(device), {**extra, "sha256": digest, "path": str(path)})
 
 
-def _track(items, label: str, enabled: bool):
+def _track(items, total: int, label: str, enabled: bool):
     if not enabled:
         yield from items
         return
     from rich.progress import track
 
-    yield from track(items, description=label, transient=True)
+    yield from track(items, total=total, description=label, transient=True)

@@ -44,7 +44,8 @@ def discover(run: str | Path, metrics_dir: str | Path | None = None) -> ReportIn
         run=run,
         train_logs=sorted(run.rglob("metrics.csv")),
         metrics=sorted(p for p in mdir.glob("*.json")) if mdir.is_dir() else [],
-        manifests=sorted(run.rglob("manifest.json")),
+        # sample manifests; the slot's candidate clips (slot/clips/manifest.json) belong to the slot section
+        manifests=sorted(m for m in run.rglob("manifest.json") if not (m.parent.parent / "slot.jsonl").exists()),
         slot=slot,
         slot_check=check,
         truth=next(iter(sorted(run.rglob("hidden_truth.json"))), None),

@@ -59,7 +59,7 @@ def test_fvd_domain_json_pins_protocol_and_reuses_the_cache(world, ckpt, tmp_pat
 def test_domain_align_engagement_subcommands(world, ckpt, tmp_path, capsys):
     data = tmp_path / "world"
     shutil.copytree(world.root, data)
-    code, res, _ = _run(["domain", "--dataset", str(data), "--epochs", "2"], capsys)
+    code, res, _ = _run(["domain", "--dataset", str(data), "--steps", "20"], capsys)
     model = data / "evaluation" / "domain.safetensors"
     assert code == 0 and model.is_file() and res["domain_sha256"] == load_domain_classifier(model)[1]["sha256"]
     assert set(res["metrics"]) == {f"domain_val_accuracy[{a}]" for a in ("category", "colour", "pattern")}
@@ -70,7 +70,7 @@ def test_domain_align_engagement_subcommands(world, ckpt, tmp_path, capsys):
     assert {"alignment[colour]", "alignment_shuffled[colour]", "alignment_random[colour]"} <= set(res["metrics"])
     assert res["embeddings_hash"] and res["checkpoint_sha256"]
 
-    code, res, _ = _run(["engagement", "--dataset", str(data), "--domain", str(world.domain), "--epochs", "3",
+    code, res, _ = _run(["engagement", "--dataset", str(data), "--domain", str(world.domain), "--steps", "60",
                          "--checkpoint", str(ckpt), "--clips-per-user", "1"], capsys)
     assert code == 0 and {"auc[click]", "ndcg@10", "mf:auc[click]", "popularity:ndcg@10"} <= set(res["metrics"])
     scorer = EngagementScorer.load(data / "evaluation" / "engagement.safetensors")

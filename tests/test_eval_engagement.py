@@ -32,7 +32,7 @@ def setup():
     domain, _ = load_domain_classifier(world.domain)
     real = load_real_clips(world.root, domain.frames, domain.height, domain.width)
     model, summary = train_engagement_model(ds.interactions, emb, domain, real.clip_ids, real.video,
-                                            EngagementTrainConfig(epochs=15, seed=0))
+                                            EngagementTrainConfig(steps=600, seed=0))
     return world, ds, emb, EngagementScorer(model, domain), real, summary
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import re
 
 import numpy as np
@@ -13,7 +12,7 @@ from PIL import Image
 
 from evaluation.report import build_report, discover
 from evaluation.slot_gate import SlotConfig, gate_and_rank, write_slot
-from generate.manifest import MANIFEST_FORMAT, atomic_write_json, merge_manifest
+from generate.manifest import atomic_write_json, merge_manifest
 from generate.writers import write_clip
 
 _chromium = pytest.importorskip("_chromium")

@@ -74,3 +74,25 @@ def test_ddp_two_cpu_processes(world, tmp_path):
     assert reports[0]["weights"] == pytest.approx(reports[1]["weights"], rel=1e-6)  # gradients were synced
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["reelgan"]["images_seen"] == 3 * 8 * 2                 # 3 batches × 8 clips × 2 processes
+
+
+@pytest.mark.parametrize("logger,artefact", [
+    ({"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {"save_dir": "x"}}, "metrics.csv"),
+    ({"class_path": "pytorch_lightning.loggers.TensorBoardLogger", "init_args": {"save_dir": "x"}}, "events.out.*"),
+    ({"class_path": "pytorch_lightning.loggers.WandbLogger", "init_args": {"save_dir": "x", "offline": True}},
+     "wandb/offline-run-*"),
+])
+def test_loggers_write_into_the_run_dir_and_sample_grids_are_real_mp4s(world, tmp_path, monkeypatch, logger, artefact):
+    from data.video import decode_frames
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run = tmp_path / "run"
+    cfg = write_config(tmp_path / "cfg.yaml", world, run, max_steps=4, ckpt_every=4, sample_every=2,
+                       trainer={"logger": logger})
+    build_cli(["fit", "-c", str(cfg)])
+    assert list(run.glob(artefact)), sorted(p.name for p in run.iterdir())
+    frames, n, error = decode_frames(run / "samples" / "step_000002.mp4")
+    assert error is None and n == 8                                  # T frames of the grid
+    assert frames[0].shape == (2 * 32, 2 * 32, 3)                    # 2 users × 2 seeds of 32×32 clips
+    assert (run / "samples" / "final.mp4").exists() and (run / "checkpoints" / "last.ckpt").exists()

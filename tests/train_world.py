@@ -34,7 +34,7 @@ def make_world(out: Path, clips: int = 64, users: int = 40, size: str = "32x32",
 
 def _merge(base: dict, over: dict) -> dict:
     for k, v in over.items():
-        if isinstance(v, dict) and isinstance(base.get(k), dict) and k != "motion_kwargs":
+        if isinstance(v, dict) and isinstance(base.get(k), dict) and k not in ("motion_kwargs", "logger"):
             _merge(base[k], v)
         else:
             base[k] = v
