@@ -63,7 +63,7 @@ def measure(name: str, precision: str) -> dict:
     return {"config": name, "precision": precision, "batch_size": bsz,
             "clip": f"{cfg['data']['frames']}x{cfg['data']['height']}x{cfg['data']['width']}",
             "batches_timed": interval, "clips_per_s": clips / wall, "s_per_batch": wall / interval,
-            "cpu_s_per_batch": cpu / interval, "gflop_per_batch": flops / 1e9,
+            "cpu_s_per_batch": cpu / interval, "clips_per_cpu_s": clips / cpu, "gflop_per_batch": flops / 1e9,
             "achieved_gflops": flops / 1e9 / (wall / interval)}
 
 
@@ -84,11 +84,11 @@ def main() -> None:
             print(f"  done {name} {precision}: {row['clips_per_s']:.2f} clips/s", flush=True)
     info["loadavg_1m_at_end"] = os.getloadavg()[0]
     header = f"{'config':10s} {'precision':11s} {'clip':9s} {'clips/s':>8s} {'s/batch':>8s} {'cpu s/b':>8s} " \
-             f"{'GFLOP/b':>8s} {'GFLOP/s':>8s} {'peak':>7s} {'%peak':>6s}"
+             f"{'clip/cpu-s':>10s} {'GFLOP/b':>8s} {'GFLOP/s':>8s} {'peak':>7s} {'%peak':>6s}"
     print(header)
     for r in rows:
         print(f"{r['config']:10s} {r['precision']:11s} {r['clip']:9s} {r['clips_per_s']:8.2f} {r['s_per_batch']:8.3f} "
-              f"{r['cpu_s_per_batch']:8.3f} {r['gflop_per_batch']:8.1f} {r['achieved_gflops']:8.1f} "
+              f"{r['cpu_s_per_batch']:8.3f} {r['clips_per_cpu_s']:10.2f} {r['gflop_per_batch']:8.1f} {r['achieved_gflops']:8.1f} "
               f"{r['peak_matmul_gflops']:7.0f} {100 * r['fraction_of_peak']:5.1f}%")
     for cfg in args.configs:
         by = {r["precision"]: r for r in rows if r["config"] == cfg}

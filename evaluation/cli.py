@@ -34,7 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import torch
+
     args = build_parser().parse_args(argv)
+    threads = torch.get_num_threads()
+    if getattr(args, "threads", 0):  # subcommands with a --threads option (restored after: main is also a function)
+        torch.set_num_threads(int(args.threads))
     try:
         return int(args.func(args) or 0)
     except (FileNotFoundError, ValueError, KeyError) as err:
@@ -42,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"reelgan-eval {args.command}: error: {msg}", file=sys.stderr)
         return 2
+    finally:
+        torch.set_num_threads(threads)
 
 
 if __name__ == "__main__":

@@ -45,12 +45,15 @@ def add_checkpoint(p: argparse.ArgumentParser, required: bool = True) -> None:
                    help="generator: a reelgan-train .ckpt or a `reelgan-generate export` .safetensors")
 
 
-def add_output(p: argparse.ArgumentParser) -> None:
+def add_output(p: argparse.ArgumentParser, threads: int = 0) -> None:
     p.add_argument("--out", type=Path, help="write the JSON result here (atomically), e.g. RUN/eval/align.json; "
                                             "it is always printed to stdout too")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--seed", type=int, default=0, help="the one seed: generation seeds and every sampling draw")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
+    p.add_argument("--threads", type=int, default=threads,
+                   help="torch CPU threads (0 = torch's default). The evaluation networks are small: a second "
+                        "thread gains little, and on a busy machine it made training ~9x slower (measured)")
 
 
 def add_domain(p: argparse.ArgumentParser) -> None:

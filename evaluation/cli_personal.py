@@ -26,7 +26,7 @@ def register(subparsers) -> None:
     p.add_argument("--frames", type=int, default=8, help="clip length the classifier reads")
     p.add_argument("--size", type=int, default=32, help="frame height = width it reads")
     p.add_argument("--steps", type=int, default=600, help="optimiser steps (batches of 16 clips)")
-    common.add_output(p)
+    common.add_output(p, threads=1)
     p.set_defaults(func=run_domain)
 
     p = subparsers.add_parser("align", formatter_class=fmt, help="preference alignment of held-out users' clips",
@@ -42,7 +42,7 @@ def register(subparsers) -> None:
     p.add_argument("--truncation", type=float, default=1.0)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--group-attribute", default="colour", help="attribute that groups users for conditional FVD")
-    common.add_output(p)
+    common.add_output(p, threads=1)
     p.set_defaults(func=run_align)
 
     p = subparsers.add_parser("engagement", formatter_class=fmt, help="train + evaluate the engagement model",
@@ -55,7 +55,7 @@ def register(subparsers) -> None:
     p.add_argument("--model-out", type=Path, help="engagement model file (default DATASET/evaluation/engagement.safetensors)")
     p.add_argument("--steps", type=int, default=600, help="optimiser steps (batches of 256 pairs)")
     p.add_argument("--clips-per-user", type=int, default=2, help="with --checkpoint: generated clips per held-out user")
-    common.add_output(p)
+    common.add_output(p, threads=1)
     p.set_defaults(func=run_engagement)
 
 

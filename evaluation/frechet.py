@@ -3,12 +3,13 @@
     d² = ‖μ1 − μ2‖² + tr Σ1 + tr Σ2 − 2 tr √(Σ1 Σ2)
 
 The hard term is tr √(Σ1 Σ2). Σ1 Σ2 is not symmetric, so eigvalsh on it is wrong (torch-fidelity #46).
-Our route ("cholesky"): factor Σ1 = L Lᵀ; then Σ1 Σ2 = L (Lᵀ Σ2 L) L⁻¹ has the same eigenvalues as the
-symmetric PSD matrix M = Lᵀ Σ2 L, so tr √(Σ1 Σ2) = Σ √λ(M), with λ from eigvalsh. The identity
-eig(AB) = eig(BA) (non-zero part) makes this hold for *any* factor Σ1 = F Fᵀ, F (d, r). So when Σ1 is singular
-(N ≤ d) and Cholesky refuses, we use the pivoted Cholesky factor of rank r ("pivoted-cholesky" route; M is only
-(r, r), so it is even faster), or F = V √Λ₊ from eigh ("eigh" route, the last resort): same formula, still exact,
-no jitter added to Σ.
+"cholesky" route (both Σ positive definite): factor Σ1 = L Lᵀ; Σ1 Σ2 = L (Lᵀ Σ2 L) L⁻¹ has the eigenvalues of the
+symmetric PSD M = Lᵀ Σ2 L, so tr √(Σ1 Σ2) = Σ √λ(M), λ from eigvalsh.
+"pivoted-cholesky" route (a singular Σ, e.g. N ≤ d): factor both sides exactly, Σi = Fi Fiᵀ (LAPACK's pivoted
+Cholesky, rank ri ≤ Ni − 1). By eig(AB) = eig(BA), the non-zero eigenvalues of Σ1Σ2 are the squared singular
+values of F2ᵀ F1, so tr √(Σ1 Σ2) is the nuclear norm of that small (r2, r1) matrix. No jitter is added and no
+square root of a round-off eigenvalue enters (that costs sqrtm/eigvals ~1e-8 relative when N < d).
+"eigh" (forced only): F = V √Λ₊ from eigh of Σ1, then the eigvalsh formula.
 Tiny negative eigenvalues (round-off) are clamped to 0, and a total below ROUNDOFF·(tr Σ1 + tr Σ2) is reported
 as 0, so identical sets give exactly 0, nothing is ever negative, NaN or complex.
 
@@ -67,26 +68,34 @@ def _pivoted_factor(sigma: np.ndarray) -> np.ndarray | None:
     return f
 
 
+def _exact_factor(sigma: np.ndarray, chol: np.ndarray, info: int) -> np.ndarray:
+    """F with F Fᵀ = Σ exactly: the Cholesky factor if it succeeded, else pivoted Cholesky (rank r), else eigh."""
+    if info == 0:
+        return chol
+    f = _pivoted_factor(sigma)
+    return _eigh_factor(sigma) if f is None else f
+
+
 def _tr_sqrt_factor(sigma1: np.ndarray, sigma2: np.ndarray, force_eigh: bool = False) -> tuple[float, str]:
-    route, f = "eigh", None
-    if not force_eigh:
-        chol, info = linalg.lapack.dpotrf(sigma1, lower=1, clean=1)
-        if info == 0:
-            route = "cholesky"
-        else:  # Σ1 singular (e.g. N ≤ d): an exact low-rank factor instead, no jitter
-            f = _pivoted_factor(sigma1)
-            route = "pivoted-cholesky" if f is not None else "eigh"
-    if route == "cholesky":
-        # M = Lᵀ Σ2 L with two triangular multiplies (half the flops of general matmuls)
-        chol = np.asfortranarray(chol)  # BLAS layout: avoids hidden copies
-        left = linalg.blas.dtrmm(1.0, chol, np.asfortranarray(sigma2), side=0, lower=1, trans_a=1)
-        m = linalg.blas.dtrmm(1.0, chol, left, side=1, lower=1, trans_a=0)
+    if force_eigh:
+        m = _eigh_factor(sigma1)
+        m = m.T @ sigma2 @ m
     else:
-        f = _eigh_factor(sigma1) if f is None else f
-        m = f.T @ sigma2 @ f
+        chol1, info1 = linalg.lapack.dpotrf(sigma1, lower=1, clean=1)
+        chol2, info2 = linalg.lapack.dpotrf(sigma2, lower=1, clean=1)
+        if info1 != 0 or info2 != 0:
+            # A singular Σ (N ≤ d): with exact factors Σi = Fi Fiᵀ (pivoted Cholesky, rank ri), the non-zero
+            # eigenvalues of Σ1Σ2 are the squared singular values of F2ᵀ F1, so tr√(Σ1Σ2) is its nuclear norm.
+            # No square root of a round-off eigenvalue enters, and the SVD is only (r2, r1).
+            f1, f2 = _exact_factor(sigma1, chol1, info1), _exact_factor(sigma2, chol2, info2)
+            return float(linalg.svdvals(f2.T @ f1, check_finite=False).sum()), "pivoted-cholesky"
+        # Both positive definite: M = L1ᵀ Σ2 L1 by two triangular multiplies (half the flops of general matmuls)
+        chol1 = np.asfortranarray(chol1)  # BLAS layout: avoids hidden copies
+        left = linalg.blas.dtrmm(1.0, chol1, np.asfortranarray(sigma2), side=0, lower=1, trans_a=1)
+        m = linalg.blas.dtrmm(1.0, chol1, left, side=1, lower=1, trans_a=0)
     m = np.asfortranarray(0.5 * (m + m.T))  # symmetric PSD, same non-zero spectrum as Σ1 Σ2
     lam = linalg.eigh(m, eigvals_only=True, driver="evr", check_finite=False, overwrite_a=True)
-    return float(np.sqrt(np.clip(lam, 0.0, None)).sum()), route
+    return float(np.sqrt(np.clip(lam, 0.0, None)).sum()), "eigh" if force_eigh else "cholesky"
 
 
 def _tr_sqrt_sqrtm(sigma1, sigma2) -> float:

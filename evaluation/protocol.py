@@ -12,20 +12,6 @@ from importlib import metadata
 
 METRIC_KINDS = {"fid": "frame", "fvd": "video"}  # metric family → the extractor kind it needs
 
-# Field → what it means (the docs table in docs/evaluation.md is generated from the same words).
-FIELDS = {
-    "metric": "name with the network tag, e.g. fid[inception]",
-    "network": "extractor record: name, tag, dim, kind, weights_sha256, weights_path, resize_mode, standard, ...",
-    "covariance_normalisation": '"n-1" (unbiased, FID convention) or "n" (StyleGAN-V FVD convention)',
-    "real_clips / fake_clips": "clips fed to the network",
-    "real_rows / fake_rows": "feature rows in the statistics (frames for FID, clips for FVD)",
-    "frames / stride / offset": "clip sampling, as given by the caller",
-    "seeds": "generation seeds of the fake clips, as given by the caller",
-    "real_stats_sha256": "hash of the real-data sums (n, Σx, Σxxᵀ), whether cached or not",
-    "real_stats_cache": "cache file the real statistics came from / went to (null if no cache)",
-    "frechet_route": '"cholesky" or "eigh" (singular Σ): how tr√(Σ1Σ2) was computed',
-}
-
 
 def _version() -> str:
     try:
@@ -49,20 +35,20 @@ def metric_name(family: str, extractor) -> str:
 class Protocol:
     """Everything needed to reproduce (or refuse to compare) one Fréchet metric value."""
 
-    metric: str
-    network: dict
-    covariance_normalisation: str
-    real_clips: int
+    metric: str                       # name with the network tag, e.g. fid[inception]
+    network: dict                     # extractor.protocol(): name, tag, dim, kind, weights_sha256, resize_mode, ...
+    covariance_normalisation: str     # "n-1" (unbiased, FID convention) or "n" (StyleGAN-V FVD convention)
+    real_clips: int                   # clips fed to the network
     fake_clips: int
-    real_rows: int
+    real_rows: int                    # feature rows in the statistics (frames for FID, clips for FVD)
     fake_rows: int
-    real_stats_sha256: str
-    real_stats_cache: str | None = None
-    frechet_route: str = "cholesky"
-    frames: int | None = None
+    real_stats_sha256: str            # hash of the real-data sums (n, Σx, Σxxᵀ), cached or not
+    real_stats_cache: str | None = None   # cache file the real statistics came from / went to
+    frechet_route: str = "cholesky"   # "cholesky" or "pivoted-cholesky" (a singular Σ): how tr√(Σ1Σ2) was computed
+    frames: int | None = None         # clip sampling, as given by the caller
     stride: int | None = None
     offset: int | str | None = None
-    seeds: list[int] | None = None
+    seeds: list[int] | None = None    # generation seeds of the fake clips, as given by the caller
     extra: dict = field(default_factory=dict)
     reelgan_version: str = field(default_factory=lambda: _version())
 

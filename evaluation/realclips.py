@@ -45,9 +45,6 @@ class RealClips:
             out[name] = torch.tensor([index[v] for v in values], dtype=torch.long)
         return out
 
-    def position(self) -> dict[str, int]:
-        return {c: i for i, c in enumerate(self.clip_ids)}
-
 
 def attribute_vocab(root: Path, clips: pd.DataFrame, names: list[str]) -> dict[str, list[str]]:
     """Vocabulary per attribute: world.json's order when the dataset has one (synthetic), else sorted values."""

@@ -206,7 +206,7 @@ def slot_section(rows: list[dict], check: dict | None, run: Path) -> Section:
             key = why.split(" ")[0]
             reasons[key] = reasons.get(key, 0) + 1
     parts = [f"<p>{len(users)} users, {len(rows_c)} candidate clips, {passed} passed the gate "
-             f"({passed / max(1, len(rows_c)):.0%}); {fallbacks} users fell back to the popular clip. Failures by check: "
+             f"({passed / max(1, len(rows_c)):.0%}); {fallbacks} user(s) fell back to the popular clip. Failures by check: "
              + (", ".join(f"{_esc(k)} {v}" for k, v in reasons.items()) or "none") + ".</p>"]
     if check:
         parts.append(_slot_check_html(check))
@@ -223,7 +223,9 @@ def slot_section(rows: list[dict], check: dict | None, run: Path) -> Section:
 
 def _slot_check_html(check: dict) -> str:
     arms = check.get("arms", {})
-    png = plots.grouped_bars({"expected engagement": {k: v["mean"] for k, v in arms.items()}},
+    label = {"slot": "slot (served)", "popular": "most popular clip", "random_generated": "random generated clip",
+             "best_candidate": "best candidate (oracle)"}
+    png = plots.grouped_bars({"expected engagement": {label.get(k, k): v["mean"] for k, v in arms.items()}},
                              "offline check: expected engagement under the hidden truth", "P(engage)")
     txt = _esc(check.get("verdict", ""))
     return f"<figure>{_img(png, 'image/png', 'slot offline check')}<figcaption>{txt}</figcaption></figure>"
@@ -263,9 +265,10 @@ def markdown_summary(inputs, heads, metrics, slot_rows, check, out_html: Path, m
         vals = metric_values(m["data"]) if m["data"] is not None else {"error": m.get("error")}
         lines.append(f"| {Path(m['file']).name} | " + "; ".join(f"{k} = {_fmt(v)}" for k, v in vals.items()) + " |")
     if slot_rows:
-        served = [r for r in slot_rows if r.get("served")]
-        lines += ["", "## Slot", "", f"{len(slot_rows)} candidates, {sum(r['passed'] for r in slot_rows)} passed, "
-                  f"{len(served)} served."]
+        cands = [r for r in slot_rows if not r.get("fallback")]
+        fallbacks = len(slot_rows) - len(cands)
+        lines += ["", "## Slot", "", f"{len(cands)} candidates, {sum(r['passed'] for r in cands)} passed the gate, "
+                  f"{len({r['user_id'] for r in slot_rows})} users served ({fallbacks} with the popular-clip fallback)."]
         if check:
             lines.append("")
             lines.append(check.get("verdict", ""))

@@ -73,6 +73,22 @@ def test_rank_deficient_is_finite_real_and_matches_svd():
     assert abs(value - frechet_distance(m1, s1, m2, s2, method="eigh")) / value <= 1e-6
 
 
+def test_rank_deficient_is_exact_against_the_feature_space_reference():
+    """With centred features A1 (n1, d), A2 (n2, d): Σi = AiᵀAi/(ni−1), and the non-zero eigenvalues of Σ1Σ2 are
+    the squared singular values of A1A2ᵀ/√((n1−1)(n2−1)), so tr√(Σ1Σ2) is that small matrix's nuclear norm: an
+    exact reference with no round-off eigenvalues. Ours matches it to round-off; sqrtm/eigvals of Σ1Σ2 carry
+    ~1e-8 errors from square roots of the d − N round-off eigenvalues."""
+    rng = np.random.default_rng(7)
+    a, b = _features(rng, 60, 256), _features(rng, 50, 256, 0.1)
+    ca, cb = a - a.mean(0), b - b.mean(0)
+    tr_sqrt = np.linalg.svd(ca @ cb.T, compute_uv=False).sum() / np.sqrt(59 * 49)
+    (m1, s1), (m2, s2) = _stats(a), _stats(b)
+    exact = ((m1 - m2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr_sqrt
+    terms = frechet_terms(m1, s1, m2, s2)
+    assert terms["route"] == "pivoted-cholesky"
+    assert abs(terms["value"] - exact) / exact <= 1e-11
+
+
 @pytest.mark.parametrize("n,d", [(500, 64), (10, 128), (1, 32)])
 def test_identical_sets_give_exactly_zero(n, d):
     rng = np.random.default_rng(n)

@@ -92,7 +92,7 @@ def test_report_is_self_contained_and_complete(tmp_path):
     md = (run / "report.md").read_text()
     assert "fvd[domain]**: 151.2" in md and "alignment[colour]**: 0.61" in md and "slot expected engagement" in md
     assert [h["name"] for h in out["headlines"]] == ["fvd[domain]", "alignment[colour]", "slot expected engagement"]
-    assert "1 users fell back to the popular clip" in page and "<td>fallback</td>" in page
+    assert "1 user(s) fell back to the popular clip" in page and "<td>fallback</td>" in page
 
 
 @pytest.mark.skipif(_chromium.chromium_path() is None, reason="chromium not installed (scripts/install_chromium.sh)")

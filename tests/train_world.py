@@ -118,7 +118,7 @@ def colour_alignment(generator, world: Path, per_colour: int = 3, seeds: int = 6
         others = [j for j, c in enumerate(prefs) if c != colour]
         gains.append(float(frac[i, k] - frac[others, k].mean()))
     return {"alignment": float(np.mean(gains)), "mean_shift": float(np.mean(shifts)), "users": len(users),
-            "per_user": gains,
+            "per_user": gains, "per_user_shift": shifts,
             "share_of_preferred": float(np.mean([frac[i, names.index(c)] for i, c in enumerate(prefs)]))}
 
 
