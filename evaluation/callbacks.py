@@ -30,15 +30,17 @@ METRIC = "fvd[domain]"
 class DomainFVD(Callback):
     def __init__(self, every_n_steps: int = 250, clips: int = 128, domain: str | None = None,
                  dataset: str | None = None, embeddings: str | None = None, seed: int = 0, batch_size: int = 16,
-                 truncation: float = 1.0, normalisation: str = "n", at_start: bool = False):
+                 truncation: float = 1.0, normalisation: str = "n", at_start: bool = False, at_end: bool = True):
         """every_n_steps: batches between measurements (ReelGAN's batches_seen; not optimiser steps);
         clips: clips per side; domain / dataset / embeddings: files (defaults: see module docstring);
-        seed: picks the real clips, their conditions and the fake seeds; at_start: also measure before training."""
+        seed: picks the real clips, their conditions and the fake seeds; at_start / at_end: also measure before
+        training / when it stops (max_steps, max_time) unless that batch was just measured."""
         if every_n_steps < 1 or clips < 2:
             raise ValueError(f"DomainFVD needs every_n_steps >= 1 and clips >= 2, got {every_n_steps}, {clips}")
         self.every_n_steps, self.clips, self.seed, self.batch_size = int(every_n_steps), int(clips), int(seed), int(batch_size)
         self.domain, self.dataset, self.embeddings = domain, dataset, embeddings
-        self.truncation, self.normalisation, self.at_start = float(truncation), normalisation, at_start
+        self.truncation, self.normalisation = float(truncation), normalisation
+        self.at_start, self.at_end = at_start, at_end
         self.history: list[tuple[int, float]] = []
         self._ready = False
 
@@ -113,4 +115,9 @@ class DomainFVD(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         batches = int(getattr(pl_module, "batches_seen", batch_idx + 1))
         if batches > 0 and batches % self.every_n_steps == 0:
+            self._log(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        step = int(getattr(pl_module, "batches_seen", trainer.global_step))
+        if self.at_end and (not self.history or self.history[-1][0] != step):
             self._log(trainer, pl_module)

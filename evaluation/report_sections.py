@@ -34,6 +34,8 @@ _img = img_tag
 
 
 def _fmt(v) -> str:
+    if v is None:
+        return "—"
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)

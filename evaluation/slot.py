@@ -20,16 +20,19 @@ import numpy as np
 import torch
 
 from evaluation.slot_gate import SlotConfig, checkpoint_gate, config_dict, gate_and_rank, load_slot_config, write_slot
-from evaluation.slot_scores import DensityRealism, alignment_scores, random_alignment, revealed_preferences
+from evaluation.slot_scores import (DensityRealism, alignment_scores, random_alignment, revealed_preferences,
+                                    users_without_history)
 from generate.manifest import atomic_write_json
 
 
 class CandidateScorer:
     """Engagement, realism and alignment of candidate clips, with the attribute probabilities kept for the check."""
 
-    def __init__(self, engagement, realism: DensityRealism, prefs: dict, vocab: dict[str, list[str]]):
+    def __init__(self, engagement, realism: DensityRealism, prefs: dict, vocab: dict[str, list[str]],
+                 no_history: set[str] = frozenset()):
         self.engagement, self.realism, self.prefs, self.vocab = engagement, realism, prefs, vocab
         self.domain = engagement.domain
+        self.no_history = set(no_history)  # alignment unknown → NaN → the gate fails the clip (fails closed)
 
     @torch.no_grad()
     def score(self, users: list[str], conditions: torch.Tensor, video: torch.Tensor) -> tuple[list[dict], dict]:
@@ -40,7 +43,8 @@ class CandidateScorer:
         real = self.realism.score(feats.double().cpu().numpy())
         scores = []
         for i, user in enumerate(users):
-            align = alignment_scores({a: p[i:i + 1] for a, p in probs.items()}, self.prefs[user])[0]
+            align = (float("nan") if user in self.no_history else
+                     alignment_scores({a: p[i:i + 1] for a, p in probs.items()}, self.prefs[user])[0])
             scores.append({"engagement": float(eng["click"][i]), "purchase": float(eng["purchase"][i]),
                            "realism": float(real[i]), "alignment": float(align)})
         return scores, probs
@@ -103,7 +107,7 @@ def run_slot(checkpoint: str | Path, data: str | Path, users: list[str], engagem
     vocab = scorer_model.domain.vocab
     prefs = revealed_preferences(dataset.interactions, dataset.clips, vocab, users)
     realism = DensityRealism(real_feature_rows(data, scorer_model.domain))
-    scorer = CandidateScorer(scorer_model, realism, prefs, vocab)
+    scorer = CandidateScorer(scorer_model, realism, prefs, vocab, users_without_history(dataset.interactions, users))
     generator, info = load_generator(checkpoint, device=device)
     fvd, fvd_problem = read_fvd(fvd_json, info.get("sha256"))
     ckpt_reason = fvd_problem or checkpoint_gate(fvd, cfg.gate)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -91,7 +92,9 @@ def gate_and_rank(rows: list[dict], cfg: SlotConfig, checkpoint_reason: str | No
             reasons = [checkpoint_reason] if checkpoint_reason else []
             if not s["realism"] >= cfg.gate.min_realism:
                 reasons.append(f"realism {s['realism']:.3g} < min_realism {cfg.gate.min_realism:.3g}")
-            if not s["alignment"] >= cfg.gate.min_alignment:
+            if math.isnan(s["alignment"]):
+                reasons.append("alignment unknown: the user has no training interactions to reveal favourites")
+            elif not s["alignment"] >= cfg.gate.min_alignment:
                 reasons.append(f"alignment {s['alignment']:.3g} < min_alignment {cfg.gate.min_alignment:.3g}")
             r["passed"], r["reasons"] = not reasons, reasons
         order = sorted((r for r in mine if r["passed"]), key=lambda r: (
@@ -111,7 +114,8 @@ CSV_FIXED = ["user_id", "rank", "served", "passed", "reasons", "clip", "seed", "
 def write_slot(rows: list[dict], outdir: str | Path) -> tuple[Path, Path]:
     """slot.jsonl (one JSON row per candidate) and slot.csv (same rows, scores as columns), both atomic."""
     outdir = Path(outdir)
-    jsonl = "".join(json.dumps(r, sort_keys=False) + "\n" for r in rows)
+    rows = [_no_nan(r) for r in rows]  # strict JSON: an unknown score is null, not NaN
+    jsonl = "".join(json.dumps(r, sort_keys=False, allow_nan=False) + "\n" for r in rows)
     score_keys = list(dict.fromkeys(k for r in rows for k in r["scores"]))
     extra = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in CSV_FIXED and k != "scores"]
     buf = io.StringIO()
@@ -121,6 +125,16 @@ def write_slot(rows: list[dict], outdir: str | Path) -> tuple[Path, Path]:
         w.writerow([("" if r.get(k) is None else "; ".join(r[k]) if k == "reasons" else r.get(k)) for k in CSV_FIXED]
                    + [r["scores"].get(k) for k in score_keys] + [r.get(k) for k in extra])
     return atomic_write_text(outdir / "slot.jsonl", jsonl), atomic_write_text(outdir / "slot.csv", buf.getvalue())
+
+
+def _no_nan(obj):
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _no_nan(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_no_nan(v) for v in obj]
+    return obj
 
 
 def config_dict(cfg: SlotConfig) -> dict:

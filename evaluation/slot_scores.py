@@ -63,6 +63,12 @@ def revealed_preferences(interactions: pd.DataFrame, clips: pd.DataFrame, vocab:
     return out
 
 
+def users_without_history(interactions: pd.DataFrame, user_ids: list[str]) -> set[str]:
+    """Users with no training interaction: their favourites are unknown, so their alignment is NaN (gate fails)."""
+    train = interactions[interactions["split"] != "test"] if "split" in interactions.columns else interactions
+    return set(user_ids) - set(train["user_id"])
+
+
 def alignment_scores(probs: dict[str, np.ndarray], prefs: dict[str, np.ndarray]) -> np.ndarray:
     """probs[a]: (N, V_a) clip attribute probabilities; prefs[a]: (V_a,) → (N,) P(clip shows the favourite)."""
     parts = []

@@ -7,7 +7,9 @@ all in the checkpoint: weights, optimisers (Lightning), EMA, ADA p, image counte
 from __future__ import annotations
 
 import copy
+import inspect
 import random
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -247,3 +249,15 @@ class ReelGAN(pl.LightningModule):
         torch.set_rng_state(rng["torch"])
         np.random.set_state((rng["numpy"][0], rng["numpy"][1].numpy().astype(np.uint32), *rng["numpy"][2:]))
         random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
+
+
+def _args_doc(fn) -> str:
+    """A Google-style 'Args:' section built from the one-line comment beside each keyword, so the comments in
+    the signature are the single source of the `reelgan-train fit --help` texts (jsonargparse reads it)."""
+    signature = inspect.getsource(fn).split("\n    ):", 1)[0]
+    items = re.findall(r"^\s+(\w+): [^#\n]*#\s*(.+)$", signature, flags=re.M)
+    return "Train the conditional video GAN.\n\nArgs:\n" + "\n".join(f"    {name}: {text.strip()}"
+                                                                   for name, text in items)
+
+
+ReelGAN.__init__.__doc__ = _args_doc(ReelGAN.__init__)

@@ -19,6 +19,24 @@ from generate.targets import Target
 from generate.writers import write_clip
 
 
+# The generator always runs FORWARD_BATCH clips at once (the last forward padded with copies). Measured on this
+# CPU: a clip's floats are identical whatever its position or companions in a forward of fixed size, but forwards
+# of 1 or 2 rows take other GEMM paths than 4+ (≈ 7e-7 apart, enough to flip a few uint8 values). A fixed forward
+# size makes a seed's clip bit-identical whatever --batch-size; --batch-size only sets the clips per step.
+FORWARD_BATCH = 8
+
+
+def generate_fixed(generator, conditions: torch.Tensor, seeds: list[int], truncation: float, device: str) -> torch.Tensor:
+    """generate.sampler.generate_clips in forwards of exactly FORWARD_BATCH rows → float (N, T, C, H, W) in [-1, 1]."""
+    n = len(seeds)
+    pad = (-n) % FORWARD_BATCH
+    if pad:
+        conditions = torch.cat([conditions, conditions[-1:].expand(pad, -1)])
+        seeds = list(seeds) + [seeds[-1]] * pad
+    return generate_clips(generator, conditions, seeds, truncation=truncation, batch_size=FORWARD_BATCH,
+                          device=device)[:n]
+
+
 def pick_device(name: str) -> str:
     """auto → cuda when available, else cpu; an explicit cuda without a GPU is an error, not a silent fallback."""
     if name == "auto":
@@ -42,8 +60,8 @@ def generate_to_folders(generator, info: dict, targets: list[Target], seeds: lis
                         on_batch=None) -> dict:
     """Write outdir/<safe target>/<target>-seedNNNN.<fmt> for every target × seed and merge outdir/manifest.json.
 
-    Clips are made batch by batch (`batch_size` clips at once, targets and seeds mixed); a seed gives the same clip
-    whatever the batch (gan.seeds), so --batch-size changes speed, never content. Returns the manifest dict.
+    Clips are made step by step (`batch_size` clips rounded up to whole forwards of FORWARD_BATCH, targets and seeds
+    mixed); a seed gives the bit-identical clip whatever --batch-size (see FORWARD_BATCH). Returns the manifest.
     `on_batch(entries, video)`, if given, sees each batch as it is made (the slot scores candidates with it):
     entries are this batch's manifest rows, video its float (N, T, C, H, W) clips in [-1, 1].
     """
@@ -57,17 +75,17 @@ def generate_to_folders(generator, info: dict, targets: list[Target], seeds: lis
     old = load_manifest(outdir / MANIFEST_NAME)  # fail on a corrupt manifest before spending minutes generating
     folders = {t.name: child_dir(outdir, t.name) for t in targets}
     jobs = [(t, s) for t in targets for s in seeds]
+    step = -(-batch_size // FORWARD_BATCH) * FORWARD_BATCH  # clips per step: whole forwards, no padding waste
     entries: list[dict] = []
     gen_s = write_s = 0.0
     ckpt_sha = info.get("sha256")
     with _progress(progress) as bar:
         task = bar.add_task("generate", total=len(jobs), rate="")
-        for lo in range(0, len(jobs), batch_size):
-            chunk = jobs[lo: lo + batch_size]
+        for lo in range(0, len(jobs), step):
+            chunk = jobs[lo: lo + step]
             conds = torch.from_numpy(np.stack([t.condition for t, _ in chunk]))
             t0 = time.perf_counter()
-            video = generate_clips(generator, conds, [s for _, s in chunk], truncation=truncation,
-                                   batch_size=batch_size, device=device)  # (N, T, C, H, W) in [-1, 1]
+            video = generate_fixed(generator, conds, [s for _, s in chunk], truncation, device)  # (N, T, C, H, W)
             gen_s += time.perf_counter() - t0
             t0 = time.perf_counter()
             for (target, seed), clip in zip(chunk, video):

@@ -4,7 +4,7 @@
 #   (fvd[domain], fid[effnet-lite0], alignment, engagement) → slot → report
 # Prints each stage's wall time, where the report is and three headline figures; writes RUN/demo_timings.json.
 # Budget: ≤ 15 min on 2 CPU cores including the ≈ 90 s install, so this script has DEMO_BUDGET_S = 810 s. Training
-# gets what the other stages leave: budget − time spent so far − DEMO_AFTER_TRAIN_S (300 s: the evaluation stages
+# gets what the other stages leave: budget − time spent so far − DEMO_AFTER_TRAIN_S (250 s: the evaluation stages
 # took 245 s with the machine loaded 4× over) − 30 s of trainer start-up. Knobs (environment):
 #   DEMO_TRAIN_MAX_TIME  fixed training cap DD:HH:MM:SS instead (e.g. 00:00:11:00 = configs/demo-cpu.yaml's own)
 #   DEMO_BUDGET_S / DEMO_AFTER_TRAIN_S  the budget arithmetic above
@@ -16,7 +16,7 @@ BIN="${BIN:-.venv/bin}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE="${WANDB_MODE:-offline}"
 export PYTHONWARNINGS="${PYTHONWARNINGS:-ignore}"
 BUDGET_S="${DEMO_BUDGET_S:-810}"
-AFTER_TRAIN_S="${DEMO_AFTER_TRAIN_S:-300}"
+AFTER_TRAIN_S="${DEMO_AFTER_TRAIN_S:-250}"
 CLIPS="${DEMO_CLIPS:-256}"
 USERS="${DEMO_USERS:-120}"
 PERSONA="retro red dress with dots"
@@ -66,13 +66,13 @@ DEMO_USERS_IDS=$("$BIN/python" scripts/demo_pick_users.py "$WORLD" 3)
 stage generate  "$BIN/reelgan-generate" --checkpoint "$CKPT" --data "$WORLD" --user "$DEMO_USERS_IDS" \
                     --persona "$PERSONA" --num 4 --format mp4,gif --outdir "$RUN/samples" --no-progress
 # Evaluation at demo scale (2 cores): a 16×16×8 domain classifier (colour, category, motion), 128 clips for
-# fvd[domain], 48 for fid[effnet-lite0] (384 frames a side); the protocol in each JSON records the counts.
+# fvd[domain], 32 for fid[effnet-lite0] (256 frames a side); the protocol in each JSON records the counts.
 stage domain    "$BIN/reelgan-eval" domain --dataset "$WORLD" --frames 8 --size 16 --steps 200 \
                     --out "$EVAL/domain.json" --no-progress
 stage fvd       "$BIN/reelgan-eval" fvd --checkpoint "$CKPT" --dataset "$WORLD" --network domain --clips 128 \
                     --out "$EVAL/fvd_domain.json" --no-progress
 stage fid       "$BIN/reelgan-eval" fid --checkpoint "$CKPT" --dataset "$WORLD" --network effnet-lite0 \
-                    --clips 48 --out "$EVAL/fid_effnet.json" --no-progress
+                    --clips 32 --out "$EVAL/fid_effnet.json" --no-progress
 stage align     "$BIN/reelgan-eval" align --checkpoint "$CKPT" --dataset "$WORLD" --clips-per-user 4 \
                     --out "$EVAL/align.json" --no-progress
 stage engagement "$BIN/reelgan-eval" engagement --dataset "$WORLD" --steps 200 --out "$EVAL/engagement.json" \

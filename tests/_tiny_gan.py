@@ -5,6 +5,9 @@ depend on quality. Built through pytorch-lightning's Trainer, so the file is exa
 """
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -35,7 +38,20 @@ def _collate(rows):
     return torch.stack(v), torch.stack(c), list(u), list(k)
 
 
-def tiny_checkpoint(folder: Path, motion: str = "gru", **overrides) -> Path:
+_CACHE: dict[tuple, Path] = {}
+
+
+def tiny_checkpoint(motion: str = "gru", **overrides) -> Path:
+    """A read-only checkpoint, built once per (motion, overrides) per test process (training costs seconds)."""
+    key = (motion, tuple(sorted(overrides.items())))
+    if key not in _CACHE or not _CACHE[key].is_file():
+        folder = Path(tempfile.mkdtemp(prefix="reelgan-tiny-ckpt-"))
+        atexit.register(shutil.rmtree, folder, True)
+        _CACHE[key] = _build(folder, motion, **overrides)
+    return _CACHE[key]
+
+
+def _build(folder: Path, motion: str, **overrides) -> Path:
     import pytorch_lightning as pl
 
     from gan.module import ReelGAN

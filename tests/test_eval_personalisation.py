@@ -94,11 +94,11 @@ def test_oracle_generator_is_aligned_and_shuffling_breaks_it(setup):
     json.dumps(res)
 
 
-def test_untrained_generator_from_checkpoint_is_not_aligned(setup, tmp_path):
+def test_untrained_generator_from_checkpoint_is_not_aligned(setup):
     from generate.loading import load_generator
 
     world, ds, emb, domain, info, real, truth = setup
-    ckpt = _tiny.tiny_checkpoint(tmp_path, cond_dim=emb.dim)
+    ckpt = _tiny.tiny_checkpoint(cond_dim=emb.dim)
     generator, _ = load_generator(ckpt)
     res = preference_alignment(generator, emb, ds, domain, real, AlignmentConfig(clips_per_user=2, max_users=8),
                                real_accuracy=info["report"]["val_accuracy"], truth=truth)

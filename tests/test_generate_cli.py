@@ -18,7 +18,7 @@ HOSTILE = ["../../x", "a/b", "..", "CON", "ünï cødé"]
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("gen")
-    ckpt = _tiny.tiny_checkpoint(root)
+    ckpt = _tiny.tiny_checkpoint()
     rng = np.random.default_rng(0)
     ids = [f"u{i:04d}" for i in range(40)] + HOSTILE
     prefs = PreferenceEmbeddings(ids, rng.normal(size=(len(ids), 8)), [f"c{i}" for i in range(5)],

@@ -19,7 +19,7 @@ _tiny = pytest.importorskip("_tiny_gan")
 def test_export_round_trip_gives_identical_clips(tmp_path, motion):
     from generate.loading import load_generator
 
-    ckpt = _tiny.tiny_checkpoint(tmp_path, motion=motion)
+    ckpt = _tiny.tiny_checkpoint(motion=motion)
     out = tmp_path / "g.safetensors"
     assert main(["export", "--checkpoint", str(ckpt), "--out", str(out)]) == 0
     raw = out.read_bytes()

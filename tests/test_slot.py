@@ -24,14 +24,14 @@ def _rows(user="u1", k=4, over=None):
 
 
 def test_gate_and_rank():
-    rows = _rows(over={1: {"realism": 0.001}, 3: {"alignment": 0.1}, 0: {"realism": math.nan}})
+    rows = _rows(over={1: {"realism": 0.001}, 3: {"alignment": 0.1}, 0: {"realism": math.nan, "alignment": math.nan}})
     out = gate_and_rank(rows, SlotConfig(candidates=4, serve=1, gate=GateConfig(min_realism=0.01, min_alignment=0.25)),
                         None)
     by = {r["candidate"]: r for r in out}
     assert by[2]["passed"] and by[2]["rank"] == 1 and by[2]["served"]
     assert by[1]["reasons"] == ["realism 0.001 < min_realism 0.01"] and by[1]["rank"] is None
     assert by[3]["reasons"] == ["alignment 0.1 < min_alignment 0.25"]
-    assert not by[0]["passed"]  # NaN never passes
+    assert not by[0]["passed"] and by[0]["reasons"][1].startswith("alignment unknown")  # NaN never passes
     assert [r["candidate"] for r in out][0] == 2  # ranked first in the file
     # without failures: order by engagement, top-2 served
     out = gate_and_rank(_rows(), SlotConfig(candidates=4, serve=2), None)
@@ -64,10 +64,11 @@ def test_config_errors_name_the_field(tmp_path):
 
 
 def test_write_slot_files(tmp_path):
-    rows = gate_and_rank(_rows(over={1: {"realism": 0.0}}), SlotConfig(candidates=4), None)
+    rows = gate_and_rank(_rows(over={1: {"realism": 0.0}, 2: {"alignment": math.nan}}), SlotConfig(candidates=4), None)
     jsonl, csvp = write_slot(rows, tmp_path)
     back = [json.loads(line) for line in jsonl.read_text().splitlines()]
-    assert back == rows
+    assert "NaN" not in jsonl.read_text() and back[-1]["scores"]["alignment"] is None  # strict JSON
+    assert [r["candidate"] for r in back] == [r["candidate"] for r in rows] and back[0] == rows[0]
     table = list(csv.DictReader(csvp.open()))
     assert len(table) == 4 and {"user_id", "rank", "clip", "engagement", "realism", "alignment", "passed",
                                 "reasons"} <= set(table[0])
@@ -140,7 +141,7 @@ def test_run_slot_writes_files(small_world, tmp_path):
     from evaluation.cli import main
 
     w = small_world
-    ckpt = _tiny_gan.tiny_checkpoint(tmp_path, cond_dim=w["emb"].dim)
+    ckpt = _tiny_gan.tiny_checkpoint(cond_dim=w["emb"].dim)
     eng = tmp_path / "engagement.safetensors"
     w["scorer"].save(eng)
     fvd = tmp_path / "fvd.json"

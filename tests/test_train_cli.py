@@ -77,7 +77,7 @@ def test_ddp_two_cpu_processes(world, tmp_path):
 
 
 @pytest.mark.parametrize("logger,artefact", [
-    ({"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {"save_dir": "x"}}, "metrics.csv"),
+    ({"class_path": "train.loggers.RunCSVLogger", "init_args": {"save_dir": "x"}}, "metrics.csv"),
     ({"class_path": "pytorch_lightning.loggers.TensorBoardLogger", "init_args": {"save_dir": "x"}}, "events.out.*"),
     ({"class_path": "pytorch_lightning.loggers.WandbLogger", "init_args": {"save_dir": "x", "offline": True}},
      "wandb/offline-run-*"),

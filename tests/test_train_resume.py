@@ -29,7 +29,7 @@ def _step_ckpts(run):
 def test_sigkill_mid_run_then_resume_keeps_counters_and_curve(world, tmp_path):
     run = tmp_path / "run"
     cfg = write_config(tmp_path / "cfg.yaml", world, run, max_steps=2000, ckpt_every=10,
-                       trainer={"logger": {"class_path": "pytorch_lightning.loggers.CSVLogger",
+                       trainer={"logger": {"class_path": "train.loggers.RunCSVLogger",
                                            "init_args": {"save_dir": str(run), "flush_logs_every_n_steps": 1}}})
     proc = subprocess.Popen(train_cmd(cfg), cwd=ROOT, env=run_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)

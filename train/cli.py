@@ -10,11 +10,12 @@ dimension come from the data section (data.frames/height/width → model, data.e
 """
 from __future__ import annotations
 
+import argparse
 import os
 import warnings
 from pathlib import Path
 
-from jsonargparse import Namespace
+from jsonargparse import DefaultHelpFormatter, Namespace
 from pytorch_lightning.cli import LightningCLI
 
 from data.datamodule import ProductClipDataModule
@@ -51,10 +52,14 @@ class ReelGANCLI(LightningCLI):
         _checkpoints_in(cfg.trainer.callbacks, root)
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
+    """Keep the description's line breaks (the usage examples), jsonargparse's formatting for the rest."""
+
+
 def _loggers_in(logger, root: Path):
     """Every logger writes into the run dir; CSV is the default. WandB runs offline unless told otherwise."""
     if logger is None or logger is True:
-        logger = Namespace(class_path="pytorch_lightning.loggers.CSVLogger", init_args=Namespace())
+        logger = Namespace(class_path="train.loggers.RunCSVLogger", init_args=Namespace())
     if logger is False:
         return False
     items = logger if isinstance(logger, list) else [logger]
@@ -62,7 +67,7 @@ def _loggers_in(logger, root: Path):
         args = item.init_args
         kind = item.class_path.rsplit(".", 1)[-1]
         args.save_dir = str(root)
-        if kind in ("CSVLogger", "TensorBoardLogger"):
+        if kind in ("RunCSVLogger", "CSVLogger", "TensorBoardLogger"):
             args.name, args.version = "", ""          # logs in RUN itself: one folder per run, appended on resume
         if kind == "WandbLogger":
             os.environ.setdefault("WANDB_MODE", "offline" if args.get("offline", True) else "online")
@@ -88,7 +93,7 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> ReelGANCLI:
         ProductClipDataModule,
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
-        parser_kwargs={"description": __doc__},
+        parser_kwargs={"description": __doc__, "formatter_class": _HelpFormatter},
         args=args,
         run=run,
     )
