@@ -106,7 +106,7 @@ class EngagementTrainConfig:
     steps: int = 600          # optimiser steps (passes over the pairs follow from the data size)
     negatives: int = 2        # untouched clips sampled per observed pair, per pass
     batch_size: int = 256
-    lr: float = 5e-3          # AdamW, cosine decay
+    lr: float = 1e-2          # AdamW, cosine decay to 0
     weight_decay: float = 1e-4
     seed: int = 0
 

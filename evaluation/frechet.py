@@ -40,7 +40,8 @@ def _check(mu1, sigma1, mu2, sigma2):
     sigma1, sigma2 = _as_f64(sigma1, "sigma1"), _as_f64(sigma2, "sigma2")
     d = mu1.shape[0] if mu1.ndim == 1 else -1
     if mu1.ndim != 1 or mu2.shape != mu1.shape:
-        raise ValueError(f"means must be (d,) vectors of the same length, got {tuple(mu1.shape)} and {tuple(mu2.shape)}")
+        raise ValueError("means must be (d,) vectors of the same length, "
+                         f"got {tuple(mu1.shape)} and {tuple(mu2.shape)}")
     for name, s in (("sigma1", sigma1), ("sigma2", sigma2)):
         if tuple(s.shape) != (d, d):
             raise ValueError(f"{name} must be ({d}, {d}) to match the means, got {tuple(s.shape)}")

@@ -14,8 +14,9 @@ from their preference vectors with fixed seeds; the frozen `domain` classifier r
   accuracy on real held-out clips (from its training report). 1.0 = generated clips carry their intended
   attributes as legibly as real clips carry theirs.
 - Conditional FVD: fvd[domain] per group of users sharing a favourite value of one attribute (colour by
-  default): their generated clips against the real clips showing that value. `matched` (own group's real clips)
-  should be lower than `mismatched` (other groups' real clips) when the generator follows the condition.
+  default): their generated clips against the real clips showing that value. `matched` (own value's real clips)
+  should be lower than `mismatched` (each other value's real clips, averaged) when the generator follows the
+  condition.
 """
 from __future__ import annotations
 
@@ -85,17 +86,26 @@ def _fd(a: torch.Tensor, b: torch.Tensor) -> float | None:
 
 def conditional_fvd(fake_feats: torch.Tensor, fake_groups: list[str], real_feats: torch.Tensor,
                     real_groups: list[str]) -> dict:
-    """fvd[domain] per group (float64 features; groups are attribute values): matched and mismatched."""
+    """fvd[domain] per group (float64 features; groups are attribute values).
+
+    matched: a group's generated clips vs the real clips of its value. mismatched: vs the real clips of each
+    *other* value separately, averaged, so both sides of the comparison use real sets of similar size (the
+    Fréchet distance of a small sample is biased upwards, so "all other clips" would not be a fair contrast).
+    """
     groups = {}
     fake_groups, real_groups = np.array(fake_groups), np.array(real_groups)
+    values = sorted(set(real_groups.tolist()))
     for g in sorted(set(fake_groups.tolist())):
-        fake, real, other = fake_feats[fake_groups == g], real_feats[real_groups == g], real_feats[real_groups != g]
-        groups[g] = {"fake_clips": int(len(fake)), "real_clips": int(len(real)),
-                     "fvd": _fd(real, fake), "fvd_vs_other_values": _fd(other, fake)}
-    matched = [v["fvd"] for v in groups.values() if v["fvd"] is not None]
-    mismatched = [v["fvd_vs_other_values"] for v in groups.values() if v["fvd"] is not None]
-    return {"groups": groups, "matched_mean": float(np.mean(matched)) if matched else None,
-            "mismatched_mean": float(np.mean(mismatched)) if mismatched else None,
+        fake = fake_feats[fake_groups == g]
+        others = [_fd(real_feats[real_groups == v], fake) for v in values if v != g]
+        others = [x for x in others if x is not None]
+        groups[g] = {"fake_clips": int(len(fake)), "real_clips": int((real_groups == g).sum()),
+                     "fvd": _fd(real_feats[real_groups == g], fake),
+                     "fvd_other_values": float(np.mean(others)) if others else None}
+    usable = [v for v in groups.values() if v["fvd"] is not None and v["fvd_other_values"] is not None]
+    return {"groups": groups,
+            "matched_mean": float(np.mean([v["fvd"] for v in usable])) if usable else None,
+            "mismatched_mean": float(np.mean([v["fvd_other_values"] for v in usable])) if usable else None,
             "normalisation": "n", "note": "groups with fewer than 2 clips on a side are skipped (fvd null)"}
 
 
@@ -114,7 +124,8 @@ def preference_alignment(generator, embeddings, ds, domain: DomainClassifier, re
     generator: VideoGenerator; embeddings: PreferenceEmbeddings; ds: data.contract.Dataset; real: the catalogue
     decoded at the classifier's size; real_accuracy / real_chance: {attribute: accuracy on real held-out clips /
     majority-class accuracy there} (the classifier's training report; CAS is withheld for an attribute the
-    classifier reads no better than chance); truth: hidden_truth.json's "users" dict (synthetic world) or None. progress(done, total) is optional.
+    classifier reads no better than chance); truth: hidden_truth.json's "users" dict (synthetic world) or None;
+    progress(done, total): optional, called after each of the two generation runs.
     """
     cfg = cfg or AlignmentConfig()
     vocab = domain.vocab

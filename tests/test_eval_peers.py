@@ -67,7 +67,8 @@ def test_torch_fidelity_features_and_fid(weights, frames, ours_tf1):
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
     from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
 
-    theirs_net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(weights))
+    theirs_net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
+                                             feature_extractor_weights_path=str(weights))
     ours = ours_tf1
     with torch.no_grad():
         theirs = [theirs_net(x)[0].double().numpy() for x in frames]

@@ -22,8 +22,10 @@ from evaluation.features.resize import resize_tf1_bilinear
 
 WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 OFFICIAL_SHA256_PREFIX = "6726825d"
-ORIGIN = ("It is published in the GitHub releases of pytorch-fid (mseitzer/pytorch-fid, release fid_weights) "
-          "and torch-fidelity (toshas/torch-fidelity, as weights-inception-2015-12-05-6726825d.pth).")
+ORIGIN = ("It is published in the GitHub releases of pytorch-fid "
+          "(https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + WEIGHTS_FILE + ") and of "
+          "torch-fidelity (https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+          "weights-inception-2015-12-05-6726825d.pth, same suffix; rename it).")
 RESIZE_MODES = ("tf1-bilinear", "pytorch-fid")
 SIZE = 299
 
@@ -234,7 +236,8 @@ class InceptionFID(FeatureExtractor):
 def write_random_weights(path: str | os.PathLike, seed: int = 0, calibration_images: int = 4) -> str:
     """Writes a random pt_inception-format file (for agreement tests/benchmarks where the official file is
     absent): seeded init, then BN running statistics set from one train-mode pass over random uint8 frames
-    so activations stay O(1) through all 94 layers (features of the size the real network gives). Atomic write; returns the file's sha256."""
+    so activations stay O(1) through all 94 layers (features of the size the real network gives).
+    Atomic write; returns the file's sha256."""
     from evaluation.features.base import sha256_file
 
     gen = torch.Generator().manual_seed(seed)
