@@ -14,27 +14,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from data.tensors import model_to_clip
 from generate.manifest import MANIFEST_NAME, atomic_write_json, condition_hash, load_manifest, merge_manifest
 from generate.paths import child_dir, ensure_inside
-from generate.sampler import generate_clips
+from generate.sampler import FORWARD_BATCH, generate_clips
 from generate.targets import Target
 from generate.writers import write_clip
-
-
-# The generator always runs FORWARD_BATCH clips at once (the last forward padded with copies). Measured on this
-# CPU: a clip's floats are identical whatever its position or companions in a forward of fixed size, but forwards
-# of 1 or 2 rows take other GEMM paths than 4+ (≈ 7e-7 apart, enough to flip a few uint8 values). A fixed forward
-# size makes a seed's clip bit-identical whatever --batch-size; --batch-size only sets the clips per step.
-FORWARD_BATCH = 8
-
-
-def generate_fixed(generator, conditions: torch.Tensor, seeds: list[int], truncation: float, device: str) -> torch.Tensor:
-    """generate.sampler.generate_clips in forwards of exactly FORWARD_BATCH rows → float (N, T, C, H, W) in [-1, 1]."""
-    n = len(seeds)
-    pad = (-n) % FORWARD_BATCH
-    if pad:
-        conditions = torch.cat([conditions, conditions[-1:].expand(pad, -1)])
-        seeds = list(seeds) + [seeds[-1]] * pad
-    return generate_clips(generator, conditions, seeds, truncation=truncation, batch_size=FORWARD_BATCH,
-                          device=device)[:n]
 
 
 def pick_device(name: str) -> str:
@@ -61,7 +43,7 @@ def generate_to_folders(generator, info: dict, targets: list[Target], seeds: lis
     """Write outdir/<safe target>/<target>-seedNNNN.<fmt> for every target × seed and merge outdir/manifest.json.
 
     Clips are made step by step (`batch_size` clips rounded up to whole forwards of FORWARD_BATCH, targets and seeds
-    mixed); a seed gives the bit-identical clip whatever --batch-size (see FORWARD_BATCH). Returns the manifest.
+    mixed); a seed gives the bit-identical clip whatever --batch-size (see generate.sampler.FORWARD_BATCH). Returns the manifest.
     `on_batch(entries, video)`, if given, sees each batch as it is made (the slot scores candidates with it):
     entries are this batch's manifest rows, video its float (N, T, C, H, W) clips in [-1, 1].
     """
@@ -85,7 +67,7 @@ def generate_to_folders(generator, info: dict, targets: list[Target], seeds: lis
             chunk = jobs[lo: lo + step]
             conds = torch.from_numpy(np.stack([t.condition for t, _ in chunk]))
             t0 = time.perf_counter()
-            video = generate_fixed(generator, conds, [s for _, s in chunk], truncation, device)  # (N, T, C, H, W)
+            video = generate_clips(generator, conds, [s for _, s in chunk], truncation, step, device)  # (N, T, C, H, W)
             gen_s += time.perf_counter() - t0
             t0 = time.perf_counter()
             for (target, seed), clip in zip(chunk, video):
