@@ -3,7 +3,6 @@ data.preferences and data.persona; every subcommand ends with a summary."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path

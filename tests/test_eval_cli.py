@@ -14,19 +14,15 @@ from evaluation import cli
 from evaluation.engagement import EngagementScorer
 from evaluation.features.domain_train import load_domain_classifier
 
-_world = pytest.importorskip("_eval_world")
-_tiny = pytest.importorskip("_tiny_gan")
+import _tiny_gan as _tiny
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    with _world.one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def world():
-    return _world.eval_world()
+def world(eval_world):
+    return eval_world
 
 
 @pytest.fixture(scope="module")

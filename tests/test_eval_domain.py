@@ -15,18 +15,15 @@ from evaluation.frechet import frechet_distance
 from evaluation.realclips import load_real_clips, split_by_product
 from evaluation.stats import gaussian_from_features
 
-_world = pytest.importorskip("_eval_world")
+import _eval_world as _world
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    with _world.one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def world():
-    return _world.eval_world()
+def world(eval_world):
+    return eval_world
 
 
 @pytest.fixture(scope="module")

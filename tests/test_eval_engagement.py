@@ -15,13 +15,10 @@ from evaluation.engagement_eval import evaluate_engagement
 from evaluation.features.domain_train import load_domain_classifier
 from evaluation.realclips import load_real_clips
 
-_world = pytest.importorskip("_eval_world")
+import _eval_world as _world
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    with _world.one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

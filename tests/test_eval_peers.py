@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-pytorch_fid = pytest.importorskip("pytorch_fid")
-torch_fidelity = pytest.importorskip("torch_fidelity")
+import pytorch_fid  # noqa: F401  (a peer missing from the install must fail, not skip)
+import torch_fidelity  # noqa: F401
 
 from evaluation.features import get_feature_extractor  # noqa: E402
 from evaluation.frechet import frechet_distance  # noqa: E402

@@ -23,14 +23,11 @@ from evaluation.features.domain_train import load_domain_classifier
 from evaluation.personalisation import AlignmentConfig, derangement, load_truth, preference_alignment
 from evaluation.realclips import load_real_clips
 
-_world = pytest.importorskip("_eval_world")
-_tiny = pytest.importorskip("_tiny_gan")
+import _eval_world as _world
+import _tiny_gan as _tiny
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    with _world.one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class OracleGenerator(nn.Module):

@@ -1,0 +1,19 @@
+"""Fixtures shared by several test files (the helper modules beside them build the worlds)."""
+from __future__ import annotations
+
+import pytest
+
+import _eval_world
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny networks: on 2 shared cores a second intra-op thread mostly spins; see _eval_world.one_thread."""
+    with _eval_world.one_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def eval_world():
+    """The small evaluation world (clips, embeddings, domain classifier), built once per test process."""
+    return _eval_world.eval_world()
