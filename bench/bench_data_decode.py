@@ -9,7 +9,6 @@ bench/results/bench_data_decode.json. Other jobs on the machine lower the figure
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -21,6 +20,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from data import atomic
 from data.bpr import fit_bpr
 from data.contract import load_dataset
 from data.datamodule import ProductClipDataModule
@@ -82,9 +82,7 @@ def main() -> int:
     Console().print(table)
     print(f"load average before/after: {load_before[0]:.1f} / {result['loadavg_after'][0]:.1f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.out.with_suffix(".json.tmp")
-    tmp_out.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp_out, args.out)
+    atomic.write_json(args.out, result)
     print(f"wrote {args.out}")
     return 0
 

@@ -8,7 +8,6 @@ machine, so CPU seconds (this process + render workers) and the load average are
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -20,6 +19,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from data import atomic
 from data.synth import make_world
 
 
@@ -61,9 +61,7 @@ def main() -> int:
                   str(result["meets_claim"]))
     Console().print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.out.with_suffix(".json.tmp")
-    tmp_out.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp_out, args.out)
+    atomic.write_json(args.out, result)
     print(f"wrote {args.out}")
     return 0
 
