@@ -47,7 +47,7 @@ def run_metric(args) -> int:
     from data.contract import load_dataset
     from data.preferences import PreferenceEmbeddings
     from data.tensors import model_to_uint8
-    from evaluation.metrics import compute_fid, compute_fvd, repeat_metric
+    from evaluation.metrics import compute_fid, compute_fvd, repeat_metric, resolve_extractor
     from evaluation.pairing import decode_clips, paired_conditions, sample_clip_ids
     from generate.loading import load_generator
     from generate.sampler import generate_clips
@@ -65,6 +65,7 @@ def run_metric(args) -> int:
         kwargs["weights"] = common.ensure_domain(args.dataset, args.domain, not args.no_progress)
     elif args.weights is not None:
         kwargs["weights"] = args.weights
+    extractor = resolve_extractor(args.network, kwargs)  # built once: --repeats reuse its weights
     bs = args.batch_size
     real_video: list = []  # decoded once, only when the statistics cache misses
 
@@ -82,7 +83,7 @@ def run_metric(args) -> int:
                 yield model_to_uint8(video)  # (B, T, C, H, W) uint8, as the real side
 
         compute = compute_fid if args.family == "fid" else compute_fvd
-        return compute(real, fake, args.network, extractor_kwargs=kwargs, normalisation=args.normalisation,
+        return compute(real, fake, extractor, normalisation=args.normalisation,
                        cache_dir=args.cache_dir or args.dataset / "evaluation" / "stats", real_key=real_key,
                        progress=not args.no_progress, frames=frames, stride=args.stride, offset=0, seeds=seeds,
                        extra={"truncation": args.truncation, "size": list(size), "conditions": "paired, train users",
