@@ -17,7 +17,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
-from data.contract import EVENT_WEIGHTS, load_dataset
+from data.contract import CLIP_COLUMNS, EVENT_WEIGHTS, ID_COLUMNS, load_dataset, read_csv
 from data.preferences import PreferenceEmbeddings, read_header
 from data.tensors import uint8_to_model
 from data.video import VideoError, decode_frames, read_clip, sample_frames
@@ -72,7 +72,7 @@ class ClipConditionDataset(Dataset):
             # Items stay uint8 (T, C, H, W) (4x less to copy between processes); `collate` makes the float batch.
             return torch.from_numpy(clip).permute(0, 3, 1, 2).contiguous(), \
                 torch.from_numpy(self.conditions[user_row]), \
-                entry["users"][pick], entry["clip_id"]
+                entry["users"][pick], entry["clip_id"], torch.tensor(entry["labels"], dtype=torch.long)
         raise RuntimeError("every clip in this split failed to decode; run `reelgan-data check DATASET`")
 
     def __getstate__(self) -> dict:
@@ -105,9 +105,26 @@ def _restore_counter(state: dict, key: str) -> dict:
 
 
 def collate(batch):
-    """Items → (video float (B, T, C, H, W) in [-1, 1], condition (B, E), user_ids list[str], clip_ids list[str])."""
-    videos, conditions, users, clips = zip(*batch)
-    return uint8_to_model(torch.stack(videos)), torch.stack(conditions), list(users), list(clips)
+    """Items → (video float (B, T, C, H, W) in [-1, 1], condition (B, E), user_ids list[str], clip_ids list[str],
+    attribute labels long (B, A), -1 where a clip has no value)."""
+    videos, conditions, users, clips, labels = zip(*batch)
+    return uint8_to_model(torch.stack(videos)), torch.stack(conditions), list(users), list(clips), torch.stack(labels)
+
+
+MAX_ATTRIBUTE_VALUES = 64  # a column with more distinct values is an id or free text, not a product attribute
+
+
+def attribute_vocabulary(clips) -> dict[str, list[str]]:
+    """clips.csv → {attribute column: sorted values}: the columns beyond the contract's ids with 2 to
+    MAX_ATTRIBUTE_VALUES distinct non-empty values (category, colour, pattern in the synthetic world)."""
+    vocab = {}
+    for column in clips.columns:
+        if column in ID_COLUMNS or column in ("file",):
+            continue
+        values = sorted({str(v) for v in clips[column] if str(v).strip()})
+        if 2 <= len(values) <= MAX_ATTRIBUTE_VALUES:
+            vocab[column] = values
+    return vocab
 
 
 class ProductClipDataModule(pl.LightningDataModule):
@@ -115,7 +132,7 @@ class ProductClipDataModule(pl.LightningDataModule):
 
     def __init__(self, root: str, frames: int = 16, stride: int = 1, height: int = 64, width: int = 64,
                  batch_size: int = 16, num_workers: int = 0, seed: int = 0, embeddings: str | None = None,
-                 cache_clips: bool = True, val_fraction: float = 0.1):
+                 cache_clips: bool = True, val_fraction: float = 0.1, attribute_labels: bool = True):
         """
         Args:
             root: dataset folder (clips.csv, interactions.csv, [users.csv], clips/).
@@ -129,6 +146,8 @@ class ProductClipDataModule(pl.LightningDataModule):
             embeddings: preferences.safetensors; default ROOT/embeddings/preferences.safetensors.
             cache_clips: decode every clip once at setup and keep its frames (at most max(4 spans, 128)) in memory.
             val_fraction: fraction of products whose clips go to validation.
+            attribute_labels: serve each clip's product attributes (clips.csv columns) as labels for the model's
+                attribute head; their vocabulary sizes are linked to model.attribute_classes.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -144,6 +163,10 @@ class ProductClipDataModule(pl.LightningDataModule):
         header = read_header(self.embeddings_path)  # header only: cheap, and enough for LightningCLI links
         self.embedding_dim = int(header["dim"])
         self.embeddings_hash = header["hash"]
+        # Product attributes (clips.csv columns) for the model's attribute head: their sizes are linked to the model.
+        self.attribute_vocab = attribute_vocabulary(read_csv(self.root / "clips.csv", CLIP_COLUMNS)) \
+            if attribute_labels else {}
+        self.attribute_classes = [len(v) for v in self.attribute_vocab.values()]
         self._skipped = mp.Value("i", 0)
         self.skipped_files: list[str] = []
         self.stats: dict = {}
@@ -175,6 +198,11 @@ class ProductClipDataModule(pl.LightningDataModule):
         pos = pos[~pos["user_id"].isin(ds.heldout_users) & pos["user_id"].isin(set(emb.user_ids))]
         pos = pos.groupby(["clip_id", "user_id"], as_index=False)["weight"].max()
         by_clip = {c: g for c, g in pos.groupby("clip_id")}
+        index = {a: {v: i for i, v in enumerate(vocab)} for a, vocab in self.attribute_vocab.items()}
+        codes = [ds.clips[a].astype(str).map(index[a]).fillna(-1).astype(int).tolist() if a in ds.clips else
+                 [-1] * len(ds.clips) for a in index]
+        labels_of = dict(zip(ds.clips["clip_id"], zip(*codes))) if codes else \
+            {c: () for c in ds.clips["clip_id"]}
         entries, no_condition = [], 0
         for clip in ds.clips.itertuples():
             g = by_clip.get(clip.clip_id)
@@ -182,7 +210,7 @@ class ProductClipDataModule(pl.LightningDataModule):
                 no_condition += 1
                 continue
             w = g["weight"].to_numpy(np.float64)
-            entries.append({"clip_id": clip.clip_id, "file": clip.file, "product_id": clip.product_id,
+            entries.append({"labels": labels_of[clip.clip_id], "clip_id": clip.clip_id, "file": clip.file, "product_id": clip.product_id,
                             "users": list(g["user_id"]), "rows": [emb.index(u) for u in g["user_id"]],
                             "probs": w / w.sum()})
         cache = self._build_cache(entries) if self.cache_clips else None

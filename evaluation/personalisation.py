@@ -9,6 +9,9 @@ from their preference vectors with fixed seeds; the frozen `domain` classifier r
   Baselines: `random` = the expected hit rate of a random catalogue clip (the catalogue's attribute mix);
   `uniform` = 1/V; `shuffled` = the same generator and seeds with the conditions permuted among the users (a
   derangement), read against the original owners' favourites. Conditioning works when hit > shuffled ≈ random.
+- Ceilings (data.ceilings): what the training data allows for these users and favourites: `sampling` (a perfect
+  conditional generator at truncation 1) and `mode` (truncation towards each user's mean style), so a hit rate
+  reads as "0.55 of a possible 0.66".
 - Classification-accuracy score (CAS): the classifier's accuracy on generated clips, where a generated clip's
   label is the attribute value it was made to show (hidden truth, else revealed favourite), divided by its
   accuracy on real held-out clips (from its training report). 1.0 = generated clips carry their intended
@@ -27,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from data.ceilings import conditional_ceilings
 from data.tensors import model_to_uint8
 from evaluation.features.domain import DomainClassifier, DomainFeatures
 from evaluation.realclips import RealClips
@@ -149,6 +153,10 @@ def preference_alignment(generator, embeddings, ds, domain: DomainClassifier, re
         targets["hidden_truth"] = {u: {a: {vocab[a].index(truth[u][a])} for a in vocab if truth[u].get(a) in vocab[a]}
                                    for u in users}
     catalogue = {a: np.array([vocab[a].index(v) for v in real.attributes[a]]) for a in vocab}
+    ceilings = {source: {a: conditional_ceilings(ds.interactions, ds.clips, a,
+                                                 {u: {vocab[a][i] for i in fav[u][a]} for u in users})
+                         for a in vocab if a in ds.clips.columns and all(a in fav[u] for u in users)}
+                for source, fav in targets.items()}
     alignment = {}
     for source, fav in targets.items():
         per = {}
@@ -180,7 +188,7 @@ def preference_alignment(generator, embeddings, ds, domain: DomainClassifier, re
     cond_fvd["attribute"], cond_fvd["grouped_by"] = g, label_source
     return {
         "users": users, "clips_per_user": k, "seeds": sorted(set(seeds)), "truncation": cfg.truncation,
-        "derangement": perm.tolist(), "config": asdict(cfg), "alignment": alignment, "cas": cas,
+        "derangement": perm.tolist(), "config": asdict(cfg), "alignment": alignment, "ceilings": ceilings, "cas": cas,
         "cas_labels": label_source, "conditional_fvd": cond_fvd,
         "per_user": {u: {a: read["own"][0][a][i * k:(i + 1) * k].mean(0).round(4).tolist() for a in vocab}
                      for i, u in enumerate(users)},

@@ -45,6 +45,7 @@ class ImageDiscriminator(nn.Module):
         if len(channels) != 4:
             raise ValueError(f"image D channels must list 4 widths (H, H/2, H/4, H/8), got {channels}")
         self.frames_per_clip = int(frames_per_clip)
+        self.feature_dim = int(features)
         self.from_rgb = EqualConv2d(3, channels[0], kernel=1)
         self.blocks = nn.Sequential(*[_DownBlock(a, b) for a, b in zip(channels[:-1], channels[1:])])
         self.final_conv = EqualConv2d(channels[-1], channels[-1])
@@ -65,6 +66,15 @@ class ImageDiscriminator(nn.Module):
         """h (B, k, F), cond (B, E) → logits (B, k). Split from features() so one pass serves several conditions."""
         B, k = h.shape[:2]
         return self.head(h.flatten(0, 1), cond.repeat_interleave(k, dim=0)).reshape(B, k)
+
+    def frame_features(self, h: torch.Tensor) -> torch.Tensor:
+        """features() output → (B, k, feature_dim), for heads that read what D sees (gan.discriminators.AttributeHead)."""
+        return h
+
+    def pairwise(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """h (B, k, F), cond (B, E) → (B, k, B) cosines of every frame with every condition."""
+        B, k = h.shape[:2]
+        return self.head.pairwise(h.flatten(0, 1), cond).reshape(B, k, -1)
 
     def forward(self, video: torch.Tensor, cond: torch.Tensor, frame_index: torch.Tensor | None = None):
         return self.score(self.features(video, frame_index), cond)
@@ -113,5 +123,48 @@ class VideoDiscriminator(nn.Module):
         """h (B, F), cond (B, E) → logits (B, 1)."""
         return self.head(h, cond).unsqueeze(1)
 
+    def pairwise(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """h (B, F), cond (B, E) → (B, 1, B) cosines of every clip with every condition."""
+        return self.head.pairwise(h, cond).unsqueeze(1)
+
     def forward(self, video: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self.score(self.features(video), cond)
+
+
+class AttributeHead(nn.Module):
+    """Product-attribute classifier on the image D's frame features (ACGAN-style, one linear head per attribute).
+
+    D learns it on real clips, whose labels are the catalogue's own product metadata (clips.csv columns). G is
+    asked to make a clip for shopper c_i that this head reads as the attributes of the real clip the datamodule
+    paired with c_i: in expectation that is p(attribute | shopper), the conditional the data defines.
+    """
+
+    def __init__(self, features: int, classes: Sequence[int]):
+        super().__init__()
+        self.classes = [int(c) for c in classes]
+        self.linear = EqualLinear(features, sum(self.classes))
+
+    def loss(self, h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """h (B, k, F) frame features, labels (B, A) long (-1 = unknown) → mean cross-entropy over attributes."""
+        B, k = h.shape[:2]
+        logits = self.linear(h.flatten(0, 1)).float().split(self.classes, dim=1)
+        labels = labels.repeat_interleave(k, dim=0)
+        parts = [F.cross_entropy(lg, labels[:, a], ignore_index=-1) for a, lg in enumerate(logits)
+                 if (labels[:, a] >= 0).any()]
+        return torch.stack(parts).mean() if parts else h.sum() * 0.0
+
+
+def _projected(**kwargs) -> nn.Module:
+    from gan.projected import ProjectedImageDiscriminator  # imported on use: it builds timm's EfficientNet
+
+    return ProjectedImageDiscriminator(**kwargs)
+
+
+# Image discriminators by name (model.d_image_kind). Each has features(video, frame_index) and score(h, cond).
+IMAGE_DISCRIMINATORS = {"conv": ImageDiscriminator, "projected": _projected}
+
+
+def build_image_discriminator(kind: str, **kwargs) -> nn.Module:
+    if kind not in IMAGE_DISCRIMINATORS:
+        raise ValueError(f"model.d_image_kind={kind!r} is unknown; choose one of {sorted(IMAGE_DISCRIMINATORS)}")
+    return IMAGE_DISCRIMINATORS[kind](**kwargs)

@@ -146,3 +146,7 @@ class ProjectionHead(nn.Module):
     def forward(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         proj = (self.embed(cond.to(h.dtype)) * h).sum(dim=1) / math.sqrt(h.shape[1])
         return self.unconditional(h).squeeze(1) + proj
+
+    def pairwise(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """h (N, F), cond (M, E) → cosine(h_n, φ(c_m)) (N, M): which condition each feature fits (2C loss)."""
+        return F.normalize(h.float(), dim=1) @ F.normalize(self.embed(cond.to(h.dtype)).float(), dim=1).T

@@ -5,8 +5,16 @@ Both discriminators (image D on k frames, video D on the clip) score every input
     Dmain: softplus(D(aug(fake), c)) + softplus(−D(aug(real), c))
            + mismatch_weight · softplus(D(aug(real), c'))                  c' = the batch's conditions rolled
                                                                             by one: real clip, wrong shopper
+           + attribute_weight · CE(A(h(aug(real))), product attributes of real)  ACGAN-style head A
+           + contrastive_weight · CE_j(cos(h(aug(real_i)), φ(c_j)) / τ; target i)  ContraGAN-style 2C term
+    Gmain also gets attribute_weight · CE(A(h(aug(G(z, c_i)))), attributes of the real clip paired with c_i)
+    and contrastive_weight · the same CE on its fakes: a clip made for c_i must fit c_i better than
+    the batch's other shoppers, which is a far denser conditioning signal than one rolled negative.
     Dreg:  r1_interval · γ/2 · ‖∇_real D(aug(real), c)‖²                   lazy R1 (every r1_interval D steps)
+                                                                            over the Ds that want it (D.r1)
 The mismatch term is what stops G from ignoring the condition: a real clip is only "real" for its own user.
+Pairs whose conditions are (nearly) the same user (cosine ≥ same_user_cosine) are never used as negatives:
+`roll(1)` and an in-batch softmax would otherwise tell D that a clip is wrong for its own shopper.
 """
 from __future__ import annotations
 
@@ -28,10 +36,50 @@ class ReelGANLoss:
         r1_gamma: float = 1.0,                             # R1 weight γ
         r1_interval: int = 16,                             # lazy regularisation: R1 every this many D steps
         mismatch_weight: float = 1.0,                      # weight of (real clip, wrong condition) negatives
+        contrastive_weight: float = 0.0,                   # weight of the in-batch condition-contrastive CE
+        contrastive_temperature: float = 0.1,              # its softmax temperature τ
+        same_user_cosine: float = 0.95,                    # conditions this close are the same shopper
+        attribute_head=None,                               # gan.discriminators.AttributeHead or None
+        attribute_weight: float = 0.0,                     # weight of the paired attribute CE (D on real, G)
     ):
         self.image_d, self.video_d = image_d, video_d
         self.augment, self.frame_index = augment, frame_index
         self.r1_gamma, self.r1_interval, self.mismatch_weight = r1_gamma, r1_interval, mismatch_weight
+        self.contrastive_weight, self.temperature = contrastive_weight, contrastive_temperature
+        self.same_user_cosine = same_user_cosine
+        self.attribute_head, self.attribute_weight = attribute_head, attribute_weight
+
+    def _conditional_terms(self, feats, cond: torch.Tensor, labels: torch.Tensor | None, logs: dict,
+                           phase: str) -> torch.Tensor | float:
+        """The weighted contrastive and attribute terms on (real for D, fake for G) features; logs them."""
+        total = 0.0
+        if self.contrastive_weight > 0 and cond.shape[0] > 1:
+            con = self._contrastive(feats, cond)
+            total = total + self.contrastive_weight * con
+            logs[f"loss/{phase}_contrastive"] = con.detach()
+        if self.attribute_head is not None and self.attribute_weight > 0 and labels is not None and labels.shape[1]:
+            attr = self.attribute_head.loss(self.image_d.frame_features(feats[0]), labels)
+            total = total + self.attribute_weight * attr
+            logs[f"loss/{phase}_attributes"] = attr.detach()
+        return total
+
+    def _same_user(self, cond: torch.Tensor) -> torch.Tensor:
+        """(B, B) bool: condition pairs that are (nearly) the same shopper, the diagonal included."""
+        c = F.normalize(cond.float(), dim=1)
+        return (c @ c.T) >= self.same_user_cosine
+
+    def _contrastive(self, feats, cond: torch.Tensor) -> torch.Tensor:
+        """Mean CE of each clip/frame picking its own condition among the batch's (same-user others masked)."""
+        same = self._same_user(cond)
+        mask = same & ~torch.eye(len(cond), dtype=torch.bool, device=cond.device)   # positives that are not i
+        target = torch.arange(len(cond), device=cond.device)
+        losses = []
+        for d, h in ((self.image_d, feats[0]), (self.video_d, feats[1])):
+            logits = d.pairwise(h, cond) / self.temperature                  # (B, m, B)
+            logits = logits.masked_fill(mask[:, None, :], float("-inf"))
+            m = logits.shape[1]
+            losses.append(F.cross_entropy(logits.flatten(0, 1), target.repeat_interleave(m)))
+        return sum(losses) / len(losses)
 
     def _features(self, video: torch.Tensor):
         video = self.augment(video)
@@ -47,33 +95,49 @@ class ReelGANLoss:
         """Each D counts once, however many frames the image D scored: mean(image) + mean(video)."""
         return logits[:, :-1].mean() + logits[:, -1].mean()
 
-    def g_main(self, fake: torch.Tensor, cond: torch.Tensor):
-        """fake (B, T, C, H, W) with grad to G → (loss, logs)."""
-        logits = self._scores(self._features(fake), cond)
+    def g_main(self, fake: torch.Tensor, cond: torch.Tensor, labels: torch.Tensor | None = None):
+        """fake (B, T, C, H, W) with grad to G; labels (B, A): attributes of the real clips paired with cond
+        → (loss, logs)."""
+        feats = self._features(fake)
+        logits = self._scores(feats, cond)
         loss = self._mean_per_d(F.softplus(-logits))
-        return loss, {"loss/g": loss.detach(), "scores/fake_g": logits.detach().mean()}
+        logs = {"scores/fake_g": logits.detach().mean()}
+        loss = loss + self._conditional_terms(feats, cond, labels, logs, "g")
+        logs["loss/g"] = loss.detach()
+        return loss, logs
 
-    def d_main(self, real: torch.Tensor, fake: torch.Tensor, cond: torch.Tensor):
-        """real, fake (B, T, C, H, W) (fake detached) → (loss, logs, real logits (B, k+1) for ADA)."""
+    def d_main(self, real: torch.Tensor, fake: torch.Tensor, cond: torch.Tensor, labels: torch.Tensor | None = None):
+        """real, fake (B, T, C, H, W) (fake detached), labels (B, A) of the real clips or None
+        → (loss, logs, real logits (B, k+1) for ADA)."""
         fake_logits = self._scores(self._features(fake), cond)
         real_feats = self._features(real)
         real_logits = self._scores(real_feats, cond)
         loss = self._mean_per_d(F.softplus(fake_logits)) + self._mean_per_d(F.softplus(-real_logits))
         logs = {"scores/real": real_logits.detach().mean(), "scores/fake": fake_logits.detach().mean()}
         if self.mismatch_weight > 0 and cond.shape[0] > 1:
-            wrong = self._scores(real_feats, cond.roll(1, dims=0))
-            mismatch = self._mean_per_d(F.softplus(wrong))
+            rolled = cond.roll(1, dims=0)
+            other = (F.cosine_similarity(cond.float(), rolled.float(), dim=1) < self.same_user_cosine).float()
+            wrong = self._scores(real_feats, rolled)
+            per_clip = F.softplus(wrong) * other[:, None]                     # same-user pairs are not negatives
+            mismatch = self._mean_per_d(per_clip) * len(other) / other.sum().clamp(min=1)
             loss = loss + self.mismatch_weight * mismatch
             logs["loss/d_mismatch"] = mismatch.detach()
             logs["scores/mismatch"] = wrong.detach().mean()
+        loss = loss + self._conditional_terms(real_feats, cond, labels, logs, "d")
         logs["loss/d"] = loss.detach()
         return loss, logs, real_logits.detach()
 
     def d_reg(self, real: torch.Tensor, cond: torch.Tensor):
         """Lazy R1 on the (augmented) reals; gradient taken w.r.t. the un-augmented clip → (loss, logs)."""
         real = real.detach().requires_grad_(True)
-        logits = self._scores(self._features(real), cond)
-        (grad,) = torch.autograd.grad(self._mean_per_d(logits) * real.shape[0], real, create_graph=True)
+        video = self.augment(real)
+        if getattr(self.image_d, "r1", True):
+            logits = self._scores((self.image_d.features(video, self.frame_index(*video.shape[:2])),
+                                   self.video_d.features(video)), cond)
+            total = self._mean_per_d(logits)
+        else:  # e.g. the projected D: smooth by spectral norm, and R1 through its backbone would cost a lot
+            total = self.video_d.score(self.video_d.features(video), cond).float().mean()
+        (grad,) = torch.autograd.grad(total * real.shape[0], real, create_graph=True)
         penalty = grad.float().square().sum(dim=(1, 2, 3, 4)).mean()
         loss = penalty * (self.r1_gamma / 2) * self.r1_interval
         return loss, {"loss/r1_penalty": penalty.detach()}

@@ -17,7 +17,7 @@ import pytorch_lightning as pl
 import torch
 
 from gan.augment import POLICIES, InstanceNoise, ada_adjust, diff_augment
-from gan.discriminators import ImageDiscriminator, VideoDiscriminator
+from gan.discriminators import AttributeHead, VideoDiscriminator, build_image_discriminator
 from gan.generator import VideoGenerator, check_video_size
 from gan.losses import ReelGANLoss
 
@@ -38,8 +38,10 @@ class ReelGAN(pl.LightningModule):
         mapping_lr_mul: float = 0.01,           # mapping learns this much slower than the rest (StyleGAN)
         g_channels: Sequence[int] = (256, 256, 128, 64),        # G widths at H/8, H/4, H/2, H
         motion_kwargs: dict | None = None,      # extra motion-module kwargs, e.g. {hidden: 64}
-        d_image_channels: Sequence[int] = (64, 128, 256, 256),  # image D widths at H, H/2, H/4, H/8
+        d_image_kind: str = "conv",             # image D: conv (trained from scratch) | projected (frozen EffNet-Lite0)
+        d_image_channels: Sequence[int] = (64, 128, 256, 256),  # conv image D widths at H, H/2, H/4, H/8
         d_image_frames: int = 2,                # frames per clip the image D scores
+        d_image_kwargs: dict | None = None,     # extra kwargs of the image D, e.g. {upsample: 2} for projected
         d_video_kind: str = "2plus1d",          # video D blocks: 2plus1d | 3d
         d_video_channels: Sequence[int] = (64, 128, 256),       # video D widths (stem, stride-2 blocks)
         d_video_downsample: int = 2,            # the video D sees clips pooled by this factor in H and W
@@ -51,6 +53,11 @@ class ReelGAN(pl.LightningModule):
         r1_gamma: float = 1.0,                  # R1 weight γ (penalty γ/2·‖∇D‖²)
         r1_interval: int = 16,                  # lazy R1: every this many D steps
         mismatch_weight: float = 1.0,           # weight of (real clip, wrong user) negatives
+        contrastive_weight: float = 0.0,        # weight of the in-batch condition-contrastive loss (D and G)
+        contrastive_temperature: float = 0.1,   # softmax temperature of that loss
+        same_user_cosine: float = 0.95,         # conditions this close count as the same user (never negatives)
+        attribute_classes: Sequence[int] = (),  # classes per product attribute (linked from data.attribute_classes)
+        attribute_weight: float = 0.0,          # weight of the paired product-attribute loss (ACGAN-style head)
         ema_half_life_images: float = 10_000,   # G_ema half-life in training images (StyleGAN: 10 kimg)
         ema_rampup: float | None = 0.05,        # half-life ≤ rampup × images seen early on; null = off
         augment_policy: Sequence[str] = POLICIES,  # DiffAugment transforms: colour, translation, cutout
@@ -77,11 +84,18 @@ class ReelGAN(pl.LightningModule):
                                         channels=g_channels,
                                         motion_kwargs=motion_kwargs)
         self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
-        self.image_discriminator = ImageDiscriminator(cond_dim, height, width, frames_per_clip=d_image_frames,
-                                                      channels=d_image_channels, features=d_features)
+        image_kwargs = dict(d_image_kwargs or {})
+        if d_image_kind == "conv":
+            image_kwargs.setdefault("channels", d_image_channels)
+            image_kwargs.setdefault("features", d_features)
+        self.image_discriminator = build_image_discriminator(d_image_kind, cond_dim=cond_dim, height=height,
+                                                             width=width, frames_per_clip=d_image_frames,
+                                                             **image_kwargs)
         self.video_discriminator = VideoDiscriminator(cond_dim, frames, height, width, kind=d_video_kind,
                                                       spatial_downsample=d_video_downsample,
                                                       channels=d_video_channels, features=d_features)
+        self.attribute_head = (AttributeHead(self.image_discriminator.feature_dim, attribute_classes)
+                               if attribute_weight > 0 and len(attribute_classes) else None)
         self.register_buffer("ada_p", torch.tensor(float(ada_p_init)))
         self.register_buffer("ada_sign_sum", torch.tensor(0.0))      # Σ sign(D_real) since the last adjust
         self.register_buffer("ada_sign_count", torch.tensor(0.0))
@@ -90,7 +104,9 @@ class ReelGAN(pl.LightningModule):
         self.noise = InstanceNoise(t_max=diffusion_t_max) if diffusion_noise else None
         self.loss = ReelGANLoss(self.image_discriminator, self.video_discriminator, self._augment,
                                 self._frame_index, r1_gamma=r1_gamma, r1_interval=r1_interval,
-                                mismatch_weight=mismatch_weight)
+                                mismatch_weight=mismatch_weight, contrastive_weight=contrastive_weight,
+                                contrastive_temperature=contrastive_temperature, same_user_cosine=same_user_cosine,
+                                attribute_head=self.attribute_head, attribute_weight=attribute_weight)
         self._rng: torch.Generator | None = None
         self._rng_state: torch.Tensor | None = None                  # restored state, applied on first use
 
@@ -116,27 +132,29 @@ class ReelGAN(pl.LightningModule):
     # ----- training -----
     def configure_optimizers(self):
         h = self.hparams
-        d_params = list(self.image_discriminator.parameters()) + list(self.video_discriminator.parameters())
+        d_params = [p for d in (self.image_discriminator, self.video_discriminator, self.attribute_head)
+                    if d is not None for p in d.parameters() if p.requires_grad]
         opt_g = torch.optim.Adam(self.generator.parameters(), lr=h.lr_g, betas=tuple(h.betas_g))
         opt_d = torch.optim.Adam(d_params, lr=h.lr_d, betas=tuple(h.betas_d))
         return [opt_g, opt_d]
 
     def training_step(self, batch, batch_idx):
         real, cond = batch[0], batch[1]                  # (B, T, C, H, W) in [-1, 1], (B, E) L2-normalised
+        labels = batch[4] if len(batch) > 4 else None    # (B, A) product attributes of the real clips, -1 unknown
         self._check_batch(real, cond)
         opt_g, opt_d = self.optimizers()
         z = torch.randn(real.shape[0], self.generator.z_dim, generator=self.rng(), device=self.device)
         fake = self.generator(z, cond)                   # one G pass serves the D step (detached) and the G step
 
         with self.toggled_optimizer(opt_d):             # Dmain (+ Dreg every r1_interval batches)
-            d_loss, logs, real_logits = self.loss.d_main(real, fake.detach(), cond)
+            d_loss, logs, real_logits = self.loss.d_main(real, fake.detach(), cond, labels)
             if int(self.batches_seen) % self.hparams.r1_interval == 0:
                 r1_loss, r1_logs = self.loss.d_reg(real, cond)
                 d_loss = d_loss + r1_loss
                 logs.update(r1_logs)
             self._step(opt_d, d_loss)
         with self.toggled_optimizer(opt_g):             # Gmain
-            g_loss, g_logs = self.loss.g_main(fake, cond)
+            g_loss, g_logs = self.loss.g_main(fake, cond, labels)
             self._step(opt_g, g_loss)
 
         self._after_step(real.shape[0], real_logits)     # EMA, counters, ADA p

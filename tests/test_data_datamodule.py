@@ -53,7 +53,13 @@ def test_batches_have_the_contract_layout_and_only_allowed_users(pristine, cache
     allowed = set(zip(allowed["user_id"], allowed["clip_id"])) - {(u, c) for u, c in allowed[
         ["user_id", "clip_id"]].itertuples(index=False) if u in ds.heldout_users}
     seen_users = set()
-    for video, cond, users, clips in dm.train_dataloader():
+    vocab = dm.attribute_vocab
+    assert list(vocab) == ["category", "colour", "pattern"] and dm.attribute_classes == [len(v) for v in vocab.values()]
+    truth = ds.clips.set_index("clip_id")
+    for video, cond, users, clips, labels in dm.train_dataloader():
+        assert labels.shape == (4, 3) and labels.dtype == torch.long
+        for c, row in zip(clips, labels.tolist()):  # each label is the clip's own product attribute
+            assert [vocab[a][i] for a, i in zip(vocab, row)] == [truth.loc[c, a] for a in vocab]
         assert video.shape == (4, 8, 3, 16, 24) and video.dtype == torch.float32
         assert video.min() >= -1 and video.max() <= 1 and video.std() > 0.05
         assert cond.shape == (4, 8) and cond.dtype == torch.float32
@@ -117,6 +123,6 @@ def test_pickled_datamodule_still_loads(pristine):
     dm = _dm(pristine)
     dm.setup("fit")
     copy = pickle.loads(pickle.dumps(dm))  # what ddp_spawn does with the datamodule
-    video, cond, users, clips = next(iter(copy.train_dataloader()))
+    video, cond, users, clips, _ = next(iter(copy.train_dataloader()))
     assert video.shape == (4, 8, 3, 16, 24) and copy.embeddings_hash == dm.embeddings_hash
     assert copy.train_dataset.skipped is copy._skipped

@@ -94,5 +94,10 @@ def test_loggers_write_into_the_run_dir_and_sample_grids_are_real_mp4s(world, tm
     assert list(run.glob(artefact)), sorted(p.name for p in run.iterdir())
     frames, n, error = decode_frames(run / "samples" / "step_000002.mp4")
     assert error is None and n == 8                                  # T frames of the grid
-    assert frames[0].shape == (2 * 32, 2 * 32, 3)                    # 2 users × 2 seeds of 32×32 clips
+    # 2 users × (label 120 px | 2 real clips | 8-px gap | 2 seeds), 32×32 clips upscaled ×8 to 256-px rows,
+    # 4-px padding
+    assert frames[0].shape == (2 * 256 + 3 * 4, 2 * 4 + 120 + (4 * 32 + 8) * 8, 3)
+    label, real, gap = frames[0][4:260, 4:124], frames[0][4:260, 124:124 + 512], frames[0][20:244, 648:676]
+    assert label.std() > 10 and real.std() > 10 and gap.max() < 30   # text, real clips, an empty gap
+    assert (run / "samples" / "step_000002.png").exists()
     assert (run / "samples" / "final.mp4").exists() and (run / "checkpoints" / "last.ckpt").exists()

@@ -58,33 +58,71 @@ class NonFiniteGuard(Callback):
 
 
 def render_grid(generator, conditions: torch.Tensor, seeds: Sequence[int], truncation: float = 1.0) -> np.ndarray:
-    """conditions (U, E), seeds S → uint8 (T, U·H, S·W, 3): row u = user u, column s = seed s."""
+    """conditions (U, E), seeds S → uint8 (U, S, T, C, H, W): clip s of user u, from G with fixed latents."""
     U, S = conditions.shape[0], len(seeds)
     device = next(generator.parameters()).device
     z = latents_for_seeds(list(seeds), generator.z_dim).to(device).repeat(U, 1)         # (U·S, z_dim)
     cond = conditions.to(device).repeat_interleave(S, dim=0)                           # (U·S, E)
     with torch.no_grad():
         video = generator(z, cond, truncation=truncation).float()                      # (U·S, T, C, H, W)
-    T, C, H, W = video.shape[1:]
-    grid = model_to_uint8(video).reshape(U, S, T, C, H, W).permute(2, 0, 4, 1, 5, 3)  # (T, U, H, S, W, C)
-    return grid.reshape(T, U * H, S * W, C).cpu().numpy()
+    return model_to_uint8(video).reshape(U, S, *video.shape[1:]).cpu().numpy()
+
+
+def _label(text: str, height: int, width: int) -> np.ndarray:
+    """A (height, width, 3) uint8 strip with `text` in it (PIL's built-in font: no font files needed)."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (width, height), (20, 20, 20))
+    draw = ImageDraw.Draw(img)
+    for i, line in enumerate(text.split("\n")):
+        draw.text((6, 6 + 14 * i), line, fill=(235, 235, 235))
+    return np.asarray(img)
+
+
+def compose_grid(rows: list[tuple[str, np.ndarray, np.ndarray]], min_row_px: int = 256,
+                 label_px: int = 120) -> np.ndarray:
+    """rows [(label, real uint8 (R, T, C, H, W), generated uint8 (S, T, C, H, W))] → uint8 (T, H', W', 3).
+
+    One row per user: a label, the user's real clips, a gap, then the generated ones. Clips are upscaled by an
+    integer factor (nearest) so that a row is at least `min_row_px` tall and legible.
+    """
+    from torchvision.utils import make_grid
+
+    T, C, H, W = rows[0][2].shape[1:]
+    scale = max(1, -(-min_row_px // H))
+    out = []
+    for t in range(T):
+        lines = []
+        for text, real, fake in rows:
+            label = torch.from_numpy(_label(text, H * scale, label_px)).permute(2, 0, 1)
+            parts = [make_grid(torch.from_numpy(c[:, t]), nrow=len(c), padding=0) for c in (real, fake) if len(c)]
+            gap = torch.zeros(C, H, max(2, W // 4), dtype=torch.uint8)                  # real | generated
+            tiles = torch.cat(parts[:1] + [gap] + parts[1:] if len(real) else [gap] + parts, dim=2)
+            tiles = tiles.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
+            lines.append(torch.cat([label, tiles], dim=2))
+        out.append(make_grid(torch.stack(lines), nrow=1, padding=4, pad_value=255).permute(1, 2, 0))
+    return torch.stack(out).numpy()
 
 
 class SampleGrid(Callback):
-    """Every `every_n_steps` batches, render G_ema for a fixed users × seeds grid to RUN/samples/*.mp4.
+    """Every `every_n_steps` batches, render G_ema for a fixed users × seeds grid to RUN/samples/STEP.mp4 (+ a
+    PNG of the middle frame).
 
-    Users are fixed at the start (evenly spaced over the datamodule's sorted training users, or `user_ids`),
-    seeds are fixed, so successive grids show the same shoppers and latents as training goes on. The files are
-    always written; with a WandbLogger they are also logged as wandb.Video(path).
+    Each row is one shopper, labelled with their user id: `real_clips` of the clips they engaged with on the
+    left, then their generated clips for the fixed seeds, upscaled to ≥ 256 px per row. Users are fixed at the
+    start (evenly spaced over the datamodule's sorted training users, or `user_ids`), so successive grids show
+    the same shoppers and latents as training goes on. With a WandbLogger the mp4 is also logged.
     """
 
     def __init__(self, every_n_steps: int = 200, users: int = 4, seeds: Sequence[int] = (0, 1, 2, 3),
                  user_ids: Sequence[str] | None = None, truncation: float = 1.0, fps: int = 8,
-                 at_start: bool = True):
+                 at_start: bool = True, real_clips: int = 2, min_row_px: int = 256):
         self.every_n_steps, self.users, self.seeds = int(every_n_steps), int(users), [int(s) for s in seeds]
         self.user_ids, self.truncation, self.fps, self.at_start = user_ids, truncation, fps, at_start
+        self.real_clips, self.min_row_px = int(real_clips), int(min_row_px)
         self._conditions: torch.Tensor | None = None
         self._ids: list[str] = []
+        self._real: list[np.ndarray] = []
         self.written: list[Path] = []
 
     def _pick_users(self, trainer) -> None:
@@ -92,25 +130,39 @@ class SampleGrid(Callback):
         if dm is None or getattr(dm, "train_dataset", None) is None or not hasattr(dm, "embeddings_path"):
             raise ValueError("SampleGrid needs data.datamodule.ProductClipDataModule (set up, with embeddings)")
         from data.preferences import PreferenceEmbeddings
+        from data.video import read_clip
 
-        ids = list(self.user_ids) if self.user_ids else sorted({u for e in dm.train_dataset.entries
-                                                               for u in e["users"]})
+        entries = dm.train_dataset.entries
+        ids = list(self.user_ids) if self.user_ids else sorted({u for e in entries for u in e["users"]})
         if not self.user_ids:
             step = max(1, len(ids) // max(1, self.users))
             ids = ids[::step][: self.users]
         self._ids = ids
         self._conditions = PreferenceEmbeddings.load(dm.embeddings_path).conditions(ids)
+        self._real = []
+        for user in ids:  # the clips this shopper engaged with most strongly, first frames
+            mine = sorted((e for e in entries if user in e["users"]),
+                          key=lambda e: (-e["probs"][e["users"].index(user)], e["clip_id"]))[: self.real_clips]
+            clips = [read_clip(e["file"], dm.frames, dm.stride, start=0, size=dm.size).transpose(0, 3, 1, 2)
+                     for e in mine]
+            self._real.append(np.stack(clips) if clips else np.zeros((0, dm.frames, 3, *dm.size), np.uint8))
 
     def render(self, trainer, pl_module, tag: str) -> Path | None:
         if not trainer.is_global_zero:
             return None
         if self._conditions is None:
             self._pick_users(trainer)
+        from PIL import Image
+
         from data.video import write_video
 
-        frames = render_grid(pl_module.generator_ema, self._conditions, self.seeds, self.truncation)
+        fake = render_grid(pl_module.generator_ema, self._conditions, self.seeds, self.truncation)
+        rows = [(f"{u}\nreal | generated\ntrunc {self.truncation:g}", real, f)
+                for u, real, f in zip(self._ids, self._real, fake)]
+        frames = compose_grid(rows, self.min_row_px)
         path = Path(trainer.default_root_dir) / "samples" / f"{tag}.mp4"
         write_video(path, frames, fps=self.fps)
+        Image.fromarray(frames[len(frames) // 2]).save(path.with_suffix(".png"))
         self.written.append(path)
         for logger in trainer.loggers:
             if type(logger).__name__ == "WandbLogger":

@@ -38,6 +38,7 @@ class ReelGANCLI(LightningCLI):
         parser.link_arguments("data.width", "model.width")
         parser.link_arguments("data.embedding_dim", "model.cond_dim", apply_on="instantiate")
         parser.link_arguments("data.embeddings_hash", "model.embeddings_hash", apply_on="instantiate")
+        parser.link_arguments("data.attribute_classes", "model.attribute_classes", apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config

