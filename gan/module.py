@@ -253,6 +253,13 @@ class ReelGAN(pl.LightningModule):
             pretty = ", ".join(f"{k}: checkpoint {a!r} vs config {b!r}" for k, (a, b) in diff.items())
             raise ValueError(f"cannot resume: the checkpoint is a different architecture ({pretty}); "
                              f"train with the checkpoint's settings or start a new run directory")
+        mine, theirs = set(self.state_dict()), set(checkpoint.get("state_dict", {}))
+        if mine != theirs:  # e.g. a conv image D checkpoint resumed with d_image_kind=projected, or no attribute head
+            parts = sorted({k.split(".")[0] for k in mine ^ theirs})
+            raise ValueError(f"cannot resume: the checkpoint's networks differ from this config in {parts} "
+                             f"({len(theirs - mine)} weights only in the checkpoint, {len(mine - theirs)} only in the "
+                             "config). Train with the checkpoint's model settings (its hparams.yaml) or start a new run "
+                             "directory")
         if saved["embeddings_hash"] and self.hparams.embeddings_hash and \
                 saved["embeddings_hash"] != self.hparams.embeddings_hash:
             raise ValueError("cannot resume: the checkpoint was trained on other preference embeddings "

@@ -1,0 +1,113 @@
+"""The conditioning parts of the GAN: the projected image D, the contrastive and product-attribute losses, the
+same-shopper masking of negatives, and the refusal to resume a checkpoint of other networks."""
+import pytest
+import torch
+
+from data.pretrained import build_effnet_lite0
+from gan.discriminators import AttributeHead, ImageDiscriminator, VideoDiscriminator, build_image_discriminator
+from gan.losses import ReelGANLoss
+from gan.module import ReelGAN
+from gan.projected import ProjectedImageDiscriminator
+
+TINY = dict(cond_dim=8, frames=4, height=16, width=16, content_dim=16, motion_noise_dim=4, w_dim=32, embed_dim=8,
+            mapping_layers=2, g_channels=(32, 32, 16, 16), motion_kwargs={"hidden": 16},
+            d_image_channels=(16, 16, 32, 32), d_video_channels=(16, 16, 32), d_features=32)
+
+
+@pytest.fixture(scope="module")
+def projected():
+    torch.manual_seed(0)
+    return ProjectedImageDiscriminator(8, 16, 16, upsample=2, proj_channels=(8, 8, 16), width_per_scale=8,
+                                       features=16)
+
+
+def test_projected_d_uses_the_packaged_imagenet_weights_frozen_and_in_eval_mode(projected):
+    reference = build_effnet_lite0()
+    torch.testing.assert_close(projected.backbone[0].weight, reference.conv_stem.weight)
+    projected.train()
+    assert not any(m.training for m in projected.backbone.modules()), "backbone BatchNorms must keep ImageNet stats"
+    video = (torch.rand(2, 4, 3, 16, 16) * 2 - 1).requires_grad_(True)
+    before = projected.backbone[1].running_mean.clone()
+    logits = projected(video, torch.randn(2, 8), torch.tensor([[0, 1], [2, 3]]))
+    assert logits.shape == (2, 2 * 3)                                # k frames × 3 scales
+    logits.sum().backward()
+    assert all(p.grad is None for p in projected.backbone.parameters())
+    assert all(p.grad is None for m in (projected.ccm, projected.csm_up, projected.csm_mix) for p in m.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in projected.discs.parameters())
+    assert video.grad is not None and video.grad.abs().sum() > 0     # G is trained through the frozen features
+    torch.testing.assert_close(projected.backbone[1].running_mean, before)
+
+
+def test_image_d_registry_names_the_choices():
+    assert isinstance(build_image_discriminator("conv", cond_dim=4, height=16, width=16), ImageDiscriminator)
+    with pytest.raises(ValueError, match=r"d_image_kind='stylegan9'.*conv.*projected"):
+        build_image_discriminator("stylegan9", cond_dim=4, height=16, width=16)
+
+
+def _loss(**kw):
+    torch.manual_seed(0)
+    image_d = ImageDiscriminator(8, 16, 16, channels=(8, 8, 16, 16), features=16)
+    video_d = VideoDiscriminator(8, 4, 16, 16, channels=(8, 8, 16), features=16)
+    frames = lambda b, t: torch.zeros(b, 2, dtype=torch.long)  # noqa: E731
+    return ReelGANLoss(image_d, video_d, lambda v: v, frames, **kw), image_d
+
+
+def test_contrastive_loss_never_uses_the_same_shopper_as_a_negative():
+    loss, _ = _loss(contrastive_weight=1.0, mismatch_weight=0.0)
+    real = torch.rand(4, 4, 3, 16, 16) * 2 - 1
+    same = torch.nn.functional.normalize(torch.randn(1, 8), dim=1).repeat(4, 1)
+    _, logs, _ = loss.d_main(real, real, same)
+    assert logs["loss/d_contrastive"].item() == pytest.approx(0.0, abs=1e-6)  # nothing to tell apart
+    distinct = torch.nn.functional.normalize(torch.randn(4, 8), dim=1)
+    _, logs, _ = loss.d_main(real, real, distinct)
+    assert logs["loss/d_contrastive"].item() > 0.1
+
+
+def test_mismatch_term_skips_pairs_of_the_same_shopper():
+    loss, _ = _loss(mismatch_weight=1.0)
+    real = torch.rand(4, 4, 3, 16, 16) * 2 - 1
+    same = torch.nn.functional.normalize(torch.randn(1, 8), dim=1).repeat(4, 1)
+    _, logs, _ = loss.d_main(real, real, same)
+    assert logs["loss/d_mismatch"].item() == 0.0
+    distinct = torch.nn.functional.normalize(torch.randn(4, 8), dim=1)
+    _, logs, _ = loss.d_main(real, real, distinct)
+    assert logs["loss/d_mismatch"].item() > 0.1
+
+
+def test_attribute_head_learns_labels_and_ignores_unknown_values():
+    torch.manual_seed(0)
+    head = AttributeHead(6, [3, 2])
+    h = torch.randn(32, 1, 6)
+    labels = torch.stack([h[:, 0, 0].gt(0).long() + h[:, 0, 1].gt(0.5).long(), h[:, 0, 2].gt(0).long()], 1)
+    labels[:5, 1] = -1                                               # unknown pattern for 5 clips
+    opt = torch.optim.Adam(head.parameters(), 0.05)
+    first = head.loss(h, labels).item()
+    for _ in range(200):
+        opt.zero_grad()
+        head.loss(h, labels).backward()
+        opt.step()
+    assert head.loss(h, labels).item() < 0.5 * first
+    assert head.loss(h, torch.full_like(labels, -1)).item() == 0.0   # all unknown: no signal, no NaN
+
+
+def test_g_is_pushed_towards_the_paired_clips_attributes():
+    """G's attribute term is the head's CE on the fake with the paired real clip's labels."""
+    loss, image_d = _loss(mismatch_weight=0.0)
+    loss.attribute_head, loss.attribute_weight = AttributeHead(image_d.feature_dim, [3]), 1.0
+    fake = torch.rand(4, 4, 3, 16, 16) * 2 - 1
+    cond = torch.nn.functional.normalize(torch.randn(4, 8), dim=1)
+    _, logs = loss.g_main(fake, cond, torch.tensor([[0], [1], [2], [0]]))
+    expected = loss.attribute_head.loss(image_d.features(fake, torch.zeros(4, 2, dtype=torch.long)),
+                                        torch.tensor([[0], [1], [2], [0]]))
+    assert logs["loss/g_attributes"].item() == pytest.approx(expected.item(), rel=1e-5)
+    _, logs = loss.g_main(fake, cond, None)
+    assert "loss/g_attributes" not in logs
+
+
+def test_resuming_a_checkpoint_of_other_networks_is_refused_clearly():
+    saved = ReelGAN(**TINY)
+    ckpt = {"state_dict": saved.state_dict(), "reelgan": {"generator_config": saved.generator.config,
+                                                          "embeddings_hash": "", "rng": {}}}
+    other = ReelGAN(**TINY, attribute_classes=[4, 8], attribute_weight=1.0)
+    with pytest.raises(ValueError, match=r"networks differ from this config in \['attribute_head'\]"):
+        other.on_load_checkpoint(ckpt)
