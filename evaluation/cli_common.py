@@ -16,9 +16,8 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from evaluation.artifacts import write_json
+from data.io import write_json
 
 console = Console(stderr=True)
 
@@ -88,8 +87,3 @@ def emit(result: dict, out: Path | None) -> None:
         write_json(out, result)
         console.print(f"[green]wrote {out}")
     print(json.dumps(result, indent=2, default=str))
-
-
-def progress_bar(enabled: bool) -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, disable=not enabled, transient=True)

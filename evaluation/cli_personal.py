@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from data.io import progress
 from evaluation import cli_common as common
 
 
@@ -96,7 +97,7 @@ def run_align(args) -> int:
     generator, ginfo = load_generator(args.checkpoint, device=args.device)
     cfg = AlignmentConfig(clips_per_user=args.clips_per_user, seed=args.seed, truncation=args.truncation,
                           batch_size=args.batch_size, group_attribute=args.group_attribute, max_users=args.max_users)
-    with common.progress_bar(not args.no_progress) as bar:
+    with progress(not args.no_progress, console=common.console) as bar:
         task = bar.add_task("generate + read (own, shuffled)", total=2)
         res = preference_alignment(generator, emb, ds, domain, real, cfg,
                                    real_accuracy=(dinfo.get("report") or {}).get("val_accuracy"),

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evaluation import report_sections as sections
-from generate.manifest import atomic_write_json, atomic_write_text
+from data.io import write_json, write_text
 
 
 @dataclass
@@ -100,9 +100,9 @@ def build_report(inputs: ReportInputs, out_html: str | Path, out_md: str | Path 
         " by <code>reelgan-eval report</code></div>\n"
         f'<div class="cards">{cards}</div>\n{body}\n</body></html>\n'
     )
-    atomic_write_text(out_html, page)
+    write_text(out_html, page)
     md = sections.markdown_summary(inputs, heads, metrics, slot_rows, check, out_html, made)
-    atomic_write_text(out_md, md)
+    write_text(out_md, md)
     return {
         "html": str(out_html), "markdown": str(out_md), "headlines": heads,
         "sections": [s.title for s in parts], "images": page.count("<img "), "bytes": len(page),
@@ -128,7 +128,7 @@ def run_cli(args) -> int:
     inputs = discover(args.run, args.metrics_dir)
     out = Path(args.out) if args.out else Path(args.run) / "report.html"
     summary = build_report(inputs, out, max_users=args.max_users, clips_per_user=args.clips_per_user)
-    atomic_write_json(out.with_suffix(".json"), summary)  # the headline figures, machine-readable (demo.sh)
+    write_json(out.with_suffix(".json"), summary)  # the headline figures, machine-readable (demo.sh)
     print(f"report: {summary['html']} ({summary['bytes'] / 1e6:.1f} MB, {summary['images']} images)")
     print(f"summary: {summary['markdown']}")
     for h in summary["headlines"]:

@@ -22,7 +22,7 @@ import torch
 from evaluation.slot_gate import SlotConfig, checkpoint_gate, config_dict, gate_and_rank, load_slot_config, write_slot
 from evaluation.slot_scores import (DensityRealism, alignment_scores, random_alignment, revealed_preferences,
                                     users_without_history)
-from generate.manifest import atomic_write_json
+from data.io import write_json
 
 
 class CandidateScorer:
@@ -155,9 +155,9 @@ def run_slot(checkpoint: str | Path, data: str | Path, users: list[str], engagem
         check = compare_arms(truth, [r for r in ranked if r.get("candidate") is not None], probs,
                              most_popular_clip(dataset.clips, dataset.interactions))
         check["attributes"] = attribute_table(users, probs, vocab, truth, prefs)
-        atomic_write_json(outdir / "slot_check.json", check)
+        write_json(outdir / "slot_check.json", check)
         summary["check"] = {k: check[k] for k in ("arms", "lift", "beats_both", "verdict", "fallbacks")}
-    atomic_write_json(outdir / "slot_summary.json", summary)
+    write_json(outdir / "slot_summary.json", summary)
     return summary
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from generate.manifest import atomic_write_text
+from data.io import write_text
 
 
 @dataclass
@@ -124,7 +124,7 @@ def write_slot(rows: list[dict], outdir: str | Path) -> tuple[Path, Path]:
     for r in rows:
         w.writerow([("" if r.get(k) is None else "; ".join(r[k]) if k == "reasons" else r.get(k)) for k in CSV_FIXED]
                    + [r["scores"].get(k) for k in score_keys] + [r.get(k) for k in extra])
-    return atomic_write_text(outdir / "slot.jsonl", jsonl), atomic_write_text(outdir / "slot.csv", buf.getvalue())
+    return write_text(outdir / "slot.jsonl", jsonl), write_text(outdir / "slot.csv", buf.getvalue())
 
 
 def _no_nan(obj):

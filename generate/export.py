@@ -13,8 +13,8 @@ from pathlib import Path
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from data.atomic import atomic_path
-from generate.manifest import file_sha256
+from data.io import atomic_path
+from data.io import file_sha256
 
 EXPORT_FORMAT = "reelgan-generator/1"
 

@@ -5,21 +5,13 @@ Checkpoints are read with torch.load(weights_only=True): only tensors, numbers, 
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 
+from data.io import file_sha256
 from gan.build import generator_from_checkpoint
 from gan.generator import VideoGenerator
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[VideoGenerator, dict]:

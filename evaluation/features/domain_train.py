@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from data.io import track
 from evaluation.artifacts import load_model_file, save_model_file
 from evaluation.features.domain import FORMAT, DomainClassifier
 from evaluation.realclips import RealClips, load_real_clips, split_by_product
@@ -96,8 +97,8 @@ def train_domain_classifier(root: str | os.PathLike | None = None, config: Domai
     video = model.prepare(clips.video)  # (N, T, C, H, W) float, decoded once
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)
-    for idx in _track(epoch_batches(torch.as_tensor(train_idx), cfg.batch_size, cfg.steps, gen), cfg.steps,
-                      "train domain classifier", progress):
+    for idx in track(epoch_batches(torch.as_tensor(train_idx), cfg.batch_size, cfg.steps, gen), "train domain classifier",
+                     progress, total=cfg.steps):
         model.train()
         _, logits = model(_augment(video[idx], gen, cfg.blur_p))
         loss = sum(F.cross_entropy(logits[k], labels[k][idx]) for k in logits) / len(logits)
@@ -146,12 +147,3 @@ def epoch_batches(items: torch.Tensor, batch_size: int, steps: int, gen: torch.G
             done += 1
             if done >= steps:
                 return
-
-
-def _track(items, total: int, label: str, enabled: bool):
-    if not enabled:
-        yield from items
-        return
-    from rich.progress import track
-
-    yield from track(items, total=total, description=label, transient=True)
