@@ -104,7 +104,7 @@ def cmd_embed(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from data.contract import check_dataset
+    from data.checks import check_dataset
 
     with progress(console=console, transient=False) as bar:
         task = bar.add_task("decode clips", total=None)

@@ -4,7 +4,7 @@ The pipeline is written once (`feature_stats` → `frechet_metric`); `compute_fi
 network family they need. Inputs are iterables of uint8 video batches (B, T, 3, H, W) (lists, generators, data
 loaders), so nothing holds more than one batch of video and O(d²) statistics in memory.
 
-    from evaluation.metrics import compute_fid, compute_fvd, repeat_metric
+    from evaluation.metrics.compute import compute_fid, compute_fvd, repeat_metric
     res = compute_fvd(real_batches, fake_batches, "i3d-fvd", extractor_kwargs={"weights": path},
                       normalisation="n", cache_dir="runs/x/stats", real_key={"dataset": ds_hash, "frames": 16,
                       "stride": 1, "clips": 2048, "seed": 0}, frames=16, stride=1, seeds=seeds)
@@ -23,9 +23,9 @@ import torch
 
 from data.io import progress as progress_bar
 from evaluation.features import FeatureExtractor, feature_extractor_class, get_feature_extractor
-from evaluation.frechet import frechet_terms
-from evaluation.protocol import METRIC_KINDS, Protocol, metric_name
-from evaluation.stats import GaussianStats, load_sums, save_sums, sums_hash
+from evaluation.metrics.frechet import frechet_terms
+from evaluation.metrics.protocol import METRIC_KINDS, Protocol, metric_name
+from evaluation.metrics.stats import GaussianStats, load_sums, save_sums, sums_hash
 
 
 def resolve_extractor(extractor: str | FeatureExtractor, extractor_kwargs: dict | None = None) -> FeatureExtractor:

@@ -15,6 +15,7 @@ The held-out protocol and baselines are in `engagement_eval.py`.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import time
 from dataclasses import asdict, dataclass
 
@@ -26,10 +27,16 @@ from torch import nn
 
 from data.contract import EVENT_WEIGHTS
 from data.io import track
-from evaluation.artifacts import load_model_file, save_model_file, tensors_sha256
+from evaluation.features.artifacts import load_model_file, save_model_file, tensors_sha256
 from evaluation.features.domain import DomainClassifier
 
 FORMAT = "reelgan-engagement/1"
+
+
+def engagement_path(dataset: str | os.PathLike) -> Path:
+    """Where `reelgan-eval engagement` keeps a dataset's model: DATASET/evaluation/engagement.safetensors."""
+    return Path(dataset) / "evaluation" / "engagement.safetensors"
+
 CLICK_MIN = EVENT_WEIGHTS["click"]        # a pair counts as clicked from this event strength on
 PURCHASE_MIN = EVENT_WEIGHTS["purchase"]
 
