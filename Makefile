@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch and torchvision in the same pip command as the rest: the only pair whose torchvision imports here.
-	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1 -e '.[peers]'
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1 -e '.[peers,test]'
 	touch $(STAMP)
 
 install: $(STAMP)

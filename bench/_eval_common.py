@@ -1,13 +1,14 @@
 """Shared by the bench_eval_* scripts: machine record, a plain table, atomic JSON output."""
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
 from pathlib import Path
 
 import torch
+
+from data import io
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -30,8 +31,6 @@ def print_table(rows: list[dict], columns: list[str]) -> None:
 def write_results(name: str, payload: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    tmp = path.with_suffix(f".json.tmp{os.getpid()}")
-    tmp.write_text(json.dumps({"machine": machine(), **payload}, indent=2))
-    os.replace(tmp, path)
+    io.write_json(path, {"machine": machine(), **payload})
     print(f"\nwrote {path}")
     return path

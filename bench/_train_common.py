@@ -1,7 +1,6 @@
 """Shared by the training benchmarks: build ReelGAN from a training config, in-memory batches, machine facts."""
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -10,6 +9,8 @@ from pathlib import Path
 import torch
 import yaml
 from torch.utils.data import DataLoader, Dataset
+
+from data import io
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -71,7 +72,5 @@ def machine() -> dict:
 def write_result(name: str, payload: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path)
+    io.write_json(path, payload)
     return path

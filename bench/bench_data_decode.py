@@ -20,7 +20,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from data import atomic
+from data import io
 from data.bpr import fit_bpr
 from data.contract import load_dataset
 from data.datamodule import ProductClipDataModule
@@ -82,7 +82,7 @@ def main() -> int:
     Console().print(table)
     print(f"load average before/after: {load_before[0]:.1f} / {result['loadavg_after'][0]:.1f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic.write_json(args.out, result)
+    io.write_json(args.out, result)
     print(f"wrote {args.out}")
     return 0
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from data import atomic
+from data import io
 from data.synth import make_world
 
 
@@ -61,7 +61,7 @@ def main() -> int:
                   str(result["meets_claim"]))
     Console().print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic.write_json(args.out, result)
+    io.write_json(args.out, result)
     print(f"wrote {args.out}")
     return 0
 

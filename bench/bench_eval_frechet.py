@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _eval_common import print_table, write_results  # noqa: E402
 
-from evaluation.frechet import frechet_distance, frechet_terms  # noqa: E402
+from evaluation.metrics.frechet import frechet_distance, frechet_terms  # noqa: E402
 
 
 def features(n: int, d: int, seed: int, shift: float) -> np.ndarray:

@@ -30,7 +30,7 @@ def child(mode: str, n: int, d: int, batch: int) -> None:
     import numpy as np
     import torch
 
-    from evaluation.stats import GaussianStats
+    from evaluation.metrics.stats import GaussianStats
 
     g = torch.Generator().manual_seed(0)
     torch.randn(8, d, generator=g)  # touch the allocator before the baseline

@@ -32,10 +32,10 @@ def main() -> None:
 
     from data.contract import load_dataset
     from data.preferences import PreferenceEmbeddings
-    from evaluation.engagement import EngagementScorer, clip_inputs, train_engagement_model
-    from evaluation.engagement_eval import evaluate_engagement
+    from evaluation.personalisation.engagement import EngagementScorer, clip_inputs, train_engagement_model
+    from evaluation.personalisation.engagement_eval import evaluate_engagement
     from evaluation.features.domain_train import DomainTrainConfig, train_domain_classifier
-    from evaluation.realclips import load_real_clips
+    from evaluation.features.realclips import load_real_clips
 
     root = args.world
     if root is None:
@@ -71,7 +71,7 @@ def main() -> None:
                          "clips_train": report.clips_train, "clips_val": report.clips_val},
               "engagement": {"heldout": heldout, "training": summary, "seconds": eng_s}}
     if args.checkpoint is not None:
-        from evaluation.personalisation import AlignmentConfig, load_truth, preference_alignment
+        from evaluation.personalisation.alignment import AlignmentConfig, load_truth, preference_alignment
         from generate.loading import load_generator
 
         generator, info = load_generator(args.checkpoint)

@@ -10,7 +10,6 @@ Prints a table and writes bench/results/bench_generate.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -20,6 +19,7 @@ import torch
 import yaml
 
 from data.tensors import model_to_uint8
+from data import io
 from gan.generator import VideoGenerator
 from gan.seeds import latents_for_seeds
 
@@ -101,10 +101,7 @@ def main() -> None:
           f"{result['bf16_vs_fp32_uint8_diff']['mean']:.2f}; generator from {source}, "
           f"{result['generator']['parameters']:,} parameters")
     out = ROOT / "bench" / "results" / "bench_generate.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, out)
+    io.write_json(out, result)
     print(f"wrote {out}")
 
 

@@ -13,6 +13,7 @@ import torch
 
 from data.contract import Dataset
 from data.preferences import PreferenceEmbeddings
+from data.ranking import ndcg_recall_at_k
 
 
 def pair_weights(inter: pd.DataFrame) -> pd.DataFrame:
@@ -91,12 +92,6 @@ def _train(users, items, weights, touched, dim, epochs, lr, weight_decay, batch_
     return P.detach(), Q.detach(), b.detach()
 
 
-def _ndcg(hits: np.ndarray, n_relevant: int, k: int) -> float:
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    ideal = discounts[: min(n_relevant, k)].sum()
-    return float((hits[:k] * discounts[: len(hits[:k])]).sum() / ideal)
-
-
 def evaluate_ranking(ds: Dataset, emb: PreferenceEmbeddings, k: int = 10, min_weight: float = 2.0) -> dict:
     """Held-out Recall@k / NDCG@k of MF scores and of train popularity (float64 averages over users)."""
     valid = ds.interactions[ds.interactions["valid"]]
@@ -114,13 +109,12 @@ def evaluate_ranking(ds: Dataset, emb: PreferenceEmbeddings, k: int = 10, min_we
             continue
         mask = np.zeros(len(item_ids), bool)
         mask[[i_index[c] for c in seen.get(user, set())]] = True
-        rel_idx = np.array([i_index[c] for c in rel])
+        relevant_mask = np.zeros(len(item_ids), bool)
+        relevant_mask[[i_index[c] for c in rel]] = True
         for name, scores in (("mf", emb.item_scores(user).astype(np.float64)), ("popularity", popularity)):
-            scores = np.where(mask, -np.inf, scores)
-            top = np.argsort(-scores, kind="stable")[:k]
-            hits = np.isin(top, rel_idx).astype(np.float64)
-            out[name]["recall"].append(hits.sum() / len(rel_idx))
-            out[name]["ndcg"].append(_ndcg(hits, len(rel_idx), k))
+            ndcg, recall = ndcg_recall_at_k(np.where(mask, -np.inf, scores), relevant_mask, k)
+            out[name]["recall"].append(recall)
+            out[name]["ndcg"].append(ndcg)
     users = len(out["mf"]["recall"])
     report = {"k": k, "relevant": f"test clips with an event of strength >= {min_weight}", "users": users}
     for name, m in out.items():

@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from data.io import progress
 
 console = Console()
 
@@ -35,10 +36,6 @@ def _size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=False)
-
 
 def _summary(title: str, rows: dict) -> None:
     table = Table(title=f"summary: {title}", show_header=False)
@@ -53,7 +50,7 @@ def cmd_synth(args) -> int:
     from data.synth import make_world
 
     started = time.perf_counter()
-    with _progress() as bar:
+    with progress(console=console, transient=False) as bar:
         task = bar.add_task("render + encode clips", total=args.clips)
         world = make_world(args.out, clips=args.clips, users=args.users, size=args.size, frames=args.frames,
                            seed=args.seed, fps=args.fps, workers=args.workers,
@@ -107,9 +104,9 @@ def cmd_embed(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from data.contract import check_dataset
+    from data.checks import check_dataset
 
-    with _progress() as bar:
+    with progress(console=console, transient=False) as bar:
         task = bar.add_task("decode clips", total=None)
         report = check_dataset(args.dataset, decode=not args.no_decode,
                                progress=lambda done, total: bar.update(task, completed=done, total=total))

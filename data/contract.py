@@ -104,19 +104,3 @@ def load_dataset(root: str | Path) -> Dataset:
 def attribute_columns(clips: pd.DataFrame) -> list[str]:
     """Columns of clips.csv beyond the contract's own (category, colour, pattern in the synthetic world)."""
     return [c for c in clips.columns if c not in ID_COLUMNS and c != "file"]
-
-
-def check_dataset(root: str | Path, decode: bool = True, progress=None):
-    """Every problem of a dataset folder → data.checks.CheckReport (`.problems`, `.usable`)."""
-    from data.checks import check_dataset as run  # checks builds on this module
-
-    return run(root, decode=decode, progress=progress)
-
-
-def __getattr__(name: str):
-    # `from data.contract import Problem, CheckReport` works without an import cycle (they live in data.checks).
-    if name in ("Problem", "CheckReport"):
-        from data import checks
-
-        return getattr(checks, name)
-    raise AttributeError(f"module 'data.contract' has no attribute {name!r}")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from data import atomic
+from data import io
 from data.bpr import evaluate_ranking, fit_bpr
 from data.contract import load_dataset
 from data.preferences import PreferenceEmbeddings
@@ -49,7 +49,7 @@ def embed_dataset(root: str | Path, dim: int = 32, epochs: int = 30, seed: int =
                                         "measurable"}
     report["persona"] = _persona(ds, emb, out_dir, seed, log) if persona else {"skipped": "disabled (--no-persona)"}
     report["seconds"] = round(time.perf_counter() - started, 2)
-    atomic.write_json(out_dir / "embed_report.json", report)
+    io.write_json(out_dir / "embed_report.json", report)
     return report
 
 

@@ -18,7 +18,7 @@ import torch
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from data.atomic import atomic_path
+from data.io import atomic_path
 from data.preferences import PreferenceEmbeddings
 
 FORMAT = "reelgan.persona_map/1"

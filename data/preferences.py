@@ -15,7 +15,7 @@ import torch
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from data.atomic import atomic_path
+from data.io import atomic_path
 
 FORMAT = "reelgan.preferences/1"
 

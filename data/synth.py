@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data import atomic
+from data import io
 from data.persona_text import persona_text
 from data.synth_render import HAIR_TONES, SKIN_TONES, render_clip
 from data.video import write_video
@@ -177,10 +177,10 @@ def make_world(out: str | Path, clips: int = 1000, users: int = 300, size: tuple
 
     user_frame, truth = _users(np.random.default_rng([seed, 2]), users, heldout_fraction)
     inter = _interactions(np.random.default_rng([seed, 3]), truth, clip_frame, test_fraction)
-    atomic.write_csv(out / "clips.csv", clip_frame)
-    atomic.write_csv(out / "interactions.csv", inter)
-    atomic.write_csv(out / "users.csv", user_frame)
-    atomic.write_json(out / "hidden_truth.json", {
+    io.write_csv(out / "clips.csv", clip_frame)
+    io.write_csv(out / "interactions.csv", inter)
+    io.write_csv(out / "users.csv", user_frame)
+    io.write_json(out / "hidden_truth.json", {
         "note": "synthetic ground truth; read only by evaluation, never by training",
         "utility": "sum_a w_a*[attr_a == pref_a] + 0.5*w_colour*[colour == second_colour] + N(0, noise_sd)",
         "choice_model": CHOICE, "users": truth})
@@ -194,5 +194,5 @@ def make_world(out: str | Path, clips: int = 1000, users: int = 300, size: tuple
         "counts": {"interactions": int(len(inter)), **inter["event"].value_counts().to_dict(),
                    "heldout_users": int((user_frame["split"] == "heldout").sum())},
     }
-    atomic.write_json(out / "world.json", world)
+    io.write_json(out / "world.json", world)
     return {**world, "render_seconds": round(render_s, 2)}

@@ -23,7 +23,7 @@ import av
 import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
-from data.atomic import atomic_path
+from data.io import atomic_path
 
 SUFFIXES = (".mp4", ".webm", ".mov", ".gif", ".mkv", ".avi")
 SHORT_POLICIES = ("pad", "loop", "error")

@@ -17,10 +17,11 @@ import importlib
 import sys
 
 COMMANDS = [
-    "evaluation.cli_metrics",    # fid, fvd
-    "evaluation.cli_personal",   # domain, align, engagement
-    "evaluation.slot",           # slot
-    "evaluation.report",         # report
+    "evaluation.metrics.cli",           # fid, fvd
+    "evaluation.features.cli",          # domain
+    "evaluation.personalisation.cli",   # align, engagement
+    "evaluation.slot.cli",              # slot
+    "evaluation.report.cli",            # report
 ]
 
 

@@ -1,9 +1,10 @@
-"""What the `reelgan-eval` subcommands share: common arguments, default file places, JSON output, progress bars.
+"""What the `reelgan-eval` subcommands share: common arguments, the provenance block, JSON output.
 
-Default places inside the dataset folder (derived artefacts, like embeddings/):
-    DATASET/evaluation/domain.safetensors       the domain classifier (`reelgan-eval domain`)
-    DATASET/evaluation/engagement.safetensors   the engagement model (`reelgan-eval engagement`)
-    DATASET/evaluation/stats/                   cached real-side feature statistics
+A leaf: it imports no evaluation room, so every room's cli.py can use it. Default places inside the dataset folder
+(derived artefacts, like embeddings/) live with what writes them:
+    DATASET/evaluation/domain.safetensors       evaluation.features.domain_train.domain_path (`reelgan-eval domain`)
+    DATASET/evaluation/engagement.safetensors   evaluation.personalisation.engagement.engagement_path
+    DATASET/evaluation/stats/                   cached real-side feature statistics (evaluation.metrics)
 """
 from __future__ import annotations
 
@@ -16,19 +17,10 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from evaluation.artifacts import write_json
+from data.io import write_json
 
 console = Console(stderr=True)
-
-
-def domain_path(dataset: str | Path) -> Path:
-    return Path(dataset) / "evaluation" / "domain.safetensors"
-
-
-def engagement_path(dataset: str | Path) -> Path:
-    return Path(dataset) / "evaluation" / "engagement.safetensors"
 
 
 def embeddings_path(dataset: str | Path) -> Path:
@@ -52,27 +44,13 @@ def add_output(p: argparse.ArgumentParser, threads: int = 0) -> None:
     p.add_argument("--seed", type=int, default=0, help="the one seed: generation seeds and every sampling draw")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
     p.add_argument("--threads", type=int, default=threads,
-                   help="torch CPU threads (0 = torch's default). The evaluation networks are small: a second "
-                        "thread gains little, and on a busy machine it made training ~9x slower (measured)")
+                   help="torch CPU threads (0 = torch's default). The evaluation networks are small: extra threads "
+                        "gain little, and they compete with a training run on a shared machine")
 
 
 def add_domain(p: argparse.ArgumentParser) -> None:
     p.add_argument("--domain", type=Path, help="domain classifier file (default DATASET/evaluation/domain.safetensors; "
                                                "trained there first if missing)")
-
-
-def ensure_domain(dataset: Path, path: Path | None, progress: bool = True) -> Path:
-    """The domain classifier file: the given one, or the dataset's default, trained now if it does not exist."""
-    if path is not None:
-        return path
-    path = domain_path(dataset)
-    if not path.is_file():
-        from evaluation.features.domain_train import train_domain_classifier
-
-        console.print(f"[yellow]no domain classifier at {path}: training one on {dataset}'s real clips "
-                      "(`reelgan-eval domain` does this explicitly)")
-        train_domain_classifier(dataset, out=path, progress=progress)
-    return path
 
 
 def made_by(args, **fields) -> dict:
@@ -88,8 +66,3 @@ def emit(result: dict, out: Path | None) -> None:
         write_json(out, result)
         console.print(f"[green]wrote {out}")
     print(json.dumps(result, indent=2, default=str))
-
-
-def progress_bar(enabled: bool) -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, disable=not enabled, transient=True)

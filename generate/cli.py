@@ -26,7 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="reelgan-generate", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Generate try-on clips conditioned on a shopper's preference vector. Subcommand: "
                     "`reelgan-generate export --help` writes the EMA generator to safetensors for serving.")
-    p.add_argument("--checkpoint", required=True, help="a training .ckpt or an exported .safetensors generator")
+    # required unless the `export` subcommand is given (checked in main: argparse cannot say "required without a
+    # subcommand"); the error is argparse's own
+    p.add_argument("--checkpoint", help="a training .ckpt or an exported .safetensors generator (required)")
+    sub = p.add_subparsers(dest="command", metavar="{export}", title="subcommand (optional)")
+    add_export_parser(sub)
     who = p.add_argument_group("who the clips are for (any combination)")
     who.add_argument("--user", action="append", default=[], metavar="ID[,ID...]", help="user ids with a preference vector")
     who.add_argument("--users-file", metavar="CSV", help="campaign CSV with a user_id and/or persona column")
@@ -53,9 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def build_export_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="reelgan-generate export",
+def add_export_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "export", help="write the EMA generator to one .safetensors file for serving",
         description="Write the EMA generator and its config to one .safetensors file (tensors + JSON metadata, no "
                     "pickle). `reelgan-generate --checkpoint FILE.safetensors` then gives the same clips as the "
                     "checkpoint.")
@@ -133,16 +137,18 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     from generate.targets import UnknownUserError
 
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None and not args.checkpoint:
+        parser.error("the following arguments are required: --checkpoint")
     try:
-        if argv[:1] == ["export"]:
+        if args.command == "export":
             from generate.export import export_generator
 
-            args = build_export_parser().parse_args(argv[1:])
             out = export_generator(args.checkpoint, args.out)
             print(f"exported {out['tensors']} tensors ({out['parameters']:,} parameters) to {out['path']}\n"
                   f"sha256 {out['sha256']}")
             return 0
-        args = build_parser().parse_args(argv)
         manifest = run_generate(args)
         run = manifest["runs"][-1]
         print(f"wrote {run['clips']} clips for {len(run['targets'])} target(s) to {Path(args.outdir).resolve()} "

@@ -1,28 +1,26 @@
 """`reelgan-generate export`: the EMA generator and its config as one safetensors file (no pickle anywhere).
 
-Layout: tensors = the generator's state_dict (parameters and buffers, e.g. the average style code used by
-truncation); metadata (str → str) = {"format", "generator_config" (JSON), "embeddings_hash", "source_sha256",
-"source"}. Loading rebuilds `gan.generator.VideoGenerator(**config)` and loads the tensors strictly, so a clip from
-the export is bit-identical to the same clip from the checkpoint (tests/test_generate_export.py).
+Layout: tensors = the generator's state_dict (its parameters and persistent buffers; the truncation anchor codes
+are a non-persistent buffer, rebuilt identically from a fixed seed, so they are not in the file); metadata
+(str → str) = {"format", "generator_config" (JSON), "embeddings_hash", "source_sha256", "source"}. Loading
+(generate.loading.load_exported) rebuilds `gan.generator.VideoGenerator(**config)` and loads the tensors strictly,
+so a clip from the export is bit-identical to the same clip from the checkpoint (tests/test_generate_export.py).
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from safetensors import safe_open
 from safetensors.torch import save_file
 
-from data.atomic import atomic_path
-from generate.manifest import file_sha256
+from data.io import atomic_path, file_sha256
+from generate.loading import EXPORT_FORMAT, load_exported, load_generator, read_export_metadata
 
-EXPORT_FORMAT = "reelgan-generator/1"
+__all__ = ["EXPORT_FORMAT", "export_generator", "load_exported", "read_export_metadata"]
 
 
 def export_generator(checkpoint: str | Path, out: str | Path) -> dict:
     """Checkpoint (.ckpt) → safetensors at `out`, written atomically. Returns what was written."""
-    from generate.loading import load_generator
-
     out = Path(out)
     if out.suffix != ".safetensors":
         raise ValueError(f"{out}: the export must end in .safetensors")
@@ -40,38 +38,3 @@ def export_generator(checkpoint: str | Path, out: str | Path) -> dict:
         save_file(tensors, str(tmp), metadata=metadata)
     return {"path": str(out), "sha256": file_sha256(out), "tensors": len(tensors),
             "parameters": int(sum(v.numel() for v in tensors.values())), **metadata}
-
-
-def read_export_metadata(path: str | Path) -> dict:
-    """The metadata of an exported generator; a file that is not one raises naming the file and the fix."""
-    path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as e:  # safetensors raises its own error types for bad headers
-        raise ValueError(f"{path}: not a readable safetensors file ({e}); re-run `reelgan-generate export`") from e
-    if meta.get("format") != EXPORT_FORMAT:
-        raise ValueError(f"{path}: not a ReelGAN generator export (format {meta.get('format')!r}, expected "
-                         f"{EXPORT_FORMAT!r}); make one with `reelgan-generate export --checkpoint RUN/...ckpt --out X.safetensors`")
-    return meta
-
-
-def load_exported(path: str | Path, device: str = "cpu"):
-    """Exported safetensors → (VideoGenerator in eval mode on `device`, info dict like generate.loading's)."""
-    from safetensors.torch import load_file
-
-    from gan.generator import VideoGenerator
-
-    path = Path(path)
-    meta = read_export_metadata(path)
-    config = json.loads(meta["generator_config"])
-    generator = VideoGenerator(**config)
-    state = load_file(str(path), device="cpu")
-    missing, unexpected = generator.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{path}: tensors do not match the generator config (missing {missing[:5]}, unexpected "
-                         f"{unexpected[:5]}); the export and this ReelGAN version disagree — re-export")
-    generator.eval().requires_grad_(False).to(device)
-    info = {"path": str(path), "kind": "export", "sha256": file_sha256(path), "config": config,
-            "embeddings_hash": meta.get("embeddings_hash") or None, "source_sha256": meta.get("source_sha256")}
-    return generator, info

@@ -1,25 +1,21 @@
 """Load a trained generator from a file: a Lightning .ckpt written by `reelgan-train` (EMA weights), or a
-.safetensors written by `reelgan-generate export` (read by generate.export.load_exported, no pickle).
+.safetensors written by `reelgan-generate export` (read by load_exported below, no pickle).
 
 Checkpoints are read with torch.load(weights_only=True): only tensors, numbers, strings, lists and dicts.
 """
 from __future__ import annotations
 
-import hashlib
+import json
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 
+from data.io import file_sha256
 from gan.build import generator_from_checkpoint
 from gan.generator import VideoGenerator
 
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
+EXPORT_FORMAT = "reelgan-generator/1"
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[VideoGenerator, dict]:
@@ -33,8 +29,6 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
         raise FileNotFoundError(f"{path}: no such checkpoint. Fix: pass RUN/checkpoints/last.ckpt of a "
                                 "`reelgan-train fit` run")
     if path.suffix == ".safetensors":
-        from generate.export import load_exported
-
         return load_exported(path, device=device)
     if path.suffix != ".ckpt":
         raise ValueError(f"{path}: unsupported generator file type {path.suffix!r}; expected a Lightning .ckpt "
@@ -53,3 +47,36 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
             "config": dict(reel["generator_config"]), "embeddings_hash": reel.get("embeddings_hash", ""),
             "images_seen": int(reel.get("images_seen", 0)), "global_step": int(ckpt.get("global_step", 0))}
     return generator.to(device), info
+
+
+def read_export_metadata(path: str | Path) -> dict:
+    """The metadata of an exported generator; a file that is not one raises naming the file and the fix."""
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:  # safetensors raises its own error types for bad headers
+        raise ValueError(f"{path}: not a readable safetensors file ({e}); re-run `reelgan-generate export`") from e
+    if meta.get("format") != EXPORT_FORMAT:
+        raise ValueError(f"{path}: not a ReelGAN generator export (format {meta.get('format')!r}, expected "
+                         f"{EXPORT_FORMAT!r}); make one with `reelgan-generate export --checkpoint RUN/...ckpt --out X.safetensors`")
+    return meta
+
+
+def load_exported(path: str | Path, device: str = "cpu"):
+    """Exported safetensors → (VideoGenerator in eval mode on `device`, info dict like generate.loading's)."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    meta = read_export_metadata(path)
+    config = json.loads(meta["generator_config"])
+    generator = VideoGenerator(**config)
+    state = load_file(str(path), device="cpu")
+    missing, unexpected = generator.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path}: tensors do not match the generator config (missing {missing[:5]}, unexpected "
+                         f"{unexpected[:5]}); the export and this ReelGAN version disagree — re-export")
+    generator.eval().requires_grad_(False).to(device)
+    info = {"path": str(path), "kind": "export", "sha256": file_sha256(path), "config": config,
+            "embeddings_hash": meta.get("embeddings_hash") or None, "source_sha256": meta.get("source_sha256")}
+    return generator, info

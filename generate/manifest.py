@@ -1,84 +1,18 @@
-"""Atomic writes and the generation manifest.
+"""The generation manifest: its format, loading, merging, and the condition hash that ties a clip to its input.
 
-A reader (the slot, the report, a serving job) must never see half a manifest: every write goes to a temp file in
-the same folder, is fsync'ed, then `os.replace`d over the target (atomic on POSIX within one filesystem). A writer
-killed mid-way leaves the old file untouched and at worst a stray `.<name>.*.tmp`.
+Written atomically with `data.io.write_json`, so a reader (the slot, the report, a serving job) never sees half a
+manifest.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "reelgan-generate-manifest/1"
-
-
-def atomic_write_bytes(path: str | Path, chunks: bytes | Iterable[bytes]) -> Path:
-    """Write bytes (or an iterable of chunks, for large outputs) to `path` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in [chunks] if isinstance(chunks, (bytes, bytearray)) else chunks:
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | Path, obj) -> Path:
-    # Serialise first: a TypeError must not leave a temp file behind, nor touch the old file.
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        dfd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"manifest value of type {type(o).__name__} is not JSON-serialisable")
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def condition_hash(condition: np.ndarray) -> str:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from data.tensors import model_to_clip
-from generate.manifest import MANIFEST_NAME, atomic_write_json, condition_hash, load_manifest, merge_manifest
+from data.io import progress as progress_bar, write_json
+from generate.manifest import MANIFEST_NAME, condition_hash, load_manifest, merge_manifest
 from generate.paths import child_dir, ensure_inside
 from generate.sampler import FORWARD_BATCH, generate_clips
 from generate.targets import Target
@@ -29,11 +29,6 @@ def pick_device(name: str) -> str:
         raise ValueError(f"--device {name!r}: choose auto, cpu or cuda")
     return name
 
-
-def _progress(enabled: bool) -> Progress:
-    return Progress(TextColumn("[bold]generate"), BarColumn(), MofNCompleteColumn(), TextColumn("clips"),
-                    TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[rate]}"),
-                    disable=not enabled, transient=False)
 
 
 def generate_to_folders(generator, info: dict, targets: list[Target], seeds: list[int], outdir: str | Path,
@@ -61,7 +56,7 @@ def generate_to_folders(generator, info: dict, targets: list[Target], seeds: lis
     entries: list[dict] = []
     gen_s = write_s = 0.0
     ckpt_sha = info.get("sha256")
-    with _progress(progress) as bar:
+    with progress_bar(progress, transient=False, unit="clips", remaining=True, fields=("rate",)) as bar:
         task = bar.add_task("generate", total=len(jobs), rate="")
         for lo in range(0, len(jobs), step):
             chunk = jobs[lo: lo + step]
@@ -102,5 +97,5 @@ def generate_to_folders(generator, info: dict, targets: list[Target], seeds: lis
         "torch": torch.__version__, "python": platform.python_version(),
     }
     manifest = merge_manifest(old, run, entries)
-    atomic_write_json(outdir / MANIFEST_NAME, manifest)
+    write_json(outdir / MANIFEST_NAME, manifest)
     return manifest

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import re
 
+from gan.seeds import MAX_SEED  # torch.Generator.manual_seed takes 64-bit values; seeds stay non-negative
+
 MAX_SEEDS = 100_000  # a typo like 0-99999999 should fail fast, not fill the disk
-MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed accepts 64-bit values; keep them non-negative
 _PART = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
 
 

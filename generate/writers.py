@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from data.video import write_video
-from generate.manifest import atomic_write_bytes
+from data.io import write_bytes
 
 FORMATS = ("mp4", "webm", "gif", "grid")
 
@@ -54,7 +54,7 @@ def write_clip(frames: np.ndarray, folder: Path, stem: str, formats: list[str], 
     for fmt in formats:
         if fmt == "grid":
             path = folder / f"{stem}-grid.png"
-            atomic_write_bytes(path, png_bytes(contact_sheet(frames)))
+            write_bytes(path, png_bytes(contact_sheet(frames)))
         else:
             path = folder / f"{stem}.{fmt}"
             write_video(path, frames, fps=fps)  # atomic itself (temp file + os.replace)

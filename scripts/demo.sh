@@ -54,7 +54,7 @@ TRAIN_MAX_TIME="${DEMO_TRAIN_MAX_TIME:-00:00:40:00}"
 echo "training for configs/demo-cpu.yaml's max_steps (safety cap $TRAIN_MAX_TIME DD:HH:MM:SS)" | tee -a "$LOG"
 stage train     "$BIN/reelgan-train" fit -c configs/demo-cpu.yaml --data.root "$WORLD" \
                     --trainer.default_root_dir "$RUN/train" --trainer.max_time "$TRAIN_MAX_TIME" \
-                    --trainer.callbacks+=evaluation.callbacks.DomainFVD --trainer.callbacks.every_n_steps=250
+                    --trainer.callbacks+=evaluation.metrics.callbacks.DomainFVD --trainer.callbacks.every_n_steps=250
 CKPT="$RUN/train/checkpoints/last.ckpt"
 [ -f "$CKPT" ] || { echo "demo: training wrote no $CKPT" >&2; exit 1; }
 DEMO_USERS_IDS=$("$BIN/python" scripts/demo_pick_users.py "$WORLD" 3)

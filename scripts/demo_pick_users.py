@@ -11,7 +11,7 @@ import numpy as np
 
 from data.contract import load_dataset
 from data.preferences import PreferenceEmbeddings
-from evaluation.slot_scores import revealed_preferences
+from evaluation.personalisation.preferences import revealed_preferences
 
 
 def pick(root: str, n: int = 3) -> list[str]:

@@ -6,7 +6,8 @@ import pytest
 
 from data import testing as bad
 from data.cli import main
-from data.contract import check_dataset, load_dataset
+from data.checks import check_dataset
+from data.contract import load_dataset
 from data.synth import make_world
 
 

@@ -46,6 +46,14 @@ def test_closest_ids_are_the_most_similar_users():
 
 
 def test_altered_file_and_foreign_file_are_refused(tmp_path):
+    ids, vectors = _ids_and_vectors()
+    path = PreferenceEmbeddings(ids, vectors.astype(np.float32), source="test").save(tmp_path / "p.safetensors")
+    PreferenceEmbeddings.load(path)  # the untouched file loads
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0x40  # alter one byte of the vectors (the tensor data ends the file); the header is intact
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="the file was altered"):
+        PreferenceEmbeddings.load(path)
     (tmp_path / "x.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(ValueError, match="not a safetensors file"):
         read_header(tmp_path / "x.safetensors")

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from evaluation import cli
-from evaluation.engagement import EngagementScorer
-from evaluation.features.domain_train import load_domain_classifier
+from evaluation.personalisation.engagement import EngagementScorer
+from evaluation.features.domain import load_domain_classifier
 
 import _tiny_gan as _tiny
 
@@ -110,7 +110,7 @@ def test_callback_logs_fvd_domain_during_training(world, tmp_path):
     from pytorch_lightning.loggers import CSVLogger
     from torch.utils.data import DataLoader
 
-    from evaluation.callbacks import DomainFVD
+    from evaluation.metrics.callbacks import DomainFVD
     from gan.module import ReelGAN
 
     torch.manual_seed(0)

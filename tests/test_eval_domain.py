@@ -1,7 +1,6 @@
 """The `domain` feature network: trains on real clips, reads their attributes, round-trips, and gives fvd[domain]."""
 from __future__ import annotations
 
-import json
 import shutil
 
 import pandas as pd
@@ -10,10 +9,11 @@ import torch
 import torch.nn.functional as F
 
 from evaluation.features import get_feature_extractor
-from evaluation.features.domain_train import attribute_accuracy, load_domain_classifier, save_domain_classifier
-from evaluation.frechet import frechet_distance
-from evaluation.realclips import load_real_clips, split_by_product
-from evaluation.stats import gaussian_from_features
+from evaluation.features.domain import load_domain_classifier, save_domain_classifier
+from evaluation.features.domain_train import attribute_accuracy
+from evaluation.metrics.frechet import frechet_distance
+from evaluation.features.realclips import load_real_clips, split_by_product
+from evaluation.metrics.stats import gaussian_from_features
 
 import _eval_world as _world
 
@@ -118,6 +118,8 @@ def test_bad_datasets_are_named(tmp_path, world):
     root = tmp_path / "noattr"
     shutil.copytree(world.root, root)
     clips = pd.read_csv(root / "clips.csv", dtype=str)
+    # the untouched copy loads, so each error below comes from the one thing broken
+    assert load_real_clips(root, 4, 32, 32).clip_ids == list(clips["clip_id"])
     clips[["clip_id", "path", "product_id"]].to_csv(root / "clips.csv", index=False)
     with pytest.raises(ValueError, match=r"clips\.csv.*no attribute columns"):
         load_real_clips(root, 4, 32, 32)
@@ -125,5 +127,4 @@ def test_bad_datasets_are_named(tmp_path, world):
     clips.to_csv(root / "clips.csv", index=False)
     with pytest.raises(ValueError, match=r"row 5 .*'colour'"):
         load_real_clips(root, 4, 32, 32)
-    json.loads((root / "world.json").read_text())  # the copy is a full dataset folder
 

@@ -10,10 +10,10 @@ import pytest
 from data.contract import load_dataset
 from data.preferences import PreferenceEmbeddings
 from data.tensors import uint8_to_model
-from evaluation.engagement import EngagementScorer, EngagementTrainConfig, clip_inputs, train_engagement_model
-from evaluation.engagement_eval import evaluate_engagement
-from evaluation.features.domain_train import load_domain_classifier
-from evaluation.realclips import load_real_clips
+from evaluation.personalisation.engagement import EngagementScorer, EngagementTrainConfig, clip_inputs, train_engagement_model
+from evaluation.personalisation.engagement_eval import evaluate_engagement
+from evaluation.features.domain import load_domain_classifier
+from evaluation.features.realclips import load_real_clips
 
 import _eval_world as _world
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from scipy import linalg
 
-from evaluation.frechet import METHODS, frechet_distance, frechet_terms, trace_sqrt_product
+from evaluation.metrics.frechet import METHODS, frechet_distance, frechet_terms, trace_sqrt_product
 
 
 def _features(rng, n, d, shift=0.0):

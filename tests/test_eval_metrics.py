@@ -7,10 +7,10 @@ import torch
 
 from data.video import read_clip, write_video
 from evaluation.features import FeatureExtractor, get_feature_extractor, register_feature_extractor
-from evaluation.metrics import (compute_fid, compute_fvd, feature_stats, format_result, frechet_metric, mean_std,
+from evaluation.metrics.compute import (compute_fid, compute_fvd, feature_stats, format_result, frechet_metric, mean_std,
                                 repeat_metric)
-from evaluation.stats import gaussian_from_features
-from evaluation.frechet import frechet_distance
+from evaluation.metrics.stats import gaussian_from_features
+from evaluation.metrics.frechet import frechet_distance
 
 
 class _ClipMoments(FeatureExtractor):

@@ -15,8 +15,8 @@ import pytorch_fid  # noqa: F401  (a peer missing from the install must fail, no
 import torch_fidelity  # noqa: F401
 
 from evaluation.features import get_feature_extractor  # noqa: E402
-from evaluation.frechet import frechet_distance  # noqa: E402
-from evaluation.stats import gaussian_from_features  # noqa: E402
+from evaluation.metrics.frechet import frechet_distance  # noqa: E402
+from evaluation.metrics.stats import gaussian_from_features  # noqa: E402
 
 FEATURE_TOL = 1e-4  # max abs
 FID_TOL = 1e-4      # relative

@@ -19,9 +19,9 @@ from data.preferences import PreferenceEmbeddings
 from data.synth import sample_look
 from data.synth_render import render_clip
 from data.tensors import clip_to_model
-from evaluation.features.domain_train import load_domain_classifier
-from evaluation.personalisation import AlignmentConfig, derangement, load_truth, preference_alignment
-from evaluation.realclips import load_real_clips
+from evaluation.features.domain import load_domain_classifier
+from evaluation.personalisation.alignment import AlignmentConfig, derangement, load_truth, preference_alignment
+from evaluation.features.realclips import load_real_clips
 
 import _eval_world as _world
 import _tiny_gan as _tiny

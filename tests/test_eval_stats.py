@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from evaluation.stats import (GaussianStats, gaussian_from_features, gaussian_from_sums, load_sums, save_sums,
+from evaluation.metrics.stats import (GaussianStats, gaussian_from_features, gaussian_from_sums, load_sums, save_sums,
                               sums_hash)
 
 

@@ -11,8 +11,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from generate.manifest import (MANIFEST_FORMAT, atomic_write_bytes, atomic_write_json, condition_hash, load_manifest,
-                               merge_manifest)
+from data.io import write_bytes as atomic_write_bytes
+from data.io import write_json as atomic_write_json
+from generate.manifest import MANIFEST_FORMAT, condition_hash, load_manifest, merge_manifest
 
 OLD = {"format": MANIFEST_FORMAT, "runs": [{"n": 1}], "clips": [{"folder": "u1", "seed": 0}]}
 
@@ -24,7 +25,7 @@ def test_killed_writer_leaves_old_manifest(tmp_path):
     # A real process writes a large manifest chunk by chunk, says when it is half-way, and is SIGKILLed there.
     code = textwrap.dedent(f"""
         import sys, time
-        from generate.manifest import atomic_write_bytes
+        from data.io import write_bytes as atomic_write_bytes
         def chunks():
             for i in range(1000):
                 yield (b'{{"clips": [' if i == 0 else b'') + b'{{"seed": %d}},' % i * 200
@@ -36,7 +37,7 @@ def test_killed_writer_leaves_old_manifest(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "half"
-        tmp_files = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+        tmp_files = [p for p in tmp_path.iterdir() if ".tmp" in p.name]
         assert tmp_files and tmp_files[0].stat().st_size > 100_000  # it really was mid-write
         os.kill(proc.pid, signal.SIGKILL)
     finally:
@@ -83,3 +84,15 @@ def test_condition_hash_is_exact():
     v = np.array([0.6, 0.8], np.float32)
     assert condition_hash(v) == condition_hash(v.astype(np.float64))
     assert condition_hash(v) != condition_hash(np.nextafter(v, 1))
+
+
+def test_atomic_write_honours_umask_and_refuses_nan(tmp_path):
+    old = os.umask(0o027)
+    try:
+        path = atomic_write_json(tmp_path / "m.json", OLD)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o640  # 0666 & ~umask, as open() would give; not mkstemp's 0600
+    with pytest.raises(ValueError, match="Out of range float"):
+        atomic_write_json(tmp_path / "m.json", {"value": float("nan")})
+    assert load_manifest(path) == OLD

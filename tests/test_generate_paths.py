@@ -30,7 +30,8 @@ def test_safe_ids_are_kept_and_distinct_ids_stay_distinct():
     assert safe_name("user_7.b-2") == "user_7.b-2"
     names = {safe_name(t) for t in ["a/b", "a_b", "a b", "a\\b", "a?b"]}
     assert len(names) == 5  # hash suffix keeps different ids apart
-    assert safe_name("a/b") == safe_name("a/b")  # stable
+    # stable across runs and machines (it names folders on disk): pinned values, not a second call
+    assert (safe_name("a/b"), safe_name("a b")) == ("a_b-c14cddc033", "a_b-c8687a08aa")
 
 
 def test_symlink_escape_is_refused(tmp_path):

@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from evaluation.report import build_report, discover
-from evaluation.slot_gate import SlotConfig, gate_and_rank, write_slot
-from generate.manifest import atomic_write_json, merge_manifest
+from evaluation.report.build import build_report, discover
+from evaluation.slot.gate import SlotConfig, gate_and_rank
+from evaluation.slot.store import write_slot
+from data.io import write_json as atomic_write_json
+from generate.manifest import merge_manifest
 from generate.writers import write_clip
 
 import _chromium

@@ -13,7 +13,8 @@ import math
 import numpy as np
 import pytest
 
-from evaluation.slot_gate import GateConfig, SlotConfig, checkpoint_gate, gate_and_rank, load_slot_config, write_slot
+from evaluation.slot.gate import GateConfig, SlotConfig, checkpoint_gate, gate_and_rank, load_slot_config
+from evaluation.slot.store import write_slot
 
 
 def _rows(user="u1", k=4, over=None):
@@ -51,6 +52,21 @@ def test_checkpoint_gate_fails_closed():
     assert all(r["reasons"][0].startswith("checkpoint fvd[domain] 120") for r in out)
 
 
+def test_fvd_json_must_name_this_checkpoint(tmp_path):
+    from evaluation.slot.run import read_fvd
+
+    fvd = tmp_path / "fvd.json"
+    fvd.write_text(json.dumps({"metric": "fvd[domain]", "value": 80.0}))
+    value, problem = read_fvd(fvd, "a" * 64)
+    assert value is None and "no checkpoint_sha256" in problem  # fails closed: unknown checkpoint
+    fvd.write_text(json.dumps({"metric": "fvd[domain]", "value": 80.0, "protocol": {"checkpoint_sha256": "b" * 64}}))
+    value, problem = read_fvd(fvd, "a" * 64)
+    assert value is None and "not this one" in problem
+    fvd.write_text(json.dumps({"metric": "fvd[domain]", "value": 80.0, "checkpoint_sha256": "a" * 64}))
+    assert read_fvd(fvd, "a" * 64) == (80.0, None)
+    assert checkpoint_gate(read_fvd(fvd, "a" * 64)[0], GateConfig(max_fvd=100.0)) is None
+
+
 def test_config_errors_name_the_field(tmp_path):
     p = tmp_path / "slot.yaml"
     p.write_text("candidates: 4\ngate:\n  min_realsim: 0.1\n")
@@ -84,9 +100,9 @@ def small_world(tmp_path_factory):
     from data.embed import embed_dataset
     from data.preferences import PreferenceEmbeddings
     from data.synth import make_world
-    from evaluation.engagement import EngagementScorer, EngagementTrainConfig, train_engagement_model
+    from evaluation.personalisation.engagement import EngagementScorer, EngagementTrainConfig, train_engagement_model
     from evaluation.features.domain_train import DomainTrainConfig, train_domain_classifier
-    from evaluation.realclips import load_real_clips
+    from evaluation.features.realclips import load_real_clips
 
     root = tmp_path_factory.mktemp("slotworld") / "world"
     make_world(root, clips=128, users=60, size=(32, 32), frames=8, seed=0, workers=2)
@@ -102,10 +118,17 @@ def small_world(tmp_path_factory):
     return {"root": root, "clips": clips, "ds": ds, "emb": emb, "scorer": EngagementScorer(model, domain)}
 
 
-def test_slot_beats_popular_and_random_on_a_small_world(small_world, tmp_path):
-    from evaluation.slot import CandidateScorer
-    from evaluation.slot_check import HiddenTruth, compare_arms, most_popular_clip
-    from evaluation.slot_scores import DensityRealism, revealed_preferences
+def test_slot_ranking_of_catalogue_candidates_beats_popular_and_random(small_world, tmp_path):
+    """The scorer, gate and ranking, with real catalogue clips standing in as each user's K candidates.
+
+    What it shows: given candidates whose attributes are real, the slot's scoring picks ones the hidden truth
+    prefers over the most popular clip and over a random candidate. Generated candidates go through the same
+    scorer in test_run_slot_writes_files (a tiny untrained generator's clips carry no attributes to prefer).
+    """
+    from evaluation.slot.run import CandidateScorer
+    from evaluation.slot.check import HiddenTruth, compare_arms, most_popular_clip
+    from evaluation.personalisation.preferences import revealed_preferences
+    from evaluation.slot.scores import DensityRealism
 
     w = small_world
     domain, clips, ds = w["scorer"].domain, w["clips"], w["ds"]
@@ -145,7 +168,10 @@ def test_run_slot_writes_files(small_world, tmp_path):
     eng = tmp_path / "engagement.safetensors"
     w["scorer"].save(eng)
     fvd = tmp_path / "fvd.json"
-    fvd.write_text(json.dumps({"metric": "fvd[domain]", "value": 80.0}))
+    from data.io import file_sha256
+
+    sha = file_sha256(ckpt)  # the fvd JSON must say which checkpoint it measured, or the gate fails closed
+    fvd.write_text(json.dumps({"metric": "fvd[domain]", "value": 80.0, "checkpoint_sha256": sha}))
     users = sorted(w["ds"].heldout_users)[:3]
     out = tmp_path / "slot"
     assert main(["slot", "--checkpoint", str(ckpt), "--dataset", str(w["root"]), "--engagement", str(eng),
@@ -166,7 +192,7 @@ def test_run_slot_writes_files(small_world, tmp_path):
     assert set(check["attributes"]["users"]) == set(users)
     assert len(list(csv.DictReader((out / "slot.csv").open()))) == len(rows)
     # a checkpoint whose fvd[domain] is over the ceiling serves nothing generated
-    fvd.write_text(json.dumps({"metric": "fvd[domain]", "value": 1e6}))
+    fvd.write_text(json.dumps({"metric": "fvd[domain]", "value": 1e6, "checkpoint_sha256": sha}))
     assert main(["slot", "--checkpoint", str(ckpt), "--dataset", str(w["root"]), "--engagement", str(eng),
                  "--users", users[0], "--candidates", "2", "--fvd-json", str(fvd), "--out", str(tmp_path / "s2"),
                  "--no-progress"]) == 0
@@ -180,7 +206,7 @@ def test_demo_picks_users_with_different_revealed_colours(small_world):
     import sys
     from pathlib import Path
 
-    from evaluation.slot_scores import revealed_preferences
+    from evaluation.personalisation.preferences import revealed_preferences
 
     root = Path(__file__).resolve().parents[1]
     assert subprocess.run(["bash", "-n", str(root / "scripts" / "demo.sh")]).returncode == 0  # the demo parses

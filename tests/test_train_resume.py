@@ -4,6 +4,7 @@ import signal
 import subprocess
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 import pytorch_lightning as pl
@@ -67,7 +68,8 @@ def test_sigkill_mid_run_then_resume_keeps_counters_and_curve(world, tmp_path):
     d = curve["loss/d"].to_numpy()
     jumps = abs(d[1:] - d[:-1])
     boundary = len(old) - 1
-    assert jumps[boundary] <= jumps.max() and jumps[boundary] <= 4 * jumps.mean() + 1e-6
+    others = np.delete(jumps, boundary)
+    assert jumps[boundary] <= others.max() and jumps[boundary] <= 4 * others.mean() + 1e-6, (jumps[boundary], others)
     assert abs(new["aug/p"].iloc[0] - old["aug/p"].iloc[-1]) < 0.05   # ADA p carried over
 
 

@@ -7,22 +7,15 @@ Output of `.features(video)`: float64
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from data.io import file_sha256
+
 KINDS = ("frame", "video")
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def hub_checkpoint_dir() -> Path:
@@ -49,7 +42,7 @@ def resolve_weights(weights: str | os.PathLike | None, filename: str, expected_s
         raise FileNotFoundError(
             f"weights file not found at {where}. Put {filename} there (or pass --weights PATH / weights=PATH). "
             f"{origin} Nothing is downloaded at run time.")
-    digest = sha256_file(path)
+    digest = file_sha256(path)
     if expected_sha256 is not None and not digest.startswith(expected_sha256.lower()):
         raise ValueError(
             f"{path}: sha256 {digest[:16]}… does not match the expected {expected_sha256}. This is not the official "

@@ -13,13 +13,16 @@ Training, saving and loading live in `domain_train.py`; this file is the network
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 import os
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from evaluation.features import register_feature_extractor
+from evaluation.features.artifacts import load_model_file, save_model_file, tensors_sha256
 from evaluation.features.base import FeatureExtractor
 
 FORMAT = "reelgan-domain/1"
@@ -135,9 +138,6 @@ class DomainFeatures(FeatureExtractor):
     def __init__(self, weights: str | os.PathLike | None = None, device: str = "cpu", batch_size: int = 64,
                  model: DomainClassifier | None = None):
         super().__init__(device=device, batch_size=batch_size)
-        from evaluation.artifacts import tensors_sha256
-        from evaluation.features.domain_train import load_domain_classifier
-
         if model is None:
             if weights is None:
                 raise ValueError("the `domain` feature network is trained per dataset: pass weights=PATH "
@@ -157,6 +157,23 @@ class DomainFeatures(FeatureExtractor):
     def protocol(self) -> dict:
         return {**super().protocol(), "frames": self.model.frames, "height": self.model.height,
                 "width": self.model.width}
+
+
+def save_domain_classifier(model: DomainClassifier, path: str | os.PathLike, report=None,
+                           dataset: str | None = None) -> str:
+    """Atomic safetensors write of weights + config (+ training report); returns the weights' sha256."""
+    extra = {"dataset": dataset, "report": asdict(report) if report is not None else None}
+    return save_model_file(path, FORMAT, model.state_dict(), model.config, extra)
+
+
+def load_domain_classifier(path: str | os.PathLike, device: str = "cpu") -> tuple[DomainClassifier, dict]:
+    """→ (model in eval mode, info {"sha256", "config", "report", "dataset", "path"})."""
+    tensors, config, extra, digest = load_model_file(path, FORMAT)
+    model = DomainClassifier(**config)
+    model.load_state_dict(tensors, strict=True)
+    info = {"sha256": digest, "config": config, "report": extra.get("report"), "dataset": extra.get("dataset"),
+            "path": str(Path(path))}
+    return model.to(device).eval(), info
 
 
 register_feature_extractor("domain", DomainFeatures)

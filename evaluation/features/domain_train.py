@@ -1,4 +1,4 @@
-"""Train, save and load the `domain` classifier (see domain.py for the network).
+"""Train the domain classifier (the network, and saving and loading it, are in domain.py).
 
 Training uses the dataset's real clips only, split by product (clips of one product never straddle train and
 val). Augmentations keep the attributes: horizontal flip, time reversal, and a mild blur (generated clips are
@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from evaluation.artifacts import load_model_file, save_model_file
-from evaluation.features.domain import FORMAT, DomainClassifier
-from evaluation.realclips import RealClips, load_real_clips, split_by_product
+from data.io import track
+from evaluation.features.domain import DomainClassifier, save_domain_classifier
+from evaluation.features.realclips import RealClips, load_real_clips, split_by_product
 
 
 @dataclass
@@ -96,8 +96,8 @@ def train_domain_classifier(root: str | os.PathLike | None = None, config: Domai
     video = model.prepare(clips.video)  # (N, T, C, H, W) float, decoded once
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)
-    for idx in _track(epoch_batches(torch.as_tensor(train_idx), cfg.batch_size, cfg.steps, gen), cfg.steps,
-                      "train domain classifier", progress):
+    for idx in track(epoch_batches(torch.as_tensor(train_idx), cfg.batch_size, cfg.steps, gen), "train domain classifier",
+                     progress, total=cfg.steps):
         model.train()
         _, logits = model(_augment(video[idx], gen, cfg.blur_p))
         loss = sum(F.cross_entropy(logits[k], labels[k][idx]) for k in logits) / len(logits)
@@ -119,21 +119,23 @@ def train_domain_classifier(root: str | os.PathLike | None = None, config: Domai
     return model, report
 
 
-def save_domain_classifier(model: DomainClassifier, path: str | os.PathLike, report: DomainTrainReport | None = None,
-                           dataset: str | None = None) -> str:
-    """Atomic safetensors write of weights + config (+ training report); returns the weights' sha256."""
-    extra = {"dataset": dataset, "report": asdict(report) if report is not None else None}
-    return save_model_file(path, FORMAT, model.state_dict(), model.config, extra)
+def domain_path(dataset: str | os.PathLike) -> Path:
+    """Where `reelgan-eval domain` keeps a dataset's classifier: DATASET/evaluation/domain.safetensors."""
+    return Path(dataset) / "evaluation" / "domain.safetensors"
 
 
-def load_domain_classifier(path: str | os.PathLike, device: str = "cpu") -> tuple[DomainClassifier, dict]:
-    """→ (model in eval mode, info {"sha256", "config", "report", "dataset", "path"})."""
-    tensors, config, extra, digest = load_model_file(path, FORMAT)
-    model = DomainClassifier(**config)
-    model.load_state_dict(tensors, strict=True)
-    info = {"sha256": digest, "config": config, "report": extra.get("report"), "dataset": extra.get("dataset"),
-            "path": str(Path(path))}
-    return model.to(device).eval(), info
+def ensure_domain(dataset: str | os.PathLike, path: str | os.PathLike | None, progress: bool = True) -> Path:
+    """The domain classifier file: the given one, or the dataset's default, trained now if it does not exist."""
+    if path is not None:
+        return Path(path)
+    path = domain_path(dataset)
+    if not path.is_file():
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[yellow]no domain classifier at {path}: training one on {dataset}'s real clips "
+                                   "(`reelgan-eval domain` does this explicitly)")
+        train_domain_classifier(dataset, out=path, progress=progress)
+    return path
 
 
 def epoch_batches(items: torch.Tensor, batch_size: int, steps: int, gen: torch.Generator):
@@ -146,12 +148,3 @@ def epoch_batches(items: torch.Tensor, batch_size: int, steps: int, gen: torch.G
             done += 1
             if done >= steps:
                 return
-
-
-def _track(items, total: int, label: str, enabled: bool):
-    if not enabled:
-        yield from items
-        return
-    from rich.progress import track
-
-    yield from track(items, total=total, description=label, transient=True)

@@ -10,7 +10,6 @@ Preprocessing (`resize=`), recorded as `resize_mode`:
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -238,7 +237,7 @@ def write_random_weights(path: str | os.PathLike, seed: int = 0, calibration_ima
     absent): seeded init, then BN running statistics set from one train-mode pass over random uint8 frames
     so activations stay O(1) through all 94 layers (features of the size the real network gives).
     Atomic write; returns the file's sha256."""
-    from evaluation.features.base import sha256_file
+    from data.io import atomic_path, file_sha256
 
     gen = torch.Generator().manual_seed(seed)
     net = FIDInceptionV3()
@@ -251,11 +250,9 @@ def write_random_weights(path: str | os.PathLike, seed: int = 0, calibration_ima
                 m.momentum = None  # cumulative average: running stats = this batch's stats
         frames = torch.randint(0, 256, (calibration_images, 3, 32, 32), generator=gen, dtype=torch.uint8)
         net.train()(preprocess(frames, "tf1-bilinear"))
-    path = Path(path)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(state_dict_for_file(net), tmp)
-    os.replace(tmp, path)
-    return sha256_file(path)
+    with atomic_path(path) as tmp:
+        torch.save(state_dict_for_file(net), tmp)
+    return file_sha256(path)
 
 
 register_feature_extractor(InceptionFID.name, InceptionFID)

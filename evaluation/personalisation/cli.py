@@ -1,6 +1,5 @@
-"""`reelgan-eval domain | align | engagement`: the personalisation half of evaluation, as thin shells.
+"""`reelgan-eval align | engagement`: the personalisation half of evaluation, as thin shells.
 
-    reelgan-eval domain --dataset D                       train the domain classifier → D/evaluation/domain.safetensors
     reelgan-eval align --checkpoint C --dataset D         preference alignment, CAS, conditional fvd[domain]
     reelgan-eval engagement --dataset D [--checkpoint C]  train + evaluate the engagement model (AUC, NDCG@10 vs
                                                           popularity / MF / random); with C, also score its clips
@@ -8,27 +7,18 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
+from data.io import progress
 from evaluation import cli_common as common
+from evaluation.features.domain_train import ensure_domain
+from evaluation.personalisation.engagement import engagement_path
 
 
 def register(subparsers) -> None:
     fmt = argparse.ArgumentDefaultsHelpFormatter
-    p = subparsers.add_parser("domain", formatter_class=fmt, help="train the domain classifier (fvd[domain], attributes)",
-                              description="Train the small attribute classifier on the dataset's real clips (split "
-                                          "by product) and save it with its config, sha256 and val accuracy.")
-    common.add_dataset(p)
-    p.add_argument("--model-out", type=Path, help="classifier file (default DATASET/evaluation/domain.safetensors)")
-    p.add_argument("--frames", type=int, default=8, help="clip length the classifier reads")
-    p.add_argument("--size", type=int, default=32, help="frame height = width it reads")
-    p.add_argument("--steps", type=int, default=600, help="optimiser steps (batches of 16 clips)")
-    common.add_output(p, threads=1)
-    p.set_defaults(func=run_domain)
-
     p = subparsers.add_parser("align", formatter_class=fmt, help="preference alignment of held-out users' clips",
                               description="Generate K clips per held-out user; the domain classifier reads their "
                                           "attributes. Hit rate vs revealed (and hidden-truth) favourites, against "
@@ -59,29 +49,15 @@ def register(subparsers) -> None:
     p.set_defaults(func=run_engagement)
 
 
-def run_domain(args) -> int:
-    from evaluation.features.domain_train import DomainTrainConfig, load_domain_classifier, train_domain_classifier
-
-    out = args.model_out or common.domain_path(args.dataset)
-    cfg = DomainTrainConfig(frames=args.frames, height=args.size, width=args.size, steps=args.steps, seed=args.seed)
-    _, report = train_domain_classifier(args.dataset, cfg, out=out, progress=not args.no_progress)
-    _, info = load_domain_classifier(out)
-    result = common.made_by(args, dataset=str(args.dataset), model=str(out), domain_sha256=info["sha256"],
-                            metrics={f"domain_val_accuracy[{k}]": v for k, v in report.val_accuracy.items()},
-                            report=asdict(report))
-    common.emit(result, args.out)
-    return 0
-
-
 def _load_common(args):
     from data.contract import load_dataset
     from data.preferences import PreferenceEmbeddings
-    from evaluation.features.domain_train import load_domain_classifier
-    from evaluation.realclips import load_real_clips
+    from evaluation.features.domain import load_domain_classifier
+    from evaluation.features.realclips import load_real_clips
 
     ds = load_dataset(args.dataset)
     emb = PreferenceEmbeddings.load(args.embeddings or common.embeddings_path(args.dataset))
-    dpath = common.ensure_domain(args.dataset, args.domain, not args.no_progress)
+    dpath = ensure_domain(args.dataset, args.domain, not args.no_progress)
     domain, dinfo = load_domain_classifier(dpath, device=args.device)
     real = load_real_clips(args.dataset, domain.frames, domain.height, domain.width, list(domain.vocab),
                            progress=not args.no_progress)
@@ -89,14 +65,14 @@ def _load_common(args):
 
 
 def run_align(args) -> int:
-    from evaluation.personalisation import AlignmentConfig, load_truth, preference_alignment
+    from evaluation.personalisation.alignment import AlignmentConfig, load_truth, preference_alignment
     from generate.loading import load_generator
 
     ds, emb, domain, dinfo, real = _load_common(args)
     generator, ginfo = load_generator(args.checkpoint, device=args.device)
     cfg = AlignmentConfig(clips_per_user=args.clips_per_user, seed=args.seed, truncation=args.truncation,
                           batch_size=args.batch_size, group_attribute=args.group_attribute, max_users=args.max_users)
-    with common.progress_bar(not args.no_progress) as bar:
+    with progress(not args.no_progress, console=common.console) as bar:
         task = bar.add_task("generate + read (own, shuffled)", total=2)
         res = preference_alignment(generator, emb, ds, domain, real, cfg,
                                    real_accuracy=(dinfo.get("report") or {}).get("val_accuracy"),
@@ -123,8 +99,8 @@ def run_align(args) -> int:
 
 
 def run_engagement(args) -> int:
-    from evaluation.engagement import EngagementScorer, EngagementTrainConfig, clip_inputs, train_engagement_model
-    from evaluation.engagement_eval import evaluate_engagement
+    from evaluation.personalisation.engagement import EngagementScorer, EngagementTrainConfig, clip_inputs, train_engagement_model
+    from evaluation.personalisation.engagement_eval import evaluate_engagement
 
     ds, emb, domain, dinfo, real = _load_common(args)
     model, summary = train_engagement_model(ds.interactions, emb, domain, real.clip_ids, real.video,
@@ -133,7 +109,7 @@ def run_engagement(args) -> int:
     scorer = EngagementScorer(model, domain)
     inputs = clip_inputs(domain, real.video)
     report = evaluate_engagement(scorer, inputs, ds.interactions, emb, real.clip_ids, seed=args.seed)
-    out = args.model_out or common.engagement_path(args.dataset)
+    out = args.model_out or engagement_path(args.dataset)
     digest = scorer.save(out, extra={"embeddings_hash": emb.hash, "dataset": str(args.dataset),
                                      "heldout": report["methods"], "training": summary})
     metrics = {(k if m == "engagement" else f"{m}:{k}"): v for m, r in report["methods"].items()
@@ -151,7 +127,7 @@ def _score_generated(args, scorer, emb, ds, inputs) -> dict:
     """P(click) of clips generated for held-out users, vs a random catalogue clip and vs shuffled conditions."""
     import torch
 
-    from evaluation.personalisation import derangement, heldout_users
+    from evaluation.personalisation.alignment import derangement, heldout_users
     from generate.loading import load_generator
     from generate.sampler import generate_clips
 

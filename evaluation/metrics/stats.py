@@ -136,13 +136,12 @@ def save_sums(path: str | os.PathLike, sums: dict[str, torch.Tensor], meta: dict
     """Atomically writes sums + JSON metadata to a .safetensors file; returns the sums' sha256."""
     from safetensors.torch import save_file
 
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    from data.io import atomic_path
+
     digest = sums_hash(sums)
     tensors = {k: torch.as_tensor(v, dtype=torch.float64).contiguous() for k, v in sums.items()}
-    tmp = f"{path}.tmp{os.getpid()}"
-    save_file(tensors, tmp, metadata={"meta": json.dumps(meta, sort_keys=True), "sha256": digest})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"meta": json.dumps(meta, sort_keys=True), "sha256": digest})
     return digest
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from evaluation import cli_common as common
+from evaluation.features.domain_train import ensure_domain
 
 NETWORKS = {"fid": ("inception-fid", "effnet-lite0"), "fvd": ("domain", "i3d-fvd")}
 
@@ -47,8 +48,8 @@ def run_metric(args) -> int:
     from data.contract import load_dataset
     from data.preferences import PreferenceEmbeddings
     from data.tensors import model_to_uint8
-    from evaluation.metrics import compute_fid, compute_fvd, repeat_metric, resolve_extractor
-    from evaluation.pairing import decode_clips, paired_conditions, sample_clip_ids
+    from evaluation.metrics.compute import compute_fid, compute_fvd, repeat_metric, resolve_extractor
+    from evaluation.metrics.pairing import decode_clips, paired_conditions, sample_clip_ids
     from generate.loading import load_generator
     from generate.sampler import generate_clips
 
@@ -62,7 +63,7 @@ def run_metric(args) -> int:
     conds, _ = paired_conditions(ds, emb, clip_ids, rng)
     kwargs = {"device": args.device}
     if args.network == "domain":
-        kwargs["weights"] = common.ensure_domain(args.dataset, args.domain, not args.no_progress)
+        kwargs["weights"] = ensure_domain(args.dataset, args.domain, not args.no_progress)
     elif args.weights is not None:
         kwargs["weights"] = args.weights
     extractor = resolve_extractor(args.network, kwargs)  # built once: --repeats reuse its weights

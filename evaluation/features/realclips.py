@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from data.io import track
 from data.contract import attribute_columns, load_dataset
 from data.video import read_clip
 
@@ -84,7 +85,7 @@ def load_real_clips(root: str | os.PathLike, frames: int, height: int, width: in
             raise ValueError(f"{root / 'clips.csv'}: row {missing[0] + 2} has no value in column {name!r}; "
                              "fill it in or remove the row")
     videos = []
-    for path in _progress(paths, "decode real clips", progress):
+    for path in track(paths, "decode real clips", progress):
         arr = read_clip(path, num_frames=frames, stride=1, start=0, size=(height, width))
         videos.append(torch.from_numpy(arr).permute(0, 3, 1, 2))  # (T, H, W, C) → (T, C, H, W)
     product = clips["product_id"] if "product_id" in clips.columns else clips["clip_id"]
@@ -114,12 +115,3 @@ def split_by_product(product_ids: list[str], val_fraction: float, seed: int = 0)
         chosen = set(rng.permutation(products)[:k].tolist())
         val = np.array([p in chosen for p in product_ids])
     return np.flatnonzero(~val), np.flatnonzero(val)
-
-
-def _progress(items, label: str, enabled: bool):
-    if not enabled:
-        yield from items
-        return
-    from rich.progress import track
-
-    yield from track(items, description=label, transient=True)

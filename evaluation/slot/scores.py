@@ -5,15 +5,13 @@ realism (density): how typical a clip's domain features are among real clips. A 
     a clip's realism is the share of held-out real clips that lie *further* out than it, i.e. an empirical
     p-value: real clips score ≈ Uniform(0, 1), broken or off-domain clips score ≈ 0.
 alignment: the probability that the clip shows the user's revealed favourite value, averaged over attributes.
-    Revealed favourites come from the user's *training* interactions, weighted by event strength; the domain
+    Revealed favourites (evaluation.personalisation.preferences) come from the user's *training* interactions,
+    weighted by event strength; the domain
     classifier gives the clip's attribute probabilities. A random clip scores about mean_a 1/V_a.
 """
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
-
-from data.contract import EVENT_WEIGHTS
 
 
 class DensityRealism:
@@ -43,30 +41,6 @@ class DensityRealism:
         dist = self._distances(features)
         further = len(self.reference) - np.searchsorted(self.reference, dist, side="left")
         return (further + 1.0) / (len(self.reference) + 1.0)
-
-
-def revealed_preferences(interactions: pd.DataFrame, clips: pd.DataFrame, vocab: dict[str, list[str]],
-                         user_ids: list[str]) -> dict[str, dict[str, np.ndarray]]:
-    """{user: {attribute: distribution over vocab (V,)}} from event-weighted *training* interactions."""
-    train = interactions[interactions["split"] != "test"] if "split" in interactions.columns else interactions
-    train = train[train["user_id"].isin(user_ids)]
-    merged = train.merge(clips[["clip_id", *vocab]], on="clip_id", how="inner")
-    merged = merged.assign(w=merged["event"].map(EVENT_WEIGHTS).fillna(0.0))
-    out: dict[str, dict[str, np.ndarray]] = {}
-    for user in user_ids:
-        mine = merged[merged["user_id"] == user]
-        prefs = {}
-        for a, values in vocab.items():
-            q = np.array([mine.loc[mine[a] == v, "w"].sum() for v in values], dtype=np.float64)
-            prefs[a] = q / q.sum() if q.sum() > 0 else np.full(len(values), 1.0 / len(values))
-        out[user] = prefs
-    return out
-
-
-def users_without_history(interactions: pd.DataFrame, user_ids: list[str]) -> set[str]:
-    """Users with no training interaction: their favourites are unknown, so their alignment is NaN (gate fails)."""
-    train = interactions[interactions["split"] != "test"] if "split" in interactions.columns else interactions
-    return set(user_ids) - set(train["user_id"])
 
 
 def alignment_scores(probs: dict[str, np.ndarray], prefs: dict[str, np.ndarray]) -> np.ndarray:

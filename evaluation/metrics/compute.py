@@ -4,7 +4,7 @@ The pipeline is written once (`feature_stats` → `frechet_metric`); `compute_fi
 network family they need. Inputs are iterables of uint8 video batches (B, T, 3, H, W) (lists, generators, data
 loaders), so nothing holds more than one batch of video and O(d²) statistics in memory.
 
-    from evaluation.metrics import compute_fid, compute_fvd, repeat_metric
+    from evaluation.metrics.compute import compute_fid, compute_fvd, repeat_metric
     res = compute_fvd(real_batches, fake_batches, "i3d-fvd", extractor_kwargs={"weights": path},
                       normalisation="n", cache_dir="runs/x/stats", real_key={"dataset": ds_hash, "frames": 16,
                       "stride": 1, "clips": 2048, "seed": 0}, frames=16, stride=1, seeds=seeds)
@@ -21,10 +21,11 @@ from pathlib import Path
 
 import torch
 
+from data.io import progress as progress_bar
 from evaluation.features import FeatureExtractor, feature_extractor_class, get_feature_extractor
-from evaluation.frechet import frechet_terms
-from evaluation.protocol import METRIC_KINDS, Protocol, metric_name
-from evaluation.stats import GaussianStats, load_sums, save_sums, sums_hash
+from evaluation.metrics.frechet import frechet_terms
+from evaluation.metrics.protocol import METRIC_KINDS, Protocol, metric_name
+from evaluation.metrics.stats import GaussianStats, load_sums, save_sums, sums_hash
 
 
 def resolve_extractor(extractor: str | FeatureExtractor, extractor_kwargs: dict | None = None) -> FeatureExtractor:
@@ -45,8 +46,8 @@ def feature_stats(batches: Iterable[torch.Tensor], extractor: FeatureExtractor, 
     """
     stats = GaussianStats(extractor.dim, normalisation)
     clips = 0
-    bar = _progress(progress, max_clips)
-    try:
+    with progress_bar(enabled=bool(progress)) as bar:
+        task = bar.add_task(progress or "", total=max_clips)
         for batch in batches:
             if max_clips is not None and clips >= max_clips:
                 break
@@ -54,24 +55,11 @@ def feature_stats(batches: Iterable[torch.Tensor], extractor: FeatureExtractor, 
                 batch = batch[: max_clips - clips]
             stats.update(extractor.features(batch))
             clips += int(batch.shape[0])
-            if bar is not None:
-                bar[0].update(bar[1], completed=clips)
-    finally:
-        if bar is not None:
-            bar[0].stop()
+            bar.update(task, completed=clips)
     if clips == 0:
         raise ValueError(f"no video batches to compute {extractor.name} features from (empty iterable)")
     return stats, clips
 
-
-def _progress(label: str | None, total: int | None):
-    if not label:
-        return None
-    from rich.progress import Progress
-
-    prog = Progress(transient=True)
-    prog.start()
-    return prog, prog.add_task(label, total=total)
 
 
 def real_cache_path(cache_dir: str | os.PathLike, extractor: FeatureExtractor, real_key: dict) -> Path:

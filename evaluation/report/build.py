@@ -10,15 +10,14 @@ The page has no script and no external request, so it opens anywhere, offline.
 """
 from __future__ import annotations
 
-import argparse
 import html
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from evaluation import report_sections as sections
-from generate.manifest import atomic_write_json, atomic_write_text
+from data.io import write_text
+from evaluation.report import sections
 
 
 @dataclass
@@ -100,37 +99,11 @@ def build_report(inputs: ReportInputs, out_html: str | Path, out_md: str | Path 
         " by <code>reelgan-eval report</code></div>\n"
         f'<div class="cards">{cards}</div>\n{body}\n</body></html>\n'
     )
-    atomic_write_text(out_html, page)
+    write_text(out_html, page)
     md = sections.markdown_summary(inputs, heads, metrics, slot_rows, check, out_html, made)
-    atomic_write_text(out_md, md)
+    write_text(out_md, md)
     return {
         "html": str(out_html), "markdown": str(out_md), "headlines": heads,
         "sections": [s.title for s in parts], "images": page.count("<img "), "bytes": len(page),
         "seconds": round(time.perf_counter() - t0, 2),
     }
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "report", help="one self-contained HTML report (+ Markdown summary) of a run",
-        description="Collect a run's training logs, metrics JSON, generated samples and slot into one HTML file "
-                    "with every image inlined (opens offline), and a Markdown summary beside it.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--run", required=True, help="run folder (training logs, eval/, samples, slot/ inside)")
-    p.add_argument("--metrics-dir", default=None, help="folder of metrics JSON files (default RUN/eval)")
-    p.add_argument("--out", default=None, help="HTML path (default RUN/report.html); the .md goes beside it")
-    p.add_argument("--max-users", type=int, default=8, help="users shown in the samples section")
-    p.add_argument("--clips-per-user", type=int, default=4, help="animated clips shown per user")
-    p.set_defaults(func=run_cli)
-
-
-def run_cli(args) -> int:
-    inputs = discover(args.run, args.metrics_dir)
-    out = Path(args.out) if args.out else Path(args.run) / "report.html"
-    summary = build_report(inputs, out, max_users=args.max_users, clips_per_user=args.clips_per_user)
-    atomic_write_json(out.with_suffix(".json"), summary)  # the headline figures, machine-readable (demo.sh)
-    print(f"report: {summary['html']} ({summary['bytes'] / 1e6:.1f} MB, {summary['images']} images)")
-    print(f"summary: {summary['markdown']}")
-    for h in summary["headlines"]:
-        print(f"  {h['name']}: {h['display']}  ({h['note']})")
-    return 0

@@ -1,4 +1,4 @@
-"""The slot's configuration, quality gate, ranking and output files (pure: no models here).
+"""The slot's configuration, quality gate and ranking (pure: no models here; the files: evaluation.slot.store).
 
 A candidate row before gating: {user_id, candidate, seed, clip, scores: {engagement, realism, alignment, ...}}.
 After `gate_and_rank`: + passed (bool), reasons (list of failed checks, each "check value op threshold"),
@@ -6,16 +6,11 @@ rank (1.. among passing clips of the user, None if failed), served (rank <= serv
 """
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import yaml
-
-from generate.manifest import atomic_write_text
 
 
 @dataclass
@@ -106,35 +101,6 @@ def gate_and_rank(rows: list[dict], cfg: SlotConfig, checkpoint_reason: str | No
             r["served"] = r["rank"] is not None and r["rank"] <= cfg.serve
         out += sorted(mine, key=lambda r: (r["rank"] is None, r["rank"] or 0, r["candidate"]))
     return out
-
-
-CSV_FIXED = ["user_id", "rank", "served", "passed", "reasons", "clip", "seed", "candidate"]
-
-
-def write_slot(rows: list[dict], outdir: str | Path) -> tuple[Path, Path]:
-    """slot.jsonl (one JSON row per candidate) and slot.csv (same rows, scores as columns), both atomic."""
-    outdir = Path(outdir)
-    rows = [_no_nan(r) for r in rows]  # strict JSON: an unknown score is null, not NaN
-    jsonl = "".join(json.dumps(r, sort_keys=False, allow_nan=False) + "\n" for r in rows)
-    score_keys = list(dict.fromkeys(k for r in rows for k in r["scores"]))
-    extra = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in CSV_FIXED and k != "scores"]
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_FIXED + score_keys + extra)
-    for r in rows:
-        w.writerow([("" if r.get(k) is None else "; ".join(r[k]) if k == "reasons" else r.get(k)) for k in CSV_FIXED]
-                   + [r["scores"].get(k) for k in score_keys] + [r.get(k) for k in extra])
-    return atomic_write_text(outdir / "slot.jsonl", jsonl), atomic_write_text(outdir / "slot.csv", buf.getvalue())
-
-
-def _no_nan(obj):
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _no_nan(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_no_nan(v) for v in obj]
-    return obj
 
 
 def config_dict(cfg: SlotConfig) -> dict:

@@ -1,17 +1,16 @@
-"""`reelgan-eval slot`: the quality-gated recommendation slot.
+"""The quality-gated recommendation slot (`reelgan-eval slot`, evaluation/slot/cli.py).
 
 For each user: generate K candidate clips from the checkpoint; score each with
     engagement  P(click) of the engagement model (and P(purchase)),
-    realism     domain-feature density under the real clips (evaluation.slot_scores.DensityRealism),
+    realism     domain-feature density under the real clips (evaluation.slot.scores.DensityRealism),
     alignment   P(the clip shows the user's revealed favourite attribute values) (domain classifier);
 apply the gate (checkpoint fvd[domain] ceiling + per-clip realism and alignment floors, configs/slot.yaml);
-rank the passing clips; write slot.jsonl and slot.csv atomically (evaluation.slot_gate). On a synthetic world
-the offline check (evaluation.slot_check) adds slot_check.json: expected engagement under the hidden truth of
+rank the passing clips; write slot.jsonl and slot.csv atomically (evaluation.slot.gate). On a synthetic world
+the offline check (evaluation.slot.check) adds slot_check.json: expected engagement under the hidden truth of
 the served slot against the most popular catalogue clip and a random generated candidate.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -19,10 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from evaluation.slot_gate import SlotConfig, checkpoint_gate, config_dict, gate_and_rank, load_slot_config, write_slot
-from evaluation.slot_scores import (DensityRealism, alignment_scores, random_alignment, revealed_preferences,
-                                    users_without_history)
-from generate.manifest import atomic_write_json
+from data.io import write_json
+from evaluation.personalisation.preferences import revealed_preferences, users_without_history
+from evaluation.slot.gate import SlotConfig, checkpoint_gate, config_dict, gate_and_rank
+from evaluation.slot.scores import DensityRealism, alignment_scores, random_alignment
+from evaluation.slot.store import write_slot
 
 
 class CandidateScorer:
@@ -52,7 +52,7 @@ class CandidateScorer:
 
 def real_feature_rows(root: Path, domain, max_clips: int = 512, seed: int = 0) -> np.ndarray:
     """Domain features (float64 (N, d)) of up to `max_clips` real clips (a seeded subset), for the density."""
-    from evaluation.realclips import load_real_clips
+    from evaluation.features.realclips import load_real_clips
 
     clips = load_real_clips(root, domain.frames, domain.height, domain.width, list(domain.vocab))
     idx = np.random.default_rng(seed).permutation(len(clips.video))[:max_clips]
@@ -62,7 +62,11 @@ def real_feature_rows(root: Path, domain, max_clips: int = 512, seed: int = 0) -
 
 
 def read_fvd(path: str | Path | None, checkpoint_sha: str | None) -> tuple[float | None, str | None]:
-    """fvd[domain] of a metrics JSON (reelgan-eval fvd) → (value, problem). Refuses one made for another checkpoint."""
+    """fvd[domain] of a metrics JSON (reelgan-eval fvd) → (value, problem).
+
+    Fails closed: a JSON that does not say which checkpoint it measured (no checkpoint_sha256), or one made for
+    another checkpoint, is a problem, and the gate then serves nothing generated.
+    """
     if path is None:
         return None, None
     data = json.loads(Path(path).read_text())
@@ -70,7 +74,10 @@ def read_fvd(path: str | Path | None, checkpoint_sha: str | None) -> tuple[float
     if not name.startswith("fvd[domain"):
         return None, f"{path} holds {name or 'no metric'}, not fvd[domain]"
     found = _find_key(data, "checkpoint_sha256")
-    if found and checkpoint_sha and found != checkpoint_sha:
+    if not found or not checkpoint_sha:
+        return None, (f"{path} does not record which checkpoint it measured (no checkpoint_sha256); make it with "
+                      "`reelgan-eval fvd --network domain --checkpoint ...`")
+    if found != checkpoint_sha:
         return None, f"{path} was measured on checkpoint {found[:12]}…, not this one ({checkpoint_sha[:12]}…)"
     return float(data["value"]), None
 
@@ -91,8 +98,8 @@ def run_slot(checkpoint: str | Path, data: str | Path, users: list[str], engagem
     """Generate, score, gate, rank and write the slot for `users`; returns the summary written to slot_summary.json."""
     from data.contract import load_dataset
     from data.preferences import PreferenceEmbeddings
-    from evaluation.engagement import EngagementScorer
-    from evaluation.slot_check import HiddenTruth, compare_arms, most_popular_clip
+    from evaluation.personalisation.engagement import EngagementScorer
+    from evaluation.slot.check import HiddenTruth, compare_arms, most_popular_clip
     from generate.loading import load_generator
     from generate.run import generate_to_folders
     from generate.targets import user_targets
@@ -155,9 +162,9 @@ def run_slot(checkpoint: str | Path, data: str | Path, users: list[str], engagem
         check = compare_arms(truth, [r for r in ranked if r.get("candidate") is not None], probs,
                              most_popular_clip(dataset.clips, dataset.interactions))
         check["attributes"] = attribute_table(users, probs, vocab, truth, prefs)
-        atomic_write_json(outdir / "slot_check.json", check)
+        write_json(outdir / "slot_check.json", check)
         summary["check"] = {k: check[k] for k in ("arms", "lift", "beats_both", "verdict", "fallbacks")}
-    atomic_write_json(outdir / "slot_summary.json", summary)
+    write_json(outdir / "slot_summary.json", summary)
     return summary
 
 
@@ -169,55 +176,3 @@ def attribute_table(users, probs, vocab, truth, prefs) -> dict:
                         "revealed": vocab[a][int(np.argmax(prefs[u][a]))]} for a in vocab}
     return {"vocab": vocab, "users": table, "preferred_from": "hidden truth",
             "how": "domain classifier's mean attribute probabilities over each user's K slot candidates"}
-
-
-def register(subparsers) -> None:
-    from evaluation.cli_common import add_checkpoint, add_dataset
-
-    p = subparsers.add_parser(
-        "slot", help="quality-gated recommendation slot: K candidates per user, gate, rank, slot.jsonl/csv",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_checkpoint(p)
-    add_dataset(p)
-    p.add_argument("--engagement", type=Path,
-                   help="engagement model file (default DATASET/evaluation/engagement.safetensors, from "
-                        "`reelgan-eval engagement`); its domain classifier gives realism and alignment")
-    who = p.add_mutually_exclusive_group(required=True)
-    who.add_argument("--users", help="comma-separated user ids")
-    who.add_argument("--heldout", type=int, metavar="N", help="the first N held-out users of users.csv (0 = all)")
-    p.add_argument("-c", "--config", default="configs/slot.yaml", help="slot YAML (candidates, gate, ranking)")
-    p.add_argument("--fvd-json", type=Path, help="metrics JSON of `reelgan-eval fvd --network domain` for this "
-                                                  "checkpoint (the checkpoint-level gate; without it the gate fails "
-                                                  "closed unless gate.max_fvd is null)")
-    p.add_argument("--candidates", type=int, help="override K from the config")
-    p.add_argument("--out", type=Path, required=True, help="output folder: slot.jsonl, slot.csv, clips/, "
-                                                            "slot_summary.json, slot_check.json (synthetic world)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=run_cli)
-
-
-def run_cli(args) -> int:
-    from evaluation.cli_common import engagement_path
-
-    cfg = load_slot_config(args.config, candidates=args.candidates)
-    if args.users:
-        users = [u.strip() for u in args.users.split(",") if u.strip()]
-    else:
-        from data.contract import load_dataset
-
-        held = sorted(load_dataset(args.dataset).heldout_users)
-        if not held:
-            raise ValueError(f"{args.dataset}/users.csv has no held-out users; pass --users")
-        users = held if args.heldout == 0 else held[: args.heldout]
-    engagement = args.engagement or engagement_path(args.dataset)
-    if not Path(engagement).is_file():
-        raise FileNotFoundError(f"{engagement}: no engagement model; train it with "
-                                f"`reelgan-eval engagement --dataset {args.dataset}` or pass --engagement")
-    s = run_slot(args.checkpoint, args.dataset, users, engagement, args.out, cfg, fvd_json=args.fvd_json,
-                 device=args.device, progress=not args.no_progress)
-    print(f"slot: {s['users']} users, {s['candidates']} candidates, {s['passed']} passed, {s['served']} served; "
-          f"checkpoint gate: {s['checkpoint_gate']} → {s['files']['jsonl']}")
-    if "check" in s:
-        print(f"offline check: {s['check']['verdict']}")
-    return 0

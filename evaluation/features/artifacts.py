@@ -5,19 +5,20 @@ A model file is one .safetensors: the tensors, plus string metadata
     config    JSON of the constructor kwargs (to rebuild the network without any YAML)
     sha256    hash of the tensors (names, dtypes, shapes, bytes), checked on load
     extra     JSON: how it was trained and what it measured
-No pickle anywhere. Writes are atomic: temp file in the same folder, then os.replace.
+No pickle anywhere. Writes are atomic (data.io.atomic_path).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+
+from data.io import atomic_path
 
 
 def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
@@ -32,13 +33,6 @@ def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def _tmp_beside(path: Path, suffix: str) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    return tmp
-
-
 def save_model_file(path: str | os.PathLike, fmt: str, tensors: dict[str, torch.Tensor], config: dict,
                     extra: dict | None = None) -> str:
     """Atomically write a model file; returns the tensors' sha256."""
@@ -47,13 +41,8 @@ def save_model_file(path: str | os.PathLike, fmt: str, tensors: dict[str, torch.
     digest = tensors_sha256(tensors)
     meta = {"format": fmt, "config": json.dumps(config, sort_keys=True), "sha256": digest,
             "extra": json.dumps(extra or {}, sort_keys=True)}
-    tmp = _tmp_beside(path, ".safetensors")
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
     return digest
 
 
@@ -77,28 +66,3 @@ def load_model_file(path: str | os.PathLike, fmt: str) -> tuple[dict[str, torch.
     if meta.get("sha256") != digest:
         raise ValueError(f"{path}: weights do not match their recorded sha256 (corrupt or edited); train it again")
     return tensors, json.loads(meta["config"]), json.loads(meta.get("extra", "{}")), digest
-
-
-def write_json(path: str | os.PathLike, payload: dict) -> Path:
-    """Atomically write `payload` as indented JSON."""
-    path = Path(path)
-    tmp = _tmp_beside(path, ".json")
-    try:
-        with open(tmp, "w") as f:
-            json.dump(payload, f, indent=2, sort_keys=False, default=_jsonable)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _jsonable(x):
-    if hasattr(x, "item"):
-        return x.item()
-    if hasattr(x, "tolist"):
-        return x.tolist()
-    if isinstance(x, Path):
-        return str(x)
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")

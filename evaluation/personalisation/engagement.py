@@ -15,6 +15,7 @@ The held-out protocol and baselines are in `engagement_eval.py`.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import time
 from dataclasses import asdict, dataclass
 
@@ -25,10 +26,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from data.contract import EVENT_WEIGHTS
-from evaluation.artifacts import load_model_file, save_model_file, tensors_sha256
+from data.io import track
+from evaluation.features.artifacts import load_model_file, save_model_file, tensors_sha256
 from evaluation.features.domain import DomainClassifier
 
 FORMAT = "reelgan-engagement/1"
+
+
+def engagement_path(dataset: str | os.PathLike) -> Path:
+    """Where `reelgan-eval engagement` keeps a dataset's model: DATASET/evaluation/engagement.safetensors."""
+    return Path(dataset) / "evaluation" / "engagement.safetensors"
+
 CLICK_MIN = EVENT_WEIGHTS["click"]        # a pair counts as clicked from this event strength on
 PURCHASE_MIN = EVENT_WEIGHTS["purchase"]
 
@@ -166,7 +174,7 @@ def train_engagement_model(interactions, embeddings, domain: DomainClassifier, c
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
     losses = []
-    for eu, ec, ew in _track(_pair_batches(u, c, w, touched, cfg, gen), cfg.steps, "train engagement model", progress):
+    for eu, ec, ew in track(_pair_batches(u, c, w, touched, cfg, gen), "train engagement model", progress, cfg.steps):
         model.train()
         clips_b, inverse = torch.unique(ec, return_inverse=True)
         encoded = model.encode_clips(tokens[clips_b])[inverse]  # each clip encoded once per step
@@ -259,12 +267,3 @@ class EngagementScorer:
         model.load_state_dict({k[len("engagement."):]: v for k, v in tensors.items() if k.startswith("engagement.")})
         domain.load_state_dict({k[len("domain."):]: v for k, v in tensors.items() if k.startswith("domain.")})
         return cls(model.to(device), domain.to(device), {**extra, "sha256": digest, "path": str(path)})
-
-
-def _track(items, total: int, label: str, enabled: bool):
-    if not enabled:
-        yield from items
-        return
-    from rich.progress import track
-
-    yield from track(items, total=total, description=label, transient=True)

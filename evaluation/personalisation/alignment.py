@@ -33,10 +33,10 @@ import torch
 from data.ceilings import conditional_ceilings
 from data.tensors import model_to_uint8
 from evaluation.features.domain import DomainClassifier, DomainFeatures
-from evaluation.realclips import RealClips
-from evaluation.slot_scores import revealed_preferences
-from evaluation.stats import GaussianStats
-from evaluation.frechet import frechet_distance
+from evaluation.features.realclips import RealClips
+from evaluation.personalisation.preferences import revealed_preferences
+from evaluation.metrics.stats import GaussianStats
+from evaluation.metrics.frechet import frechet_distance
 from generate.sampler import generate_clips
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from evaluation import report_plots as plots
+from evaluation.report import plots as plots
 
 _SOURCES = ("hidden_truth", "revealed")
 _SERIES = ("hit_rate", "shuffled", "random", "uniform")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from evaluation import report_plots as plots
+from evaluation.report import plots as plots
 
 
 @dataclass
@@ -28,9 +28,6 @@ def img_tag(data: bytes, mime: str, alt: str, cls: str = "") -> str:
     b64 = base64.b64encode(data).decode("ascii")
     c = f' class="{cls}"' if cls else ""
     return f'<img{c} alt="{html.escape(alt)}" src="data:{mime};base64,{b64}">'
-
-
-_img = img_tag
 
 
 def _fmt(v) -> str:
@@ -63,7 +60,7 @@ def training_section(logs: list[Path], run: Path) -> Section:
         title = str(log.relative_to(run)) if log.is_relative_to(run) else str(log)
         png = plots.training_curves(frame, title)
         if png:
-            figs.append(f"<figure>{_img(png, 'image/png', 'training curves ' + title)}"
+            figs.append(f"<figure>{img_tag(png, 'image/png', 'training curves ' + title)}"
                         f"<figcaption>{_esc(title)}: {len(frame)} rows</figcaption></figure>")
     if not figs:
         return Section("Training curves", _missing("training log (metrics.csv)", "Train with the CSV logger."))
@@ -128,7 +125,7 @@ def metrics_section(metrics: list[dict]) -> Section:
 
 # ---------------------------------------------------------------- alignment
 def alignment_section(metrics: list[dict], check: dict | None = None, truth: dict | None = None) -> Section:
-    from evaluation.report_alignment import alignment_figures
+    from evaluation.report.alignment import alignment_figures
 
     figs = [f for m in metrics if m["data"] is not None for f in alignment_figures(m["data"], truth)]
     if check:
@@ -136,7 +133,7 @@ def alignment_section(metrics: list[dict], check: dict | None = None, truth: dic
     if not figs:
         return Section("Preference alignment", _missing("alignment results", "Run reelgan-eval align --out RUN/eval/align.json."))
     return Section("Preference alignment", "\n".join(
-        f"<figure>{_img(png, 'image/png', cap)}<figcaption>{_esc(cap)}</figcaption></figure>" for cap, png in figs))
+        f"<figure>{img_tag(png, 'image/png', cap)}<figcaption>{_esc(cap)}</figcaption></figure>" for cap, png in figs))
 
 
 # ---------------------------------------------------------------- samples
@@ -174,7 +171,7 @@ def samples_section(manifests: list[Path], max_users: int, clips_per_user: int) 
                 got = _gif_bytes(mpath.parent / folder, e["files"], e.get("frames", 16))
                 if got:
                     alt = f"{e['user']} seed {e['seed']}"
-                    tiles.append(f"<div class=\"clip\">{_img(got[0], got[1], alt)}<br>seed {e['seed']}</div>")
+                    tiles.append(f"<div class=\"clip\">{img_tag(got[0], got[1], alt)}<br>seed {e['seed']}</div>")
             who = entries[0]
             blocks.append(f"<h3>{_esc(who['user'])} <span class=\"sub\">({_esc(who['source'])}, "
                           f"truncation {who['truncation']})</span></h3><div class=\"clips\">{''.join(tiles)}</div>")
@@ -230,12 +227,12 @@ def _slot_check_html(check: dict) -> str:
     png = plots.grouped_bars({"expected engagement": {label.get(k, k): v["mean"] for k, v in arms.items()}},
                              "offline check: expected engagement under the hidden truth", "P(engage)")
     txt = _esc(check.get("verdict", ""))
-    return f"<figure>{_img(png, 'image/png', 'slot offline check')}<figcaption>{txt}</figcaption></figure>"
+    return f"<figure>{img_tag(png, 'image/png', 'slot offline check')}<figcaption>{txt}</figcaption></figure>"
 
 
 # ---------------------------------------------------------------- headlines + markdown
 def headlines(metrics: list[dict], check: dict | None) -> list[dict]:
-    from evaluation.report_alignment import alignment_headline
+    from evaluation.report.alignment import alignment_headline
 
     out = []
     for m in metrics:

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from scipy.stats import rankdata
 
-from evaluation.engagement import CLICK_MIN, PURCHASE_MIN, EngagementScorer, probabilities
+from data.ranking import ndcg_recall_at_k
+from evaluation.personalisation.engagement import CLICK_MIN, PURCHASE_MIN, EngagementScorer, probabilities
 
 K = 10
 
@@ -40,14 +41,6 @@ def _auc(scores: np.ndarray, positive: np.ndarray) -> float | None:
         return None
     ranks = rankdata(scores)  # average ranks: ties count half
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def _ndcg_recall(scores: np.ndarray, positive: np.ndarray, k: int) -> tuple[float, float]:
-    top = np.argsort(-scores, kind="stable")[:k]
-    hits = positive[top].astype(np.float64)
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    ideal = discounts[: min(int(positive.sum()), k)].sum()
-    return float((hits * discounts[: len(hits)]).sum() / ideal), float(hits.sum() / positive.sum())
 
 
 def heldout_targets(interactions, clip_ids: list[str], users: list[str]):
@@ -97,7 +90,7 @@ def ranking_report(scores: np.ndarray, touched: np.ndarray, strength: np.ndarray
         s, st = scores[r, cand], strength[r, cand]
         click, bought = st >= CLICK_MIN, st >= PURCHASE_MIN
         if click.any():
-            ndcg, recall = _ndcg_recall(s, click, k)
+            ndcg, recall = ndcg_recall_at_k(s, click, k)
             acc[f"ndcg@{k}"].append(ndcg)
             acc[f"recall@{k}"].append(recall)
         for name, pos in (("auc[click]", click), ("auc[purchase]", bought)):
