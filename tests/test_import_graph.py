@@ -17,7 +17,7 @@ PACKAGES = ("data", "gan", "train", "generate", "evaluation")
 COMPUTE = ("data", "gan", "generate")
 ALLOWED = {
     "data": (),
-    "gan": (),
+    "gan": ("data",),                                 # data.pretrained reads the projected D's frozen weights
     "train": ("data", "gan"),
     "generate": ("data", "gan"),
     "evaluation": (),                                 # the package docstring only
