@@ -46,6 +46,9 @@ def test_fvd_domain_json_pins_protocol_and_reuses_the_cache(world, ckpt, tmp_pat
     assert p["covariance_normalisation"] == "n" and p["real_clips"] == p["fake_clips"] == 24
     assert p["seeds"] == list(range(24)) and p["frames"] == _tiny.TINY["frames"] and p["stride"] == 1
     assert res["checkpoint_sha256"] and json.loads((tmp_path / "eval" / "fvd.json").read_text()) == res
+    floor = res["floor"]                                              # real vs a disjoint real set
+    assert floor["value"] > 0 and floor["clips"][0] == 24 and 2 <= floor["clips"][1] <= 24
+    assert floor["value"] != res["value"]
     code, again, _ = _run(args, capsys)  # same seed → same clips; the real side now comes from the cache
     assert again["value"] == res["value"] and again["protocol"]["real_stats_sha256"] == p["real_stats_sha256"]
     assert len(list((tmp_path / "stats").glob("*.safetensors"))) == 1
@@ -64,6 +67,8 @@ def test_domain_align_engagement_subcommands(world, ckpt, tmp_path, capsys):
     assert code == 0 and res["metrics_from"] == "hidden_truth" and len(res["users"]) == 4
     assert {"alignment[colour]", "alignment_shuffled[colour]", "alignment_random[colour]"} <= set(res["metrics"])
     assert res["embeddings_hash"] and res["checkpoint_sha256"]
+    ceiling = res["ceilings"]["hidden_truth"]["colour"]               # what the data allows these users
+    assert ceiling["users"] >= 1 and 0 < ceiling["sampling"] <= 1 and 0 <= ceiling["mode"] <= 1
 
     code, res, _ = _run(["engagement", "--dataset", str(data), "--domain", str(world.domain), "--steps", "60",
                          "--checkpoint", str(ckpt), "--clips-per-user", "1"], capsys)

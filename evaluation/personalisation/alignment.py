@@ -9,6 +9,8 @@ from their preference vectors with fixed seeds; the frozen `domain` classifier r
   Baselines: `random` = the expected hit rate of a random catalogue clip (the catalogue's attribute mix);
   `uniform` = 1/V; `shuffled` = the same generator and seeds with the conditions permuted among the users (a
   derangement), read against the original owners' favourites. Conditioning works when hit > shuffled ≈ random.
+- On the synthetic world, a second judge that ReelGAN never trains: a pixel reader of garment colour
+  (colour_reader), reported beside the classifier's colour hit rate.
 - Ceilings (data.ceilings): what the training data allows for these users and favourites: `sampling` (a perfect
   conditional generator at truncation 1) and `mode` (truncation towards each user's mean style), so a hit rate
   reads as "0.55 of a possible 0.66".
@@ -32,6 +34,7 @@ import torch
 
 from data.ceilings import conditional_ceilings
 from data.tensors import model_to_uint8
+from evaluation.personalisation.colour_reader import applies_to, reader_hits
 from evaluation.features.domain import DomainClassifier, DomainFeatures
 from evaluation.features.realclips import RealClips
 from evaluation.personalisation.preferences import revealed_preferences
@@ -141,10 +144,11 @@ def preference_alignment(generator, embeddings, ds, domain: DomainClassifier, re
     conds = embeddings.conditions(users)                                    # (U, E)
     perm = derangement(len(users), np.random.default_rng(cfg.seed))
     runs = {"own": conds, "shuffled": conds[torch.as_tensor(perm)]}
-    read = {}
+    read, clips = {}, {}
     for i, (name, c) in enumerate(runs.items()):
         video = generate_clips(generator, c.repeat_interleave(k, 0), seeds, cfg.truncation, cfg.batch_size, device)
-        read[name] = _read(domain, model_to_uint8(video))                   # video (U·K, T, C, H, W) in [-1, 1]
+        clips[name] = model_to_uint8(video)                                 # video (U·K, T, C, H, W) in [-1, 1]
+        read[name] = _read(domain, clips[name])
         if progress is not None:
             progress(i + 1, len(runs))
     prefs = revealed_preferences(ds.interactions[ds.interactions["valid"]], ds.clips, vocab, users)
@@ -169,6 +173,8 @@ def preference_alignment(generator, embeddings, ds, domain: DomainClassifier, re
                       "random": float(np.mean([np.isin(catalogue[a], list(s)).mean() for s in t])),
                       "uniform": float(np.mean([len(s) / len(vocab[a]) for s in t]))}
         alignment[source] = per
+    if truth is not None and applies_to(vocab) and "colour" in alignment.get("hidden_truth", {}):
+        alignment["hidden_truth"]["colour"]["colour_reader"] = reader_hits(clips, [truth[u]["colour"] for u in users], k)
     label_source = "hidden_truth" if "hidden_truth" in alignment else "revealed"
     cas = {}
     for a, row in alignment[label_source].items():
