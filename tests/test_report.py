@@ -15,6 +15,7 @@ from evaluation.slot.gate import SlotConfig, gate_and_rank
 from evaluation.slot.store import write_slot
 from data.io import write_json as atomic_write_json
 from generate.manifest import merge_manifest
+from data.video import write_video
 from generate.writers import write_clip
 
 import _chromium
@@ -49,8 +50,15 @@ def make_run(tmp_path):
                                        "pattern": {"hit_rate": 0.35, "shuffled": 0.27, "random": 0.25}},
                       "revealed": {"colour": {"hit_rate": 0.5, "shuffled": 0.2, "random": 0.13}}},
         "per_user": {u: {"colour": [0.8 if v == u else 0.1 for v in COLOURS]} for u in COLOURS},
+        "ceilings": {"hidden_truth": {"colour": {"sampling": 0.66, "mode": 0.97, "users": 3}}},
+        "favourites": {"hidden_truth": {u: {"colour": [u]} for u in COLOURS}}, "dataset": str(run / "world"),
         "vocab": {"colour": list(COLOURS)}})
-    (run / "world").mkdir()
+    (run / "world" / "clips").mkdir(parents=True)
+    for k, (colour, rgb) in enumerate(COLOURS.items()):       # one real catalogue clip per colour
+        write_video(run / "world" / "clips" / f"c{k}.mp4", _clip(rgb, 7 + k))
+    pd.DataFrame({"clip_id": [f"c{k}" for k in range(3)], "path": [f"clips/c{k}.mp4" for k in range(3)],
+                  "product_id": ["p0", "p1", "p2"], "colour": list(COLOURS)}).to_csv(run / "world" / "clips.csv",
+                                                                                     index=False)
     atomic_write_json(run / "world" / "hidden_truth.json", {"users": {u: {"colour": u} for u in COLOURS}})
     samples = run / "samples"
     entries = []
@@ -85,10 +93,12 @@ def test_report_is_self_contained_and_complete(tmp_path):
     srcs = re.findall(r'src="([^"]*)"', page)
     assert srcs and all(s.startswith("data:image/") for s in srcs)
     assert not re.search(r'(href|src)="(https?:|//|file:)', page)
-    # curves, 2 alignment bar charts, 2 colour heatmaps, 6 sample GIFs, slot check
-    assert out["images"] == 12
+    # curves, 2 alignment bar charts, 2 colour heatmaps, 3 held-out users × (2 generated + 1 real of their
+    # favourite colour), 6 sample GIFs, slot check
+    assert out["images"] == 21
     gifs = [s for s in srcs if s.startswith("data:image/gif")]
-    assert len(gifs) == 6
+    assert len(gifs) == 15
+    assert "0.61 of a possible 0.66" in page and "likes colour: red" in page and "real c0" in page
     first = Image.open(io.BytesIO(base64.b64decode(gifs[0].split(",", 1)[1])))
     assert first.n_frames == 8  # really animated
     md = (run / "report.md").read_text()

@@ -195,6 +195,8 @@ def preference_alignment(generator, embeddings, ds, domain: DomainClassifier, re
     return {
         "users": users, "clips_per_user": k, "seeds": sorted(set(seeds)), "truncation": cfg.truncation,
         "derangement": perm.tolist(), "config": asdict(cfg), "alignment": alignment, "ceilings": ceilings, "cas": cas,
+        "favourites": {source: {u: {a: [vocab[a][i] for i in sorted(fav[u][a])] for a in fav[u]} for u in users}
+                       for source, fav in targets.items()},
         "cas_labels": label_source, "conditional_fvd": cond_fvd,
         "per_user": {u: {a: read["own"][0][a][i * k:(i + 1) * k].mean(0).round(4).tolist() for a in vocab}
                      for i, u in enumerate(users)},

@@ -78,6 +78,9 @@ def alignment_headline(data: dict) -> dict | None:
         if attr and isinstance(per[attr].get("hit_rate"), (int, float)):
             v = per[attr]
             base = ", ".join(f"{k} {v[k]:.2f}" for k in ("shuffled", "random") if isinstance(v.get(k), (int, float)))
+            ceil = ((data.get("ceilings") or {}).get(source) or {}).get(attr, {}).get("sampling")
+            if isinstance(ceil, (int, float)):
+                base += f"; of a possible {ceil:.2f} (sampling ceiling)"
             return {"name": f"alignment[{attr}]", "value": v["hit_rate"], "display": f"{v['hit_rate']:.2f}",
                     "note": f"{attr} hit rate of held-out users' generated clips vs their {source.replace('_', ' ')} "
                             f"favourite (baselines: {base})"}

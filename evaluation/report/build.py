@@ -18,6 +18,7 @@ from pathlib import Path
 
 from data.io import write_text
 from evaluation.report import sections
+from evaluation.report.heldout import ceilings_table, heldout_section
 
 
 @dataclass
@@ -81,7 +82,8 @@ def build_report(inputs: ReportInputs, out_html: str | Path, out_md: str | Path 
     parts: list[sections.Section] = [
         sections.training_section(inputs.train_logs, inputs.run),
         sections.metrics_section(metrics),
-        sections.alignment_section(metrics, check, truth),
+        sections.alignment_section(metrics, check, truth, ceilings_table(metrics)),
+        heldout_section(inputs.manifests, metrics),
         sections.samples_section(inputs.manifests, max_users, clips_per_user),
         sections.slot_section(slot_rows, check, inputs.run),
     ]

@@ -124,7 +124,8 @@ def metrics_section(metrics: list[dict]) -> Section:
 
 
 # ---------------------------------------------------------------- alignment
-def alignment_section(metrics: list[dict], check: dict | None = None, truth: dict | None = None) -> Section:
+def alignment_section(metrics: list[dict], check: dict | None = None, truth: dict | None = None,
+                      table: str = "") -> Section:
     from evaluation.report.alignment import alignment_figures
 
     figs = [f for m in metrics if m["data"] is not None for f in alignment_figures(m["data"], truth)]
@@ -132,7 +133,7 @@ def alignment_section(metrics: list[dict], check: dict | None = None, truth: dic
         figs += alignment_figures({"attributes": check.get("attributes")})
     if not figs:
         return Section("Preference alignment", _missing("alignment results", "Run reelgan-eval align --out RUN/eval/align.json."))
-    return Section("Preference alignment", "\n".join(
+    return Section("Preference alignment", table + "\n".join(
         f"<figure>{img_tag(png, 'image/png', cap)}<figcaption>{_esc(cap)}</figcaption></figure>" for cap, png in figs))
 
 
