@@ -33,6 +33,7 @@ def export_generator(checkpoint: str | Path, out: str | Path) -> dict:
         "embeddings_hash": str(info.get("embeddings_hash") or ""),
         "source_sha256": str(info.get("sha256") or ""),
         "source": Path(checkpoint).name,
+        "trained_against": ",".join(info.get("trained_against", [])),  # feature networks that trained G
     }
     with atomic_path(out) as tmp:  # temp file beside `out`, then os.replace
         save_file(tensors, str(tmp), metadata=metadata)

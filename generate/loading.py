@@ -46,6 +46,9 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
     info = {"path": str(path), "kind": "lightning-ckpt", "sha256": file_sha256(path),
             "config": dict(reel["generator_config"]), "embeddings_hash": reel.get("embeddings_hash", ""),
             "images_seen": int(reel.get("images_seen", 0)), "global_step": int(ckpt.get("global_step", 0))}
+    # A projected D trained G against these feature networks: a metric built on them is a biased judge.
+    hp = ckpt.get("hyper_parameters") or {}
+    info["trained_against"] = ["effnet-lite0"] if hp.get("d_image_kind") == "projected" else []
     return generator.to(device), info
 
 
@@ -78,5 +81,6 @@ def load_exported(path: str | Path, device: str = "cpu"):
                          f"{unexpected[:5]}); the export and this ReelGAN version disagree — re-export")
     generator.eval().requires_grad_(False).to(device)
     info = {"path": str(path), "kind": "export", "sha256": file_sha256(path), "config": config,
-            "embeddings_hash": meta.get("embeddings_hash") or None, "source_sha256": meta.get("source_sha256")}
+            "embeddings_hash": meta.get("embeddings_hash") or None, "source_sha256": meta.get("source_sha256"),
+            "trained_against": [n for n in meta.get("trained_against", "").split(",") if n]}
     return generator, info

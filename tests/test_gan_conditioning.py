@@ -111,3 +111,16 @@ def test_resuming_a_checkpoint_of_other_networks_is_refused_clearly():
     other = ReelGAN(**TINY, attribute_classes=[4, 8], attribute_weight=1.0)
     with pytest.raises(ValueError, match=r"networks differ from this config in \['attribute_head'\]"):
         other.on_load_checkpoint(ckpt)
+
+
+def test_a_generator_trained_against_effnet_features_says_so(tmp_path):
+    """load_generator reports the feature networks a projected D trained G against (they make biased judges)."""
+    from generate.loading import load_generator
+
+    model = ReelGAN(**TINY, d_image_kind="projected", d_image_kwargs={"proj_channels": [8, 8, 8],
+                                                                      "width_per_scale": 8, "features": 8})
+    for kind, expected in (("projected", ["effnet-lite0"]), ("conv", [])):
+        path = tmp_path / f"{kind}.ckpt"
+        torch.save({"state_dict": model.state_dict(), "hyper_parameters": {"d_image_kind": kind},
+                    "reelgan": {"generator_config": model.generator.config, "embeddings_hash": ""}}, path)
+        assert load_generator(path)[1]["trained_against"] == expected

@@ -104,6 +104,10 @@ def run_metric(args) -> int:
         res["value"] = res["mean"]
     else:
         res = run(args.seed)
+    if args.network in ginfo.get("trained_against", []):
+        res["biased_judge"] = (f"the generator was trained against {args.network} features (projected D): this "
+                               f"{res.get('metric', args.network)} is a biased judge (Kynkäänniemi et al., ICLR 2023); "
+                               "use fvd[domain]")
     if args.floor:
         res["floor"] = real_floor(ds, clip_ids, real, extractor, args, frames, size, real_key, rng)
     result = common.made_by(args, checkpoint=str(args.checkpoint), checkpoint_sha256=ginfo.get("sha256"),

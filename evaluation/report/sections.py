@@ -116,6 +116,11 @@ def metrics_section(metrics: list[dict]) -> Section:
             continue
         vals = metric_values(m["data"])
         cells = "<br>".join(f"<b>{_esc(k)}</b> = {_esc(_fmt(v))}" for k, v in vals.items()) or "—"
+        if m["data"].get("biased_judge"):
+            cells += f"<br><span class=\"fail\">{_esc(m['data']['biased_judge'])}</span>"
+        floor = (m["data"].get("floor") or {}).get("value")
+        if isinstance(floor, (int, float)):
+            cells += f"<br>real-vs-real floor = {_esc(_fmt(floor))} ({_esc(m['data']['floor'].get('note', ''))})"
         rows.append([name, cells, _protocol_html(m["data"].get("protocol"))])
     note = ("<p class=\"sub\">Metric names carry their feature network (fid[inception], fvd[domain], …); "
             "each row's protocol pins network, weights sha256, resize, frames, stride, clip counts, covariance "
