@@ -101,3 +101,14 @@ def test_loggers_write_into_the_run_dir_and_sample_grids_are_real_mp4s(world, tm
     assert label.std() > 10 and real.std() > 10 and gap.max() < 30   # text, real clips, an empty gap
     assert (run / "samples" / "step_000002.png").exists()
     assert (run / "samples" / "final.mp4").exists() and (run / "checkpoints" / "last.ckpt").exists()
+
+
+@pytest.mark.parametrize("name", ["demo-cpu", "tryon-64", "tryon-128-gpu", "cluster-ddp"])
+def test_every_shipped_config_builds_the_current_architecture(name):
+    """configs/*.yaml stay coherent with the model: every key is a ReelGAN argument and the networks build."""
+    cfg = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())
+    data = cfg["data"]
+    model = ReelGAN(cond_dim=8, frames=data["frames"], height=data["height"], width=data["width"],
+                    attribute_classes=[4, 8, 4], **cfg["model"])
+    assert model.hparams.mapping_lr_mul == 1.0 and model.hparams.contrastive_weight > 0
+    assert model.attribute_head is not None and model.hparams.d_image_kind in ("conv", "projected")
