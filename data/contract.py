@@ -17,6 +17,9 @@ CLIP_COLUMNS = ("clip_id", "path", "product_id")
 INTERACTION_COLUMNS = ("user_id", "clip_id", "event", "timestamp")
 USER_COLUMNS = ("user_id", "persona")
 ID_COLUMNS = {"clip_id", "product_id", "user_id", "path", "persona", "event", "split"}
+# Written per clip by `reelgan-data import` (data.catalogue): where it came from and how it was framed.
+PROVENANCE_COLUMNS = ("source", "source_sha256", "start_s", "seconds", "fps", "frames", "fit", "rotation",
+                      "source_size", "import_key")
 
 
 class DatasetError(ValueError):
@@ -102,5 +105,6 @@ def load_dataset(root: str | Path) -> Dataset:
 
 
 def attribute_columns(clips: pd.DataFrame) -> list[str]:
-    """Columns of clips.csv beyond the contract's own (category, colour, pattern in the synthetic world)."""
-    return [c for c in clips.columns if c not in ID_COLUMNS and c != "file"]
+    """Columns of clips.csv beyond the contract's own and the import's provenance (category, colour, pattern in the
+    synthetic world)."""
+    return [c for c in clips.columns if c not in ID_COLUMNS and c not in PROVENANCE_COLUMNS and c != "file"]
