@@ -74,7 +74,9 @@ def cmd_embed(args) -> int:
         report = embed_dataset(args.dataset, dim=args.dim, epochs=args.epochs, seed=args.seed,
                                import_file=args.import_file, ids_file=args.ids_file, persona=not args.no_persona)
     ranking = report["ranking"]
-    if "mf" in ranking:
+    if "mf" in ranking and ranking["users"] == 0:
+        console.print(f"[yellow]held-out ranking not measurable: {ranking['reason']}[/yellow]")
+    elif "mf" in ranking:
         k = ranking["k"]
         table = Table(title=f"held-out ranking ({ranking['users']} users; relevant = {ranking['relevant']})")
         for col in ("model", f"Recall@{k}", f"NDCG@{k}"):
@@ -99,7 +101,7 @@ def cmd_embed(args) -> int:
         "persona map": persona.get("skipped", "persona_map.safetensors"),
         "report": out / "embed_report.json", "seconds": report["seconds"],
     })
-    if "mf" in ranking and not ranking["beats_popularity"]:
+    if "mf" in ranking and ranking["beats_popularity"] is False:
         console.print("[yellow]warning: the embeddings do not beat popularity on held-out interactions[/yellow]")
     return 0
 

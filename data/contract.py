@@ -70,12 +70,24 @@ def parse_timestamps(values: pd.Series) -> pd.Series:
 
 
 def default_test_split(inter: pd.DataFrame) -> pd.Series:
-    """No split column: each user's last interaction (by timestamp, ties by row order) is test."""
-    order = inter.assign(_row=np.arange(len(inter))).sort_values(["user_id", "_ts", "_row"])
-    last = order.groupby("user_id")["_row"].transform("max") == order["_row"]
-    split = pd.Series("train", index=inter.index)
-    split.loc[order.index[last.to_numpy()]] = "test"
-    return split
+    """No split column: per user, the held-out item is one *clip*, the last one the user engaged with (click or
+    stronger) that they had not seen before, and every event of the user on that clip is test.
+
+    "Last" is by the user's first event on the clip (timestamp, ties by row order). Holding out a clip rather than
+    an event keeps the test clip out of the user's train history, so ranking can score it (a funnel's last event is
+    usually a click on a clip already viewed, which would count as seen). Users whose engaged clips are all they
+    ever touched keep everything in train when they have fewer than two distinct clips (nothing would be left to
+    fit them on); users with no engagement have no test clip.
+    """
+    rows = inter.assign(_row=np.arange(len(inter)), _w=inter["event"].map(EVENT_WEIGHTS).fillna(0.0))
+    first = rows.sort_values(["_ts", "_row"]).groupby(["user_id", "clip_id"], sort=False).agg(
+        first_ts=("_ts", "first"), first_row=("_row", "first"), strength=("_w", "max")).reset_index()
+    distinct = first.groupby("user_id")["clip_id"].transform("size")
+    engaged = first[(first["strength"] >= EVENT_WEIGHTS["click"]) & (distinct >= 2)]
+    last = engaged.sort_values(["user_id", "first_ts", "first_row"], na_position="first").groupby("user_id").tail(1)
+    test_pairs = set(zip(last["user_id"], last["clip_id"]))
+    is_test = [(u, c) in test_pairs for u, c in zip(inter["user_id"], inter["clip_id"])]
+    return pd.Series(np.where(is_test, "test", "train"), index=inter.index)
 
 
 def load_dataset(root: str | Path) -> Dataset:

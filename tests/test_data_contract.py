@@ -107,15 +107,38 @@ def test_users_csv_problems(world):
     assert ("user_id", True) in fields and ("split", True) in fields
 
 
-def test_no_split_column_makes_each_users_last_interaction_test(world):
+def test_no_split_column_holds_out_each_users_last_new_engaged_clip(world):
+    """A funnel: the last *event* is a purchase of a clip viewed long before; the held-out item is the last clip
+    the user engaged with that was new to them, with all of its events, so ranking can score it."""
+    rows = [("u1", "c0", "view", 1), ("u1", "c1", "view", 2), ("u1", "c1", "click", 3), ("u1", "c2", "view", 4),
+            ("u1", "c0", "purchase", 5),
+            ("u2", "c0", "view", 1), ("u2", "c1", "view", 2),                       # views only: no test clip
+            ("u3", "c3", "view", 1), ("u3", "c3", "click", 2),                      # one clip only: kept for train
+            ("u4", "c4", "click", 1_700_000_000), ("u4", "c5", "purchase", "2024-01-01T00:00:00Z")]
+    clips = pd.read_csv(world / "clips.csv", dtype=str)["clip_id"].tolist()
+    table = pd.DataFrame(rows, columns=["user_id", "clip_id", "event", "timestamp"])
+    table["clip_id"] = table["clip_id"].map(lambda c: clips[int(c[1:])])
+    table.to_csv(world / "interactions.csv", index=False)
+    inter = load_dataset(world).interactions
+    test = inter[inter["split"] == "test"]
+    assert sorted(zip(test["user_id"], test["event"])) == [("u1", "click"), ("u1", "view"), ("u4", "purchase")]
+    assert set(test.loc[test["user_id"] == "u1", "clip_id"]) == {clips[1]}
+    train = inter[inter["split"] == "train"]
+    for user, clip in zip(test["user_id"], test["clip_id"]):
+        assert not ((train["user_id"] == user) & (train["clip_id"] == clip)).any()
+    assert check_dataset(world, decode=False).usable
+
+
+def test_default_split_leaves_ranking_measurable(world):
+    """On the synthetic funnel without a split column, held-out ranking has users (it had none with the old
+    last-event split) and every figure is a number."""
+    from data.bpr import evaluate_ranking, fit_bpr
+
     _edit(world / "interactions.csv", lambda f: f.drop(columns=["split"]))
     ds = load_dataset(world)
-    inter = ds.interactions
-    test = inter[inter["split"] == "test"]
-    assert test["user_id"].is_unique and set(test["user_id"]) == set(inter["user_id"])
-    last = inter.groupby("user_id")["_ts"].max()
-    assert (test.set_index("user_id")["_ts"] == last.loc[test["user_id"]]).all()
-    assert check_dataset(world, decode=False).usable
+    ranking = evaluate_ranking(ds, fit_bpr(ds, dim=4, epochs=2, seed=0))
+    assert ranking["users"] >= 3 and "reason" not in ranking
+    assert all(isinstance(v, float) for m in ("mf", "popularity") for v in ranking[m].values())
 
 
 def test_help_explains_each_subcommand(capsys):
