@@ -60,13 +60,14 @@ def read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
 
 
 def parse_timestamps(values: pd.Series) -> pd.Series:
-    """Integers (epoch seconds) or ISO dates → float seconds; unparseable → NaN."""
-    numeric = pd.to_numeric(values, errors="coerce")
-    if numeric.notna().all():
-        return numeric.astype(float)
-    dates = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
-    seconds = (dates - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
-    return numeric.fillna(seconds)
+    """Numbers (epoch seconds) or dates → float seconds; unparseable → NaN. Numbers never go through the date
+    parser (which would read `-5` as the year -5)."""
+    numeric = pd.to_numeric(values, errors="coerce").astype(float)
+    text = numeric.isna() & (values.astype(str).str.strip() != "")
+    if text.any():
+        dates = pd.to_datetime(values[text], errors="coerce", utc=True, format="mixed")
+        numeric.loc[text] = [d.timestamp() if pd.notna(d) else np.nan for d in dates]
+    return numeric
 
 
 def default_test_split(inter: pd.DataFrame) -> pd.Series:
