@@ -17,7 +17,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
-from data.contract import CLIP_COLUMNS, EVENT_WEIGHTS, ID_COLUMNS, load_dataset, read_csv
+from data.contract import CLIP_COLUMNS, EVENT_WEIGHTS, ID_COLUMNS, DatasetError, load_dataset, read_csv
 from data.preferences import PreferenceEmbeddings, read_header
 from data.tensors import uint8_to_model
 from data.video import VideoError, decode_frames, read_clip, sample_frames
@@ -217,7 +217,7 @@ class ProductClipDataModule(pl.LightningDataModule):
         if cache is not None:
             entries = [e for e in entries if e["clip_id"] in cache]
         if not entries:
-            raise RuntimeError(f"{self.root}: no usable clips (decodable and with a positive train interaction by "
+            raise DatasetError(f"{self.root}: no usable clips (decodable and with a positive train interaction by "
                                "a non-held-out user). Fix: run `reelgan-data check` and `reelgan-data embed`")
         train, val = self._split(entries, ds.clips)
         conditions = emb.normalised()
