@@ -22,8 +22,8 @@ import av
 import numpy as np
 import pandas as pd
 
-from data import atomic
 from data.contract import PROVENANCE_COLUMNS, DatasetError, read_csv
+from data.io import file_sha256, write_csv, write_json
 from data.framing import FITS, frame_video
 from data.video import SUFFIXES, VideoError, _open, _to_rgb, cover_size, probe, write_video
 
@@ -71,14 +71,6 @@ class ImportResult:
     written: int = 0
     reused: int = 0
     sources: int = 0
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _slug(text: str) -> str:
@@ -235,8 +227,8 @@ def import_catalogue(source_dir: str | Path, dataset: str | Path, products: str 
                            + "; ".join(f"{Path(s.file).name}: {s.reason}" for s in result.skipped[:5])
                            + "). Fix: see the reasons; supported: " + ", ".join(VIDEO_SUFFIXES))
     columns = ["clip_id", "path", "product_id", *attributes, *PROVENANCE_COLUMNS]
-    atomic.write_csv(clips_csv, pd.DataFrame(result.rows, columns=columns))
-    atomic.write_json(dataset / "import_report.json", {
+    write_csv(clips_csv, pd.DataFrame(result.rows, columns=columns))
+    write_json(dataset / "import_report.json", {
         "made_by": "reelgan-data import", "source_dir": str(source_dir.resolve()),
         "products": str(products.resolve()) if products is not None else None,
         "settings": asdict(settings), "clips": len(result.rows), "sources_used": result.sources,
@@ -262,7 +254,7 @@ def _import_one(source_dir: Path, rel: str, stem: str, table, attributes, settin
         result.skipped.append(Skipped(str(path), f"not a video file (suffix {path.suffix or 'none'!r})",
                                       f"supported: {', '.join(VIDEO_SUFFIXES)}"))
         return
-    sha = _sha256(path)
+    sha = file_sha256(path)
     reused = _reuse(rel, stem, sha, settings, previous, result.dataset)
     if reused:
         rows = reused

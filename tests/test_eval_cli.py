@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from evaluation import cli
+from evaluation.cli_common import artefact_dir
 from evaluation.personalisation.engagement import EngagementScorer
 from evaluation.features.domain import load_domain_classifier
 
@@ -58,7 +59,7 @@ def test_domain_align_engagement_subcommands(world, ckpt, tmp_path, capsys):
     data = tmp_path / "world"
     shutil.copytree(world.root, data)
     code, res, _ = _run(["domain", "--dataset", str(data), "--steps", "20"], capsys)
-    model = data / "evaluation" / "domain.safetensors"
+    model = artefact_dir(data) / "domain.safetensors"
     assert code == 0 and model.is_file() and res["domain_sha256"] == load_domain_classifier(model)[1]["sha256"]
     assert set(res["metrics"]) == {f"domain_val_accuracy[{a}]" for a in ("category", "colour", "pattern")}
 
@@ -73,8 +74,9 @@ def test_domain_align_engagement_subcommands(world, ckpt, tmp_path, capsys):
     code, res, _ = _run(["engagement", "--dataset", str(data), "--domain", str(world.domain), "--steps", "60",
                          "--checkpoint", str(ckpt), "--clips-per-user", "1"], capsys)
     assert code == 0 and {"auc[click]", "ndcg@10", "mf:auc[click]", "popularity:ndcg@10"} <= set(res["metrics"])
-    scorer = EngagementScorer.load(data / "evaluation" / "engagement.safetensors")
+    scorer = EngagementScorer.load(artefact_dir(data) / "engagement.safetensors")
     assert scorer.info["sha256"] == res["engagement_sha256"] and scorer.info["embeddings_hash"] == res["embeddings_hash"]
+    assert not (data / "evaluation").exists()                        # nothing written into the dataset folder
     gen = res["generated"]["p_click"]
     assert all(0 < v < 1 for v in gen.values())
 

@@ -120,8 +120,10 @@ def train_domain_classifier(root: str | os.PathLike | None = None, config: Domai
 
 
 def domain_path(dataset: str | os.PathLike) -> Path:
-    """Where `reelgan-eval domain` keeps a dataset's classifier: DATASET/evaluation/domain.safetensors."""
-    return Path(dataset) / "evaluation" / "domain.safetensors"
+    """Where `reelgan-eval domain` keeps a dataset's classifier: its cache folder (never inside the dataset)."""
+    from evaluation.cli_common import artefact_dir
+
+    return artefact_dir(dataset) / "domain.safetensors"
 
 
 def ensure_domain(dataset: str | os.PathLike, path: str | os.PathLike | None, progress: bool = True) -> Path:

@@ -35,7 +35,8 @@ def register(subparsers) -> None:
         p.add_argument("--network", default=default, choices=[default, *others], help="feature network")
         p.add_argument("--weights", type=Path, help="weights file of inception-fid / i3d-fvd / effnet-lite0 "
                                                     "(default: the torch hub cache, or the packaged effnet weights)")
-        common.add_domain(p)
+        if family == "fvd":  # only fvd has the domain network; fid's networks are image networks
+            common.add_domain(p)
         p.add_argument("--clips", type=int, default=256, help="clips per side (capped at the catalogue size)")
         p.add_argument("--stride", type=int, default=1, help="frame stride of the real clips")
         p.add_argument("--normalisation", choices=("n-1", "n"), default="n-1" if family == "fid" else "n",
@@ -43,7 +44,8 @@ def register(subparsers) -> None:
         p.add_argument("--repeats", type=int, default=1, help="k generation seed sets → mean ± std")
         p.add_argument("--truncation", type=float, default=1.0)
         p.add_argument("--batch-size", type=int, default=16)
-        p.add_argument("--cache-dir", type=Path, help="real-statistics cache (default DATASET/evaluation/stats)")
+        p.add_argument("--cache-dir", type=Path, help="real-statistics cache (default: the dataset's cache folder + /stats; never "
+                                                         "inside the dataset unless you point it there)")
         p.add_argument("--no-floor", dest="floor", action="store_false",
                        help="skip the real-vs-real floor (a second, disjoint set of real clips of the same count)")
         common.add_output(p)
@@ -91,7 +93,7 @@ def run_metric(args) -> int:
 
         compute = compute_fid if args.family == "fid" else compute_fvd
         return compute(real, fake, extractor, normalisation=args.normalisation,
-                       cache_dir=args.cache_dir or args.dataset / "evaluation" / "stats", real_key=real_key,
+                       cache_dir=args.cache_dir or common.artefact_dir(args.dataset) / "stats", real_key=real_key,
                        progress=not args.no_progress, frames=frames, stride=args.stride, offset=0, seeds=seeds,
                        extra={"truncation": args.truncation, "size": list(size), "conditions": "paired, train users",
                               "sampling_seed": args.seed})
@@ -131,7 +133,7 @@ def real_floor(ds, clip_ids: list[str], real, extractor, args, frames: int, size
     bs = args.batch_size
     compute = compute_fid if args.family == "fid" else compute_fvd
     res = compute(real, (video[i:i + bs] for i in range(0, m, bs)), extractor, normalisation=args.normalisation,
-                  cache_dir=args.cache_dir or args.dataset / "evaluation" / "stats", real_key=real_key,
+                  cache_dir=args.cache_dir or common.artefact_dir(args.dataset) / "stats", real_key=real_key,
                   progress=not args.no_progress, frames=frames, stride=args.stride, offset=0,
                   extra={"floor_of": "real vs real, disjoint clips"})
     note = "real vs real, disjoint clips, same count" if m == len(clip_ids) else \

@@ -120,6 +120,10 @@ def run_engagement(args) -> int:
     if args.checkpoint is not None:
         result["generated"] = _score_generated(args, scorer, emb, ds, inputs)
     common.emit(result, args.out)
+    main_metric = report["methods"]["engagement"]
+    if main_metric["auc[click]"] is None:  # the JSON is written (nulls + reasons); the exit status says it failed
+        common.console.print(f"[red]error: auc[click] is undefined: {main_metric['reasons']['auc[click]']}")
+        return 1
     return 0
 
 
