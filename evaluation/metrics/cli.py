@@ -110,6 +110,13 @@ def run_metric(args) -> int:
         res["biased_judge"] = (f"the generator was trained against {args.network} features (projected D): this "
                                f"{res.get('metric', args.network)} is a biased judge (Kynkäänniemi et al., ICLR 2023); "
                                "use fvd[domain]")
+    if args.network == "domain":  # fvd[domain] is only as good as the classifier whose features it reads
+        from evaluation.features.domain import load_domain_classifier
+        from evaluation.features.domain_train import classifier_trust
+
+        res["domain_classifier"] = classifier_trust(load_domain_classifier(kwargs["weights"])[1].get("report"))
+        if res["domain_classifier"]["untrusted"]:
+            res.setdefault("warnings", []).append(f"the domain classifier is {res['domain_classifier']['note']}")
     if args.floor:
         res["floor"] = real_floor(ds, clip_ids, real, extractor, args, frames, size, real_key, rng)
     result = common.made_by(args, checkpoint=str(args.checkpoint), checkpoint_sha256=ginfo.get("sha256"),
