@@ -123,7 +123,13 @@ def test_fit_of_a_portrait_clip(tmp_path, fit):
 def test_rerun_is_idempotent_and_rejoins_attributes(tmp_path):
     src, products = _catalogue(tmp_path)
     ds = tmp_path / "ds"
-    first = import_catalogue(src, ds, products=products, settings=SETTINGS)
+    old = os.umask(0o022)
+    try:
+        first = import_catalogue(src, ds, products=products, settings=SETTINGS)
+    finally:
+        os.umask(old)
+    written = [ds / "clips.csv", ds / "import_report.json", *sorted((ds / "clips").iterdir())]
+    assert {oct(p.stat().st_mode & 0o777) for p in written} == {"0o644"}  # readable by a web server, a colleague
     before = (ds / "clips.csv").read_bytes()
     mtimes = {p: p.stat().st_mtime_ns for p in (ds / "clips").iterdir()}
     again = import_catalogue(src, ds, products=products, settings=SETTINGS)

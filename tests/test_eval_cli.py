@@ -53,6 +53,30 @@ def test_fvd_domain_json_pins_protocol_and_reuses_the_cache(world, ckpt, tmp_pat
     code, again, _ = _run(args, capsys)  # same seed → same clips; the real side now comes from the cache
     assert again["value"] == res["value"] and again["protocol"]["real_stats_sha256"] == p["real_stats_sha256"]
     assert len(list((tmp_path / "stats").glob("*.safetensors"))) == 1
+    # small-data honesty: 24 clips is no headline FVD; the classifier's accuracy against chance travels along
+    assert any("headline FVD" in w for w in res["warnings"]) and any("N < d" in w for w in res["warnings"])
+    trust = res["domain_classifier"]
+    assert set(trust["attributes"]) == set(world.domain_report.val_accuracy)
+    assert all(row["chance"] == world.domain_report.chance[a] for a, row in trust["attributes"].items())
+
+
+def test_fvd_stride_defaults_to_the_checkpoints_training_stride(world, ckpt, tmp_path, capsys):
+    raw = torch.load(ckpt, weights_only=True)
+    raw["datamodule_hyper_parameters"] = {"frames": _tiny.TINY["frames"], "stride": 2, "height": 32, "width": 32}
+    strided = tmp_path / "strided.ckpt"
+    torch.save(raw, strided)
+    code, res, _ = _run(["fvd", "--checkpoint", str(strided), "--dataset", str(world.root), "--domain",
+                         str(world.domain), "--clips", "8", "--no-floor"], capsys)
+    assert code == 0 and res["protocol"]["stride"] == 2
+    code, res, _ = _run(["fvd", "--checkpoint", str(strided), "--dataset", str(world.root), "--domain",
+                         str(world.domain), "--clips", "8", "--no-floor", "--stride", "1"], capsys)
+    assert code == 0 and res["protocol"]["stride"] == 1
+
+
+def test_fid_has_no_domain_option(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["fid", "--help"])
+    assert "--domain" not in capsys.readouterr().out
 
 
 def test_domain_align_engagement_subcommands(world, ckpt, tmp_path, capsys):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import stat
 from dataclasses import asdict
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -158,7 +160,14 @@ def test_slot_ranking_of_catalogue_candidates_beats_popular_and_random(small_wor
     assert served and all(r["passed"] and r["rank"] == 1 for r in served)
 
 
-def test_run_slot_writes_files(small_world, tmp_path):
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_run_slot_writes_files(small_world, tmp_path, umask_022):
     """`reelgan-eval slot` end to end with a real (tiny, barely trained) checkpoint: files, gate, fallback, check."""
     import sys
 
@@ -192,6 +201,9 @@ def test_run_slot_writes_files(small_world, tmp_path):
     for r in rows:  # every row, generated or catalogue, resolves: `clip` against the slot folder, and its URI
         assert r["source"] in ("generated", "catalogue") and (r["source"] == "catalogue") == (r["candidate"] is None)
         assert (out / r["clip"]).is_file() and Path(unquote(urlparse(r["clip_uri"]).path)).is_file()
+    written = [out / "slot.jsonl", out / "slot.csv", out / "slot_summary.json", out / "slot.db",
+               out / "clips" / "manifest.json", out / cands[0]["clip"]]
+    assert {f.name: oct(stat.S_IMODE(f.stat().st_mode)) for f in written} == {f.name: "0o644" for f in written}
     summary = json.loads((out / "slot_summary.json").read_text())
     assert summary["fvd[domain]"] == 80.0 and summary["checkpoint_gate"] == "passed"
     assert summary["classifier_gate"] == "passed" and summary["domain_classifier"]["untrusted"] == []

@@ -38,7 +38,8 @@ def register(subparsers) -> None:
         if family == "fvd":  # only fvd has the domain network; fid's networks are image networks
             common.add_domain(p)
         p.add_argument("--clips", type=int, default=256, help="clips per side (capped at the catalogue size)")
-        p.add_argument("--stride", type=int, default=1, help="frame stride of the real clips")
+        p.add_argument("--stride", type=int, help="frame stride of the real clips (default: the checkpoint's "
+                                                  "training stride, else 1)")
         p.add_argument("--normalisation", choices=("n-1", "n"), default="n-1" if family == "fid" else "n",
                        help="covariance normalisation (n-1: FID convention; n: StyleGAN-V FVD)")
         p.add_argument("--repeats", type=int, default=1, help="k generation seed sets → mean ± std")
@@ -64,7 +65,9 @@ def run_metric(args) -> int:
     ds = load_dataset(args.dataset)
     emb = PreferenceEmbeddings.load(common.embeddings_path(args.dataset))
     generator, ginfo = load_generator(args.checkpoint, device=args.device)
-    frames, size = generator.frames, (generator.height, generator.width)
+    frames, size = generator.frames, (generator.height, generator.width)  # the generator's own clip shape
+    if args.stride is None:
+        args.stride = int(ginfo.get("training", {}).get("stride", 1))
     rng = np.random.default_rng(args.seed)
     clip_ids = sample_clip_ids(ds, args.clips, rng)
     n = len(clip_ids)
