@@ -24,6 +24,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	bash scripts/install_chromium.sh
+	bash scripts/install_postgresql.sh
 	WANDB_MODE=disabled $(BIN)/python -m pytest -q --timeout 900
 
 bench: $(STAMP)

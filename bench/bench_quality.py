@@ -31,6 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from data.io import write_json  # noqa: E402
+from evaluation.cli_common import artefact_dir  # noqa: E402
 
 BIN = Path(sys.executable).parent
 CACHE = ROOT / "bench" / ".cache"
@@ -94,7 +95,7 @@ def main() -> None:
     for trunc in (1.0, 0.7):
         tag = f"t{trunc:g}"
         run([str(BIN / "reelgan-eval"), "align", "--checkpoint", str(ckpt), "--dataset", str(w),
-             "--domain", str(w / "evaluation" / "domain.safetensors"), "--clips-per-user", str(args.clips_per_user),
+             "--domain", str(artefact_dir(w) / "domain.safetensors"), "--clips-per-user", str(args.clips_per_user),
              "--truncation", str(trunc), "--out", str(out_dir / f"align-{tag}.json"), "--no-progress"], log)
         align = json.loads((out_dir / f"align-{tag}.json").read_text())
         row = align["alignment"]["hidden_truth"]
@@ -105,7 +106,7 @@ def main() -> None:
             "colour_reader": row["colour"]["colour_reader"],
             "cas": {a: v.get("score") for a, v in align.get("cas", {}).items()}}
     run([str(BIN / "reelgan-eval"), "fvd", "--checkpoint", str(ckpt), "--dataset", str(w), "--network", "domain",
-         "--domain", str(w / "evaluation" / "domain.safetensors"), "--clips", str(args.fvd_clips),
+         "--domain", str(artefact_dir(w) / "domain.safetensors"), "--clips", str(args.fvd_clips),
          "--stride", "2", "--out", str(out_dir / "fvd.json"), "--no-progress"], log)
     fvd = json.loads((out_dir / "fvd.json").read_text())
     result["fvd_domain"] = {"value": fvd.get("value"), "floor": fvd.get("floor", {}).get("value"),

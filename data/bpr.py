@@ -118,6 +118,9 @@ def evaluate_ranking(ds: Dataset, emb: PreferenceEmbeddings, k: int = 10, min_we
     users = len(out["mf"]["recall"])
     report = {"k": k, "relevant": f"test clips with an event of strength >= {min_weight}", "users": users}
     for name, m in out.items():
-        report[name] = {f"recall@{k}": float(np.mean(m["recall"])) if users else float("nan"),
-                        f"ndcg@{k}": float(np.mean(m["ndcg"])) if users else float("nan")}
+        report[name] = {f"recall@{k}": float(np.mean(m["recall"])) if users else None,
+                        f"ndcg@{k}": float(np.mean(m["ndcg"])) if users else None}
+    if not users:  # null, never NaN: strict JSON, and the reason travels with it
+        report["reason"] = (f"no user has a held-out clip with an event of strength >= {min_weight} and a vector "
+                            "(check the split column of interactions.csv, or leave it out for the default split)")
     return report

@@ -3,6 +3,9 @@
 Fatal problems make the dataset unusable (`reelgan-data check` exits 1): a missing file or column, duplicate ids,
 clip paths that do not exist, interactions naming unknown clips or events, bad split values, no usable clips.
 Clips that exist but do not decode are reported and skipped in training (not fatal while others decode).
+Warnings also cover values that load but are probably wrong (data.checks_suspicious: epoch milliseconds, non-ISO
+dates, negative/infinite/future times, absolute paths, paths and symlinks leading outside DATASET) and clips with
+rotation metadata.
 """
 from __future__ import annotations
 
@@ -13,7 +16,8 @@ import pandas as pd
 
 from data.contract import (CLIP_COLUMNS, EVENT_WEIGHTS, INTERACTION_COLUMNS, DatasetError, load_dataset,
                            parse_timestamps, read_csv)
-from data.video import SUFFIXES, VideoError, decode_frames
+from data.checks_suspicious import check_paths, check_timestamps
+from data.video import SUFFIXES, VideoError, decode_frames, probe
 
 
 @dataclass
@@ -89,6 +93,7 @@ def check_dataset(root: str | Path, decode: bool = True, progress=None) -> Check
     odd = (clips["path"] != "") & ~clips["path"].str.lower().str.endswith(SUFFIXES)
     _each(report, clips_csv, odd, "path", lambda i: f"unexpected suffix in {clips.at[i, 'path']!r}",
           f"use one of {', '.join(SUFFIXES)}", fatal=False)
+    check_paths(report, root, clips_csv, clips, _line)
     _each(report, clips_csv, clips["product_id"] == "", "product_id", "empty product_id",
           "fill product_id (clips of one product share it)", fatal=False)
 
@@ -106,6 +111,7 @@ def check_dataset(root: str | Path, decode: bool = True, progress=None) -> Check
     _each(report, inter_csv, parse_timestamps(inter["timestamp"]).isna(), "timestamp",
           lambda i: f"unparseable timestamp {inter.at[i, 'timestamp']!r}",
           "use epoch seconds or an ISO date", fatal=not has_split)
+    check_timestamps(report, inter_csv, inter, has_split, _line)
     dup_rows = inter.duplicated(subset=list(INTERACTION_COLUMNS), keep="first")
     _each(report, inter_csv, dup_rows, None, "exact duplicate of an earlier row", "drop duplicate rows", fatal=False)
     if not (inter["valid"] & (inter["split"] == "train")).any():
@@ -166,6 +172,11 @@ def _decode_all(report: CheckReport, clips: pd.DataFrame, clips_csv: str, presen
         try:
             frames, n, error = decode_frames(path, size=(16, 16), keep=set())
             ok += 1
+            rotation = probe(path)["rotation"]
+            if rotation:
+                report.add(clips_csv, _line(idx), "path", f"{path}: rotation metadata ({rotation}° counter-clockwise"
+                           "; phone footage): decoding turns it upright", "nothing needed; `reelgan-data import` "
+                           "writes upright copies that any player shows the same way", fatal=False)
             if error:
                 report.add(clips_csv, _line(idx), "path", f"{path}: stream ends in a decode error after {n} frames "
                            f"({error})", "re-encode the file; training uses the frames that decode", fatal=False)

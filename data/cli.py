@@ -20,7 +20,8 @@ The dataset folder (docs/data.md):
   interactions.csv (user_id, clip_id, event=view|click|add_to_cart|purchase, timestamp, [split=train|test])
   users.csv (optional: user_id, persona, [split=train|heldout])
 
-Typical run:
+Typical run (the shop's own videos, or the synthetic world):
+  reelgan-data import shop_videos/ runs/shop --products shop_videos/products.csv --fit pad
   reelgan-data synth runs/world --clips 1000 --users 300 --seed 0
   reelgan-data check runs/world
   reelgan-data embed runs/world --dim 32
@@ -73,7 +74,9 @@ def cmd_embed(args) -> int:
         report = embed_dataset(args.dataset, dim=args.dim, epochs=args.epochs, seed=args.seed,
                                import_file=args.import_file, ids_file=args.ids_file, persona=not args.no_persona)
     ranking = report["ranking"]
-    if "mf" in ranking:
+    if "mf" in ranking and ranking["users"] == 0:
+        console.print(f"[yellow]held-out ranking not measurable: {ranking['reason']}[/yellow]")
+    elif "mf" in ranking:
         k = ranking["k"]
         table = Table(title=f"held-out ranking ({ranking['users']} users; relevant = {ranking['relevant']})")
         for col in ("model", f"Recall@{k}", f"NDCG@{k}"):
@@ -98,8 +101,47 @@ def cmd_embed(args) -> int:
         "persona map": persona.get("skipped", "persona_map.safetensors"),
         "report": out / "embed_report.json", "seconds": report["seconds"],
     })
-    if "mf" in ranking and not ranking["beats_popularity"]:
+    if "mf" in ranking and ranking["beats_popularity"] is False:
         console.print("[yellow]warning: the embeddings do not beat popularity on held-out interactions[/yellow]")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from data.catalogue import ImportSettings, import_catalogue
+    from data.contract import DatasetError
+
+    try:
+        settings = ImportSettings(size=args.size, fit=args.fit, fps=args.fps, clip_seconds=args.clip_seconds,
+                                  max_clips=args.max_clips_per_video, min_frames=args.min_frames)
+    except ValueError as e:
+        console.print(f"[red]error:[/red] {e}")
+        return 2
+    started = time.perf_counter()
+    try:
+        with _progress() as bar:
+            task = bar.add_task("probe + transcode videos", total=None)
+            result = import_catalogue(args.source_dir, args.dataset, products=args.products, settings=settings,
+                                      progress=lambda done, total, name: bar.update(
+                                          task, completed=done, total=total,
+                                          description=f"probe + transcode {name[-40:]}" if name else "done"))
+    except DatasetError as e:
+        console.print(f"[red]error:[/red] {e}")
+        return 1
+    if result.skipped:
+        table = Table(title=f"{len(result.skipped)} file(s) not used")
+        for col in ("file", "why", "how to fix"):
+            table.add_column(col, overflow="fold")
+        for s in result.skipped:
+            table.add_row(s.file, s.reason, s.fix)
+        console.print(table)
+    rotated = sum(1 for r in result.rows if r["rotation"] not in ("0", ""))
+    _summary(f"import {args.source_dir} → {args.dataset}", {
+        "clips": len(result.rows), "from videos": result.sources, "encoded / reused": f"{result.written} / "
+        f"{result.reused}", "files not used": len(result.skipped), "rotated clips (turned upright)": rotated,
+        "size (HxW), fit, fps": f"{args.size[0]}x{args.size[1]}, {args.fit}, {args.fps}",
+        "report": Path(args.dataset) / "import_report.json", "wall time (s)": round(time.perf_counter() - started, 1),
+        "next": f"add {Path(args.dataset) / 'interactions.csv'}, then reelgan-data check {args.dataset}",
+    })
     return 0
 
 
@@ -130,7 +172,7 @@ def cmd_check(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reelgan-data", description=__doc__, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{synth,check,embed}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{synth,import,check,embed}")
 
     p = sub.add_parser("synth", help="write the synthetic try-on world (clips, users, interactions, hidden truth)",
                        description="Render product try-on clips (≥4 categories × 8 colours × 4 patterns), users with "
@@ -144,6 +186,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="the one seed for everything")
     p.add_argument("--workers", type=int, default=2, help="render processes")
     p.set_defaults(func=cmd_synth)
+    p = sub.add_parser("import", help="turn a folder of the shop's own videos into a dataset folder",
+                       description="Probe every video under SOURCE_DIR (PyAV), turn it upright (rotation metadata), "
+                       "resample it to --fps, cut long videos into clips, frame them to --size (--fit crop|pad|"
+                       "resize), transcode to mp4 and write DATASET/clips/ and DATASET/clips.csv with the product "
+                       "attributes of products.csv joined. Re-runs reuse unchanged clips. Every file that cannot be "
+                       "used is listed with the reason (also in DATASET/import_report.json).")
+    p.add_argument("source_dir", type=Path, help="folder of videos (.mp4 .mov .webm .gif .mkv .avi .m4v), searched "
+                   "recursively")
+    p.add_argument("dataset", type=Path, help="dataset folder to write (created)")
+    p.add_argument("--products", type=Path, help="CSV: file (relative to SOURCE_DIR), product_id, [attribute "
+                   "columns]; without it each video is its own product")
+    p.add_argument("--size", type=_size, default=(256, 256), help="HxW of the written clips (train at any size "
+                   "below it)")
+    p.add_argument("--fit", choices=("crop", "pad", "resize"), default="crop",
+                   help="crop: fill the frame, cut the edges; pad: whole frame, black bars; resize: whole frame, "
+                   "stretched")
+    p.add_argument("--fps", type=int, default=8, help="frame rate of the written clips")
+    p.add_argument("--clip-seconds", type=float, default=4.0, help="length of one clip")
+    p.add_argument("--max-clips-per-video", type=int, default=3, help="clips cut from one long video")
+    p.add_argument("--min-frames", type=int, default=8, help="shorter clips are not used")
+    p.set_defaults(func=cmd_import)
+
     p = sub.add_parser("check", help="validate a dataset folder and decode every clip",
                        description="Report every problem (file, row = CSV line, field, what is wrong, how to fix). "
                        "Exit status 1 when the dataset is unusable: missing file or column, duplicate ids, clip "

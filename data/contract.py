@@ -17,6 +17,9 @@ CLIP_COLUMNS = ("clip_id", "path", "product_id")
 INTERACTION_COLUMNS = ("user_id", "clip_id", "event", "timestamp")
 USER_COLUMNS = ("user_id", "persona")
 ID_COLUMNS = {"clip_id", "product_id", "user_id", "path", "persona", "event", "split"}
+# Written per clip by `reelgan-data import` (data.catalogue): where it came from and how it was framed.
+PROVENANCE_COLUMNS = ("source", "source_sha256", "start_s", "seconds", "fps", "frames", "fit", "rotation",
+                      "source_size", "import_key")
 
 
 class DatasetError(ValueError):
@@ -57,22 +60,35 @@ def read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
 
 
 def parse_timestamps(values: pd.Series) -> pd.Series:
-    """Integers (epoch seconds) or ISO dates → float seconds; unparseable → NaN."""
-    numeric = pd.to_numeric(values, errors="coerce")
-    if numeric.notna().all():
-        return numeric.astype(float)
-    dates = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
-    seconds = (dates - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
-    return numeric.fillna(seconds)
+    """Numbers (epoch seconds) or dates → float seconds; unparseable → NaN. Numbers never go through the date
+    parser (which would read `-5` as the year -5)."""
+    numeric = pd.to_numeric(values, errors="coerce").astype(float)
+    text = numeric.isna() & (values.astype(str).str.strip() != "")
+    if text.any():
+        dates = pd.to_datetime(values[text], errors="coerce", utc=True, format="mixed")
+        numeric.loc[text] = [d.timestamp() if pd.notna(d) else np.nan for d in dates]
+    return numeric
 
 
 def default_test_split(inter: pd.DataFrame) -> pd.Series:
-    """No split column: each user's last interaction (by timestamp, ties by row order) is test."""
-    order = inter.assign(_row=np.arange(len(inter))).sort_values(["user_id", "_ts", "_row"])
-    last = order.groupby("user_id")["_row"].transform("max") == order["_row"]
-    split = pd.Series("train", index=inter.index)
-    split.loc[order.index[last.to_numpy()]] = "test"
-    return split
+    """No split column: per user, the held-out item is one *clip*, the last one the user engaged with (click or
+    stronger) that they had not seen before, and every event of the user on that clip is test.
+
+    "Last" is by the user's first event on the clip (timestamp, ties by row order). Holding out a clip rather than
+    an event keeps the test clip out of the user's train history, so ranking can score it (a funnel's last event is
+    usually a click on a clip already viewed, which would count as seen). Users whose engaged clips are all they
+    ever touched keep everything in train when they have fewer than two distinct clips (nothing would be left to
+    fit them on); users with no engagement have no test clip.
+    """
+    rows = inter.assign(_row=np.arange(len(inter)), _w=inter["event"].map(EVENT_WEIGHTS).fillna(0.0))
+    first = rows.sort_values(["_ts", "_row"]).groupby(["user_id", "clip_id"], sort=False).agg(
+        first_ts=("_ts", "first"), first_row=("_row", "first"), strength=("_w", "max")).reset_index()
+    distinct = first.groupby("user_id")["clip_id"].transform("size")
+    engaged = first[(first["strength"] >= EVENT_WEIGHTS["click"]) & (distinct >= 2)]
+    last = engaged.sort_values(["user_id", "first_ts", "first_row"], na_position="first").groupby("user_id").tail(1)
+    test_pairs = set(zip(last["user_id"], last["clip_id"]))
+    is_test = [(u, c) in test_pairs for u, c in zip(inter["user_id"], inter["clip_id"])]
+    return pd.Series(np.where(is_test, "test", "train"), index=inter.index)
 
 
 def load_dataset(root: str | Path) -> Dataset:
@@ -102,5 +118,6 @@ def load_dataset(root: str | Path) -> Dataset:
 
 
 def attribute_columns(clips: pd.DataFrame) -> list[str]:
-    """Columns of clips.csv beyond the contract's own (category, colour, pattern in the synthetic world)."""
-    return [c for c in clips.columns if c not in ID_COLUMNS and c != "file"]
+    """Columns of clips.csv beyond the contract's own and the import's provenance (category, colour, pattern in the
+    synthetic world)."""
+    return [c for c in clips.columns if c not in ID_COLUMNS and c not in PROVENANCE_COLUMNS and c != "file"]

@@ -17,7 +17,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
-from data.contract import CLIP_COLUMNS, EVENT_WEIGHTS, ID_COLUMNS, load_dataset, read_csv
+from data.contract import CLIP_COLUMNS, EVENT_WEIGHTS, DatasetError, attribute_columns, load_dataset, read_csv
 from data.preferences import PreferenceEmbeddings, read_header
 from data.tensors import uint8_to_model
 from data.video import VideoError, decode_frames, read_clip, sample_frames
@@ -118,9 +118,7 @@ def attribute_vocabulary(clips) -> dict[str, list[str]]:
     """clips.csv → {attribute column: sorted values}: the columns beyond the contract's ids with 2 to
     MAX_ATTRIBUTE_VALUES distinct non-empty values (category, colour, pattern in the synthetic world)."""
     vocab = {}
-    for column in clips.columns:
-        if column in ID_COLUMNS or column in ("file",):
-            continue
+    for column in attribute_columns(clips):  # not ids, not the import's provenance (fit, rotation, ...)
         values = sorted({str(v) for v in clips[column] if str(v).strip()})
         if 2 <= len(values) <= MAX_ATTRIBUTE_VALUES:
             vocab[column] = values
@@ -217,7 +215,7 @@ class ProductClipDataModule(pl.LightningDataModule):
         if cache is not None:
             entries = [e for e in entries if e["clip_id"] in cache]
         if not entries:
-            raise RuntimeError(f"{self.root}: no usable clips (decodable and with a positive train interaction by "
+            raise DatasetError(f"{self.root}: no usable clips (decodable and with a positive train interaction by "
                                "a non-held-out user). Fix: run `reelgan-data check` and `reelgan-data embed`")
         train, val = self._split(entries, ds.clips)
         conditions = emb.normalised()

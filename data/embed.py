@@ -41,8 +41,9 @@ def embed_dataset(root: str | Path, dim: int = 32, epochs: int = 30, seed: int =
     if emb.item_ids:
         ranking = evaluate_ranking(ds, emb)
         k = ranking["k"]
-        ranking["beats_popularity"] = bool(ranking["mf"][f"ndcg@{k}"] > ranking["popularity"][f"ndcg@{k}"]
-                                           and ranking["mf"][f"recall@{k}"] > ranking["popularity"][f"recall@{k}"])
+        ranking["beats_popularity"] = None if ranking["users"] == 0 else bool(
+            ranking["mf"][f"ndcg@{k}"] > ranking["popularity"][f"ndcg@{k}"]
+            and ranking["mf"][f"recall@{k}"] > ranking["popularity"][f"recall@{k}"])
         report["ranking"] = ranking
     else:
         report["ranking"] = {"skipped": "imported embeddings have no item vectors, so held-out ranking is not "

@@ -123,3 +123,41 @@ def corrupt_in_place(path, seed: int = 0) -> Path:
     """Overwrite an existing clip with random bytes of the same size (a broken file in a good dataset)."""
     size = max(os.path.getsize(path), 64)
     return random_bytes(path, size, seed)
+
+
+def phone_clip(path, seconds: float = 2.0, fps: int = 30, height: int = 96, width: int = 54, rotate: int = 0,
+               audio: bool = False) -> Path:
+    """A phone-style H.264 clip (mp4 or mov by suffix): `fps` frames a second, frame k shows a white bar at the
+    top-left corner (so orientation is checkable) over a grey of value 4*k (so time is checkable).
+
+    rotate: display-matrix rotation in degrees counter-clockwise, as a phone held sideways writes (the coded
+    frames stay as given; a player turns them). audio: add an AAC stereo track of a 440 Hz tone.
+    """
+    path = Path(path)
+    n = int(round(seconds * fps))
+    fmt = {".mov": "mov", ".mp4": "mp4", ".mkv": "matroska"}[path.suffix.lower()]
+    with av.open(str(path), "w", format=fmt) as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if rotate:
+            stream.set_display_rotation(rotate)
+        sound = container.add_stream("aac", rate=44100, layout="stereo") if audio else None
+        for k in range(n):
+            img = np.full((height, width, 3), min(4 * k, 255), np.uint8)
+            img[: height // 4, : width // 3] = 255
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+        if sound is not None:
+            t = np.arange(int(seconds * 44100)) / 44100
+            tone = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+            for i in range(0, len(tone), 1024):
+                chunk = np.stack([tone[i:i + 1024]] * 2)  # planar (channels, samples)
+                frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
+                frame.sample_rate, frame.pts = 44100, i
+                for packet in sound.encode(frame):
+                    container.mux(packet)
+            for packet in sound.encode():
+                container.mux(packet)
+    return path

@@ -7,7 +7,9 @@ Robustness policy (also in docs/data.md):
 - Frames are taken in presentation order and timestamps are ignored: a variable-frame-rate file is read as its
   sequence of frames.
 - Grayscale is expanded to RGB; frames with alpha are composited over white (the usual product background).
-- Any size (odd, non-square) is scaled to cover `(H, W)` keeping the aspect ratio, then centre-cropped.
+- Rotation metadata (a display matrix, as phones write) is applied: frames come out upright.
+- Any size (odd, non-square) is scaled to cover `(H, W)` keeping the aspect ratio, then centre-cropped
+  (`reelgan-data import` offers pad and resize as well, see data.framing).
 - A clip shorter than the sampled span is padded by holding its last frame (`short="pad"`, the default): a freeze
   is a plausible real pause, while looping would add a jump cut the video discriminator could learn as motion.
   `short="loop"` and `short="error"` are available.
@@ -65,8 +67,19 @@ def _open(path: str | os.PathLike):
     return container, stream
 
 
+def _first_rotation(container, stream) -> int:
+    """Degrees counter-clockwise (0, 90, 180, 270) that the first frame's display matrix asks for; 0 if none."""
+    try:
+        for frame in container.decode(stream):
+            return 90 * rotation_of(frame)
+    except (av.error.FFmpegError, ValueError):
+        pass
+    return 0
+
+
 def probe(path: str | os.PathLike) -> dict:
-    """Header facts of a video file (no full decode): frames (0 = unknown), fps, width, height, codec, pix_fmt."""
+    """Facts of a video file (first frame decoded only): frames (0 = unknown), fps, coded width/height, codec,
+    pix_fmt, duration, rotation (display metadata, degrees counter-clockwise) and whether it has audio."""
     container, stream = _open(path)
     try:
         cc = stream.codec_context
@@ -80,12 +93,14 @@ def probe(path: str | os.PathLike) -> dict:
             "codec": cc.name,
             "pix_fmt": cc.pix_fmt,
             "duration_s": float(container.duration / 1e6) if container.duration else None,
+            "rotation": _first_rotation(container, stream),
+            "audio": bool(container.streams.audio),
         }
     finally:
         container.close()
 
 
-def _cover_size(src_h: int, src_w: int, dst_h: int, dst_w: int) -> tuple[int, int]:
+def cover_size(src_h: int, src_w: int, dst_h: int, dst_w: int) -> tuple[int, int]:
     """Smallest size with the source aspect ratio that covers (dst_h, dst_w)."""
     scale = max(dst_h / src_h, dst_w / src_w)
     return max(dst_h, round(src_h * scale)), max(dst_w, round(src_w * scale))
@@ -105,12 +120,26 @@ def _reformatter() -> VideoReformatter:
     return _local.sws
 
 
+def rotation_of(frame: av.VideoFrame) -> int:
+    """Counter-clockwise quarter turns that display the frame upright (phone footage: display-matrix side data)."""
+    try:
+        degrees = frame.rotation
+    except (AttributeError, ValueError):
+        return 0
+    return round(degrees / 90) % 4 if degrees else 0
+
+
 def _to_rgb(frame: av.VideoFrame, size: tuple[int, int] | None) -> np.ndarray:
-    """One decoded frame → uint8 (H, W, 3): scale to cover `size`, centre-crop, alpha over white."""
+    """One decoded frame → uint8 (H, W, 3) upright: rotation metadata applied, scaled to cover `size`,
+    centre-cropped, alpha over white."""
+    turns = rotation_of(frame)
+    shown_h, shown_w = (frame.width, frame.height) if turns % 2 else (frame.height, frame.width)
     if size is None:
-        h, w = frame.height, frame.width
+        h, w = shown_h, shown_w
     else:
-        h, w = _cover_size(frame.height, frame.width, *size)
+        h, w = cover_size(shown_h, shown_w, *size)
+    if turns % 2:
+        h, w = w, h  # scale in the coded orientation, turn afterwards
     fmt = frame.format
     # Palettes (gif) may carry transparency, so they go through rgba too.
     has_alpha = fmt.has_palette or any(c.is_alpha for c in fmt.components)
@@ -121,7 +150,10 @@ def _to_rgb(frame: av.VideoFrame, size: tuple[int, int] | None) -> np.ndarray:
         img = (rgba[..., :3] * a + 255.0 * (1.0 - a)).round().astype(np.uint8)
     else:
         img = sws.reformat(frame, width=w, height=h, format="rgb24", threads=1, interpolation=_SCALE).to_ndarray()
+    if turns:
+        img = np.rot90(img, turns)
     if size is not None:
+        h, w = img.shape[:2]
         top, left = (h - size[0]) // 2, (w - size[1]) // 2
         img = img[top : top + size[0], left : left + size[1]]
     return np.ascontiguousarray(img)

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(int(args.threads))
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError, KeyError) as err:
+    except (FileNotFoundError, ValueError, KeyError) as err:  # StoreError is a ValueError
         # Our errors name the file, row or field and the fix: show the sentence, not a traceback.
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"reelgan-eval {args.command}: error: {msg}", file=sys.stderr)

@@ -1,15 +1,19 @@
 """What the `reelgan-eval` subcommands share: common arguments, the provenance block, JSON output.
 
-A leaf: it imports no evaluation room, so every room's cli.py can use it. Default places inside the dataset folder
-(derived artefacts, like embeddings/) live with what writes them:
-    DATASET/evaluation/domain.safetensors       evaluation.features.domain_train.domain_path (`reelgan-eval domain`)
-    DATASET/evaluation/engagement.safetensors   evaluation.personalisation.engagement.engagement_path
-    DATASET/evaluation/stats/                   cached real-side feature statistics (evaluation.metrics)
+A leaf: it imports no evaluation room, so every room's cli.py can use it. What evaluation derives from a dataset
+goes to a cache folder, never into the dataset (which may be read-only, shared, or versioned):
+    CACHE/domain.safetensors       evaluation.features.domain_train.domain_path (`reelgan-eval domain`)
+    CACHE/engagement.safetensors   evaluation.personalisation.engagement.engagement_path
+    CACHE/stats/                   cached real-side feature statistics (evaluation.metrics)
+CACHE = `artefact_dir(DATASET)`; --domain / --engagement / --model-out / --cache-dir choose other places.
 """
 from __future__ import annotations
 
 import argparse
-import json
+import hashlib
+import math
+import os
+import re
 import platform
 import sys
 import time
@@ -18,9 +22,23 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from data.io import write_json
+from data.io import dumps, file_sha256, write_json
 
 console = Console(stderr=True)
+
+
+def artefact_dir(dataset: str | Path) -> Path:
+    """The cache folder of one dataset: $REELGAN_CACHE (default $XDG_CACHE_HOME/reelgan, i.e. ~/.cache/reelgan)
+    /eval/<dataset name>-<12 hex>, the hex over the dataset's absolute path and its clips.csv and interactions.csv
+    bytes, so an edited catalogue gets fresh models and statistics instead of stale ones."""
+    ds = Path(dataset).resolve()
+    base = os.environ.get("REELGAN_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / \
+        "reelgan"
+    h = hashlib.sha256(str(ds).encode())
+    for name in ("clips.csv", "interactions.csv"):
+        if (ds / name).is_file():
+            h.update(file_sha256(ds / name).encode())
+    return Path(base) / "eval" / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', ds.name) or 'dataset'}-{h.hexdigest()[:12]}"
 
 
 def embeddings_path(dataset: str | Path) -> Path:
@@ -49,8 +67,8 @@ def add_output(p: argparse.ArgumentParser, threads: int = 0) -> None:
 
 
 def add_domain(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--domain", type=Path, help="domain classifier file (default DATASET/evaluation/domain.safetensors; "
-                                               "trained there first if missing)")
+    p.add_argument("--domain", type=Path, help="domain classifier file (default: the dataset's cache folder, "
+                                               "see docs/evaluation.md; trained there first if missing)")
 
 
 def made_by(args, **fields) -> dict:
@@ -60,9 +78,32 @@ def made_by(args, **fields) -> dict:
             "torch": torch.__version__, **fields}
 
 
+def finite_or_null(result: dict) -> dict:
+    """Strict JSON: every non-finite float becomes null, and its path is listed under `undefined` with the reason
+    (a safety net; metrics that know why they are undefined say so next to the value)."""
+    undefined: list[str] = []
+
+    def walk(x, path: str):
+        if isinstance(x, dict):
+            return {k: walk(v, f"{path}.{k}" if path else str(k)) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [walk(v, f"{path}[{i}]") for i, v in enumerate(x)]
+        if isinstance(x, float) and not math.isfinite(x):
+            undefined.append(path)
+            return None
+        return x
+
+    clean = walk(result, "")
+    if undefined:
+        clean["undefined"] = {"fields": undefined, "reason": "not a finite number (NaN or infinity): too few "
+                              "samples, or a degenerate input; see the metric's own reasons"}
+    return clean
+
+
 def emit(result: dict, out: Path | None) -> None:
-    """Print the JSON to stdout and write it to `out` (atomically) when given."""
+    """Print the JSON to stdout and write it to `out` (atomically) when given; strict JSON either way."""
+    result = finite_or_null(result)
     if out is not None:
         write_json(out, result)
         console.print(f"[green]wrote {out}")
-    print(json.dumps(result, indent=2, default=str))
+    print(dumps(result, indent=2))

@@ -22,7 +22,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
     """path to a ReelGAN .ckpt (or exported .safetensors) → (VideoGenerator in eval mode on `device`, info dict).
 
     info: sha256 (of the file), config (the generator's constructor kwargs), embeddings_hash, path, kind,
-    images_seen, global_step.
+    images_seen, global_step, training ({frames, stride, height, width} of the training data, when recorded).
     """
     path = Path(path)
     if not path.is_file():
@@ -49,6 +49,10 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
     # A projected D trained G against these feature networks: a metric built on them is a biased judge.
     hp = ckpt.get("hyper_parameters") or {}
     info["trained_against"] = ["effnet-lite0"] if hp.get("d_image_kind") == "projected" else []
+    # How the training clips were read (LightningCLI keeps the datamodule's arguments): evaluation defaults to the
+    # same frame stride, so real clips are compared at the motion speed the generator learned.
+    dm = ckpt.get("datamodule_hyper_parameters") or {}
+    info["training"] = {k: dm[k] for k in ("frames", "stride", "height", "width") if isinstance(dm.get(k), int)}
     return generator.to(device), info
 
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from evaluation import cli
+from evaluation.cli_common import artefact_dir
 from evaluation.personalisation.engagement import EngagementScorer
 from evaluation.features.domain import load_domain_classifier
 
@@ -52,13 +53,37 @@ def test_fvd_domain_json_pins_protocol_and_reuses_the_cache(world, ckpt, tmp_pat
     code, again, _ = _run(args, capsys)  # same seed → same clips; the real side now comes from the cache
     assert again["value"] == res["value"] and again["protocol"]["real_stats_sha256"] == p["real_stats_sha256"]
     assert len(list((tmp_path / "stats").glob("*.safetensors"))) == 1
+    # small-data honesty: 24 clips is no headline FVD; the classifier's accuracy against chance travels along
+    assert any("headline FVD" in w for w in res["warnings"]) and any("N < d" in w for w in res["warnings"])
+    trust = res["domain_classifier"]
+    assert set(trust["attributes"]) == set(world.domain_report.val_accuracy)
+    assert all(row["chance"] == world.domain_report.chance[a] for a, row in trust["attributes"].items())
+
+
+def test_fvd_stride_defaults_to_the_checkpoints_training_stride(world, ckpt, tmp_path, capsys):
+    raw = torch.load(ckpt, weights_only=True)
+    raw["datamodule_hyper_parameters"] = {"frames": _tiny.TINY["frames"], "stride": 2, "height": 32, "width": 32}
+    strided = tmp_path / "strided.ckpt"
+    torch.save(raw, strided)
+    code, res, _ = _run(["fvd", "--checkpoint", str(strided), "--dataset", str(world.root), "--domain",
+                         str(world.domain), "--clips", "8", "--no-floor"], capsys)
+    assert code == 0 and res["protocol"]["stride"] == 2
+    code, res, _ = _run(["fvd", "--checkpoint", str(strided), "--dataset", str(world.root), "--domain",
+                         str(world.domain), "--clips", "8", "--no-floor", "--stride", "1"], capsys)
+    assert code == 0 and res["protocol"]["stride"] == 1
+
+
+def test_fid_has_no_domain_option(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["fid", "--help"])
+    assert "--domain" not in capsys.readouterr().out
 
 
 def test_domain_align_engagement_subcommands(world, ckpt, tmp_path, capsys):
     data = tmp_path / "world"
     shutil.copytree(world.root, data)
     code, res, _ = _run(["domain", "--dataset", str(data), "--steps", "20"], capsys)
-    model = data / "evaluation" / "domain.safetensors"
+    model = artefact_dir(data) / "domain.safetensors"
     assert code == 0 and model.is_file() and res["domain_sha256"] == load_domain_classifier(model)[1]["sha256"]
     assert set(res["metrics"]) == {f"domain_val_accuracy[{a}]" for a in ("category", "colour", "pattern")}
 
@@ -73,8 +98,9 @@ def test_domain_align_engagement_subcommands(world, ckpt, tmp_path, capsys):
     code, res, _ = _run(["engagement", "--dataset", str(data), "--domain", str(world.domain), "--steps", "60",
                          "--checkpoint", str(ckpt), "--clips-per-user", "1"], capsys)
     assert code == 0 and {"auc[click]", "ndcg@10", "mf:auc[click]", "popularity:ndcg@10"} <= set(res["metrics"])
-    scorer = EngagementScorer.load(data / "evaluation" / "engagement.safetensors")
+    scorer = EngagementScorer.load(artefact_dir(data) / "engagement.safetensors")
     assert scorer.info["sha256"] == res["engagement_sha256"] and scorer.info["embeddings_hash"] == res["embeddings_hash"]
+    assert not (data / "evaluation").exists()                        # nothing written into the dataset folder
     gen = res["generated"]["p_click"]
     assert all(0 < v < 1 for v in gen.values())
 

@@ -92,3 +92,22 @@ def test_save_load_round_trip(setup, tmp_path):
     np.testing.assert_array_equal(a["click"], b["click"])
     with pytest.raises(ValueError, match="reelgan-engagement"):
         load_domain_classifier(path)  # a model file of another kind is refused by name
+
+
+def test_undefined_figures_are_null_with_reasons_never_nan():
+    """No held-out user with a relevant clip: every figure is null with its reason, and the JSON stays strict."""
+    import json as _json
+
+    import numpy as _np
+
+    from evaluation.cli_common import finite_or_null
+    from evaluation.personalisation.engagement_eval import ranking_report
+
+    scores = _np.random.default_rng(0).random((3, 6))
+    out = ranking_report(scores, _np.zeros((3, 6), bool), _np.zeros((3, 6)))
+    assert out["auc[click]"] is None and out["ndcg@10"] is None and out["users"]["auc[click]"] == 0
+    assert "held-out" in out["reasons"]["auc[click]"]
+    _json.dumps(out, allow_nan=False)
+    clean = finite_or_null({"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": 2.0}})
+    assert clean["a"] is None and clean["b"] == [1.0, None] and clean["undefined"]["fields"] == ["a", "b[1]"]
+    _json.dumps(clean, allow_nan=False)

@@ -9,6 +9,11 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import stat
+from dataclasses import asdict
+from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import numpy as np
 import pytest
@@ -115,7 +120,8 @@ def small_world(tmp_path_factory):
     emb = PreferenceEmbeddings.load(root / "embeddings" / "preferences.safetensors")
     model, _ = train_engagement_model(ds.interactions, emb, domain, clips.clip_ids, clips.video,
                                       EngagementTrainConfig(steps=100, dim=32, heads=2))
-    return {"root": root, "clips": clips, "ds": ds, "emb": emb, "scorer": EngagementScorer(model, domain)}
+    return {"root": root, "clips": clips, "ds": ds, "emb": emb, "scorer": EngagementScorer(model, domain),
+            "domain_report": asdict(report)}
 
 
 def test_slot_ranking_of_catalogue_candidates_beats_popular_and_random(small_world, tmp_path):
@@ -154,7 +160,14 @@ def test_slot_ranking_of_catalogue_candidates_beats_popular_and_random(small_wor
     assert served and all(r["passed"] and r["rank"] == 1 for r in served)
 
 
-def test_run_slot_writes_files(small_world, tmp_path):
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_run_slot_writes_files(small_world, tmp_path, umask_022):
     """`reelgan-eval slot` end to end with a real (tiny, barely trained) checkpoint: files, gate, fallback, check."""
     import sys
 
@@ -166,7 +179,7 @@ def test_run_slot_writes_files(small_world, tmp_path):
     w = small_world
     ckpt = _tiny_gan.tiny_checkpoint(cond_dim=w["emb"].dim)
     eng = tmp_path / "engagement.safetensors"
-    w["scorer"].save(eng)
+    w["scorer"].save(eng, extra={"domain_report": w["domain_report"]})  # as `reelgan-eval engagement` saves it
     fvd = tmp_path / "fvd.json"
     from data.io import file_sha256
 
@@ -176,7 +189,7 @@ def test_run_slot_writes_files(small_world, tmp_path):
     out = tmp_path / "slot"
     assert main(["slot", "--checkpoint", str(ckpt), "--dataset", str(w["root"]), "--engagement", str(eng),
                  "--users", ",".join(users), "--candidates", "3", "--fvd-json", str(fvd), "--out", str(out),
-                 "--no-progress"]) == 0
+                 "--no-progress", "--publish"]) == 0
     rows = [json.loads(line) for line in (out / "slot.jsonl").read_text().splitlines()]
     cands = [r for r in rows if r["candidate"] is not None]
     assert len(cands) == 9 and {r["user_id"] for r in rows} == set(users)
@@ -185,8 +198,22 @@ def test_run_slot_writes_files(small_world, tmp_path):
         assert r["passed"] == (not r["reasons"])
     for u in users:  # every user is served exactly one clip: a passing candidate, or the popular fallback
         assert sum(r["served"] for r in rows if r["user_id"] == u) == 1
+    for r in rows:  # every row, generated or catalogue, resolves: `clip` against the slot folder, and its URI
+        assert r["source"] in ("generated", "catalogue") and (r["source"] == "catalogue") == (r["candidate"] is None)
+        assert (out / r["clip"]).is_file() and Path(unquote(urlparse(r["clip_uri"]).path)).is_file()
+    written = [out / "slot.jsonl", out / "slot.csv", out / "slot_summary.json", out / "slot.db",
+               out / "clips" / "manifest.json", out / cands[0]["clip"]]
+    assert {f.name: oct(stat.S_IMODE(f.stat().st_mode)) for f in written} == {f.name: "0o644" for f in written}
     summary = json.loads((out / "slot_summary.json").read_text())
     assert summary["fvd[domain]"] == 80.0 and summary["checkpoint_gate"] == "passed"
+    assert summary["classifier_gate"] == "passed" and summary["domain_classifier"]["untrusted"] == []
+    assert summary["published"]["version"] == 1
+    from evaluation.slot.publish import read_slot
+
+    got = read_slot(f"sqlite:///{out / 'slot.db'}", users[0])
+    assert got["version"] == 1 and [r["clip_uri"] for r in got["rows"]] == [
+        r["clip_uri"] for r in sorted((r for r in rows if r["user_id"] == users[0]),
+                                      key=lambda r: (not r["served"], r["rank"] is None, r["rank"] or 0))]
     check = json.loads((out / "slot_check.json").read_text())
     assert set(check["arms"]) == {"slot", "popular", "random_generated", "best_candidate"}
     assert set(check["attributes"]["users"]) == set(users)
@@ -198,6 +225,19 @@ def test_run_slot_writes_files(small_world, tmp_path):
                  "--no-progress"]) == 0
     rows = [json.loads(line) for line in (tmp_path / "s2" / "slot.jsonl").read_text().splitlines()]
     assert [r["fallback"] is not None for r in rows if r["served"]] == [True]
+    # a classifier no better than chance on an attribute the gate reads: the gate fails closed, with the reason
+    fvd.write_text(json.dumps({"metric": "fvd[domain]", "value": 80.0, "checkpoint_sha256": sha}))
+    weak = {**w["domain_report"], "val_accuracy": {**w["domain_report"]["val_accuracy"], "category": 0.11},
+            "chance": {**w["domain_report"]["chance"], "category": 0.56}}
+    w["scorer"].save(eng, extra={"domain_report": weak})
+    assert main(["slot", "--checkpoint", str(ckpt), "--dataset", str(w["root"]), "--engagement", str(eng),
+                 "--users", ",".join(users), "--candidates", "2", "--fvd-json", str(fvd), "--out",
+                 str(tmp_path / "s3"), "--no-progress"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "s3" / "slot.jsonl").read_text().splitlines()]
+    assert not any(r["passed"] for r in rows) and {r["source"] for r in rows if r["served"]} == {"catalogue"}
+    assert all("category (0.11 vs chance 0.56)" in r["reasons"][0] for r in rows if r["candidate"] is not None)
+    summary = json.loads((tmp_path / "s3" / "slot_summary.json").read_text())
+    assert summary["domain_classifier"]["untrusted"] == ["category"] and summary["served"] == len(users)
     assert all("max_fvd" in r["reasons"][0] for r in rows if r["candidate"] is not None)
 
 

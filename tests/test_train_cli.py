@@ -112,3 +112,39 @@ def test_every_shipped_config_builds_the_current_architecture(name):
                     attribute_classes=[4, 8, 4], **cfg["model"])
     assert model.hparams.mapping_lr_mul == 1.0 and model.hparams.contrastive_weight > 0
     assert model.attribute_head is not None and model.hparams.d_image_kind in ("conv", "projected")
+
+
+def test_training_before_embed_is_one_clear_message(world, tmp_path):
+    """The usual first-run slip: no traceback, one line naming the file and `reelgan-data embed`, exit 2."""
+    import shutil
+
+    bare = shutil.copytree(world, tmp_path / "bare", ignore=shutil.ignore_patterns("embeddings"))
+    for root, needle in ((bare, "reelgan-data embed"), (tmp_path / "nowhere", "clips.csv: not found")):
+        cfg = write_config(tmp_path / "cfg.yaml", root, tmp_path / "run", max_steps=2)
+        result = subprocess.run(train_cmd(cfg), cwd=ROOT, env=run_env(), capture_output=True, text=True,
+                                timeout=600)
+        assert result.returncode == 2
+        assert "Traceback" not in result.stderr and needle in result.stderr
+        assert [line for line in result.stderr.splitlines() if "error" in line] == [result.stderr.strip()]
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_small_catalogue_training_reads_well(tmp_path):
+    """24 clips at batch 16: one batch per epoch. The bar covers the run (batches / planned, optimiser step,
+    epoch, clips/s), not `Epoch 7/-2`; the CSV logs every N batches across epochs."""
+    import pandas as pd
+
+    small = make_world(tmp_path / "small", clips=24, users=20)
+    run = tmp_path / "run"
+    cfg = write_config(tmp_path / "cfg.yaml", small, run, max_steps=20, ckpt_every=100,
+                       data={"batch_size": 16, "val_fraction": 0.0})
+    cli = build_cli(["fit", "-c", str(cfg)])
+    assert cli.trainer.current_epoch >= 9                              # one batch per epoch
+    bar = cli.trainer.progress_bar_callback
+    task = bar.progress.tasks[bar.train_progress_bar_id]
+    assert (task.total, task.completed, task.description) == (10, 10, "train batches")
+    metrics = bar.get_metrics(cli.trainer, cli.model)
+    assert metrics["step"] == "20/20" and float(metrics["clips/s"]) > 0 and metrics["images"] == 160
+    logged = pd.read_csv(run / "metrics.csv")
+    assert logged["step"].tolist() == [1, 3, 5, 7, 9]                  # log_every_n_steps=2 batches, over epochs
+    assert logged["loss/g"].notna().all()

@@ -187,7 +187,9 @@ class SampleGrid(Callback):
 
 
 class ClipsPerSecondProgressBar(RichProgressBar):
-    """Rich progress bar with training throughput (clips/s over all processes, smoothed) and images seen."""
+    """Rich progress bar for step-bounded GAN training: one bar over the whole run (batches done / planned, not
+    per epoch, which is 1-2 batches on a small catalogue), the optimiser step against max_steps, the epoch, and
+    throughput in clips/s (over all processes, smoothed) with the images seen."""
 
     def __init__(self, smoothing: float = 0.9, **kwargs):
         super().__init__(**kwargs)
@@ -195,17 +197,52 @@ class ClipsPerSecondProgressBar(RichProgressBar):
         self._last: tuple[float, int] | None = None
         self._rate: float | None = None
 
+    @staticmethod
+    def planned_batches(trainer, pl_module) -> int | None:
+        """Batches the run will take: max_steps counts optimiser steps (one per optimiser per batch here)."""
+        if trainer.max_steps and trainer.max_steps > 0:
+            per_batch = max(1, len(trainer.optimizers))
+            return -(-trainer.max_steps // per_batch)
+        if trainer.max_epochs and trainer.max_epochs > 0 and trainer.num_training_batches != float("inf"):
+            return int(trainer.max_epochs * trainer.num_training_batches)
+        return None  # time-bounded only: an open-ended bar
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        return "train batches"
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if self.is_disabled:
+            return
+        if self.progress is not None and self.train_progress_bar_id is not None:
+            self.refresh()  # the same bar goes on through every epoch
+            return
+        super().on_train_epoch_start(trainer, pl_module)
+        if self.progress is not None and self.train_progress_bar_id is not None:
+            self.progress.update(self.train_progress_bar_id, total=self.planned_batches(trainer, pl_module),
+                                 completed=int(pl_module.batches_seen))
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         now, seen = time.perf_counter(), int(pl_module.images_seen)
         if self._last is not None and now > self._last[0]:
             rate = (seen - self._last[1]) / (now - self._last[0])
             self._rate = rate if self._rate is None else self.smoothing * self._rate + (1 - self.smoothing) * rate
         self._last = (now, seen)
-        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if self.is_disabled:
+            return
+        if self.train_progress_bar_id is None:  # resumed mid-epoch
+            self._initialize_train_progress_bar_id()
+            self.progress.update(self.train_progress_bar_id, total=self.planned_batches(trainer, pl_module))
+        self._update(self.train_progress_bar_id, int(pl_module.batches_seen))
+        self._update_metrics(trainer, pl_module)
+        self.refresh()
 
     def get_metrics(self, trainer, pl_module):
         metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        limit = f"/{trainer.max_steps}" if trainer.max_steps and trainer.max_steps > 0 else ""
+        metrics["step"] = f"{trainer.global_step}{limit}"
+        metrics["epoch"] = trainer.current_epoch
         if self._rate is not None:
-            metrics["clips/s"] = f"{self._rate:.2f}"
+            metrics["clips/s"] = f"{self._rate:.1f}"
         metrics["images"] = int(pl_module.images_seen)
         return metrics

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import warnings
 from pathlib import Path
 
 from jsonargparse import DefaultHelpFormatter, Namespace
 from pytorch_lightning.cli import LightningCLI
 
-from data.datamodule import ProductClipDataModule
+from data.contract import DatasetError
+from data.datamodule import DEFAULT_EMBEDDINGS, ProductClipDataModule
+from data.video import VideoError
 from gan.discriminators import VideoDiscriminator
 from gan.generator import check_video_size
 from gan.module import ReelGAN
@@ -28,7 +31,9 @@ CHECKPOINT_CLASS = "ModelCheckpoint"
 # hold the state after the optimiser step (what resume needs); grads arrive in channels-last buckets under DDP.
 QUIET = (r"Found \d+ module\(s\) in eval mode", r"Using ModelCheckpoint with manual optimization",
          r".*isinstance\(treespec, LeafSpec\)", r"Grad strides do not match bucket view strides",
-         r"You passed in a `val_dataloader` but have no `validation_step`")
+         r"You passed in a `val_dataloader` but have no `validation_step`",
+         # logging counts batches over the whole run, so a 1-batch epoch still logs every N batches
+         r"The number of training batches \(\d+\) is smaller than the logging interval")
 
 
 class ReelGANCLI(LightningCLI):
@@ -47,10 +52,31 @@ class ReelGANCLI(LightningCLI):
                              min_frames=VideoDiscriminator.min_frames, prefix="data.")
         except ValueError as err:
             self.parser.error(f"bad config: {err}")
+        _check_inputs(cfg.data)
         root = Path(cfg.trainer.default_root_dir or "runs/default")
         cfg.trainer.default_root_dir = str(root)
         cfg.trainer.logger = _loggers_in(cfg.trainer.logger, root)
         _checkpoints_in(cfg.trainer.callbacks, root)
+
+
+class InputError(ValueError):
+    """A missing or unusable input with a known fix: `reelgan-train` prints the message alone (no traceback)."""
+
+
+def _check_inputs(data) -> None:
+    """Before anything is built: the dataset folder and its embeddings exist (the usual first-run slip is
+    training before `reelgan-data embed`)."""
+    from data.preferences import read_header
+
+    root = Path(data.root)
+    for need in (root / "clips.csv", root / "interactions.csv"):
+        if not need.is_file():
+            raise InputError(f"{need}: not found (data.root={root}). Fix: point data.root at a dataset folder "
+                             "(`reelgan-data import` or `reelgan-data synth` make one)")
+    try:
+        read_header(data.embeddings or root / DEFAULT_EMBEDDINGS)
+    except (FileNotFoundError, ValueError) as err:
+        raise InputError(str(err)) from None
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
@@ -101,8 +127,12 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> ReelGANCLI:
 
 
 def main(args: list[str] | None = None) -> None:
-    """Console entry point (`reelgan-train`)."""
-    build_cli(args)
+    """Console entry point (`reelgan-train`): errors with a known fix are one message and exit status 2."""
+    try:
+        build_cli(args)
+    except (InputError, DatasetError, VideoError) as err:
+        print(f"reelgan-train: error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

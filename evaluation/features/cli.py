@@ -7,7 +7,7 @@ from pathlib import Path
 
 from evaluation import cli_common as common
 from evaluation.features.domain import load_domain_classifier
-from evaluation.features.domain_train import DomainTrainConfig, domain_path, train_domain_classifier
+from evaluation.features.domain_train import classifier_trust, DomainTrainConfig, domain_path, train_domain_classifier
 
 
 def register(subparsers) -> None:
@@ -31,6 +31,8 @@ def run_domain(args) -> int:
     _, info = load_domain_classifier(out)
     result = common.made_by(args, dataset=str(args.dataset), model=str(out), domain_sha256=info["sha256"],
                             metrics={f"domain_val_accuracy[{k}]": v for k, v in report.val_accuracy.items()},
-                            report=asdict(report))
+                            report=asdict(report), domain_classifier=classifier_trust(asdict(report)))
     common.emit(result, args.out)
+    if result["domain_classifier"]["untrusted"]:
+        common.console.print(f"[yellow]warning: the domain classifier is {result['domain_classifier']['note']}")
     return 0

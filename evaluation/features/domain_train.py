@@ -120,8 +120,10 @@ def train_domain_classifier(root: str | os.PathLike | None = None, config: Domai
 
 
 def domain_path(dataset: str | os.PathLike) -> Path:
-    """Where `reelgan-eval domain` keeps a dataset's classifier: DATASET/evaluation/domain.safetensors."""
-    return Path(dataset) / "evaluation" / "domain.safetensors"
+    """Where `reelgan-eval domain` keeps a dataset's classifier: its cache folder (never inside the dataset)."""
+    from evaluation.cli_common import artefact_dir
+
+    return artefact_dir(dataset) / "domain.safetensors"
 
 
 def ensure_domain(dataset: str | os.PathLike, path: str | os.PathLike | None, progress: bool = True) -> Path:
@@ -148,3 +150,36 @@ def epoch_batches(items: torch.Tensor, batch_size: int, steps: int, gen: torch.G
             done += 1
             if done >= steps:
                 return
+
+
+def classifier_trust(report: dict | None, attributes=None) -> dict:
+    """How far to trust what the domain classifier says, per attribute: validation accuracy (held-out products)
+    against chance (the majority class of the same validation clips). Every metric and gate that reads the
+    classifier carries this block. `better_than_chance` is False at or below chance: on a small catalogue the
+    classifier can score below chance and its features then say nothing about the attribute.
+
+    → {"attributes": {a: {val_accuracy, chance, better_than_chance}}, "val_clips", "untrusted": [a...], "note"};
+    with no report (an older file), every attribute is untrusted.
+    """
+    if not report or not report.get("val_accuracy"):
+        names = list(attributes or [])
+        return {"attributes": {}, "val_clips": None, "untrusted": names or ["(all)"],
+                "note": "validation accuracy unknown (the file has no training report): retrain it with "
+                        "`reelgan-eval domain` / `reelgan-eval engagement`"}
+    names = list(attributes) if attributes is not None else list(report["val_accuracy"])
+    table, untrusted = {}, []
+    for a in names:
+        acc, chance = report["val_accuracy"].get(a), report.get("chance", {}).get(a)
+        ok = acc is not None and chance is not None and acc > chance
+        table[a] = {"val_accuracy": acc, "chance": chance, "better_than_chance": ok}
+        if not ok:
+            untrusted.append(a)
+    note = ("better than chance on every attribute" if not untrusted else
+            "no better than chance on " + ", ".join(f"{a} ({_pct(table.get(a, {}).get('val_accuracy'))} vs chance "
+                                                    f"{_pct(table.get(a, {}).get('chance'))})" for a in untrusted)
+            + ": what it says about these is noise; more clips per attribute value are needed")
+    return {"attributes": table, "val_clips": report.get("clips_val"), "untrusted": untrusted, "note": note}
+
+
+def _pct(x) -> str:
+    return "?" if x is None else f"{x:.2f}"

@@ -10,7 +10,7 @@ Add it to a training YAML by class path:
 The real side is fixed at fit start: `clips` real clips (seeded subset) decoded at the generator's size, their
 domain features reduced to Gaussian statistics once. The fake side uses the same paired conditions and the same
 seeds every time, so the curve moves only because the generator does. The dataset and embeddings come from the
-datamodule (ProductClipDataModule) unless given. The domain classifier is DATASET/evaluation/domain.safetensors,
+datamodule (ProductClipDataModule) unless given. The domain classifier is the dataset cache's domain.safetensors,
 trained there at fit start if missing (a minute on the CPU) unless `domain` names another file.
 """
 from __future__ import annotations

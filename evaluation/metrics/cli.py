@@ -35,15 +35,18 @@ def register(subparsers) -> None:
         p.add_argument("--network", default=default, choices=[default, *others], help="feature network")
         p.add_argument("--weights", type=Path, help="weights file of inception-fid / i3d-fvd / effnet-lite0 "
                                                     "(default: the torch hub cache, or the packaged effnet weights)")
-        common.add_domain(p)
+        if family == "fvd":  # only fvd has the domain network; fid's networks are image networks
+            common.add_domain(p)
         p.add_argument("--clips", type=int, default=256, help="clips per side (capped at the catalogue size)")
-        p.add_argument("--stride", type=int, default=1, help="frame stride of the real clips")
+        p.add_argument("--stride", type=int, help="frame stride of the real clips (default: the checkpoint's "
+                                                  "training stride, else 1)")
         p.add_argument("--normalisation", choices=("n-1", "n"), default="n-1" if family == "fid" else "n",
                        help="covariance normalisation (n-1: FID convention; n: StyleGAN-V FVD)")
         p.add_argument("--repeats", type=int, default=1, help="k generation seed sets → mean ± std")
         p.add_argument("--truncation", type=float, default=1.0)
         p.add_argument("--batch-size", type=int, default=16)
-        p.add_argument("--cache-dir", type=Path, help="real-statistics cache (default DATASET/evaluation/stats)")
+        p.add_argument("--cache-dir", type=Path, help="real-statistics cache (default: the dataset's cache folder + /stats; never "
+                                                         "inside the dataset unless you point it there)")
         p.add_argument("--no-floor", dest="floor", action="store_false",
                        help="skip the real-vs-real floor (a second, disjoint set of real clips of the same count)")
         common.add_output(p)
@@ -62,7 +65,9 @@ def run_metric(args) -> int:
     ds = load_dataset(args.dataset)
     emb = PreferenceEmbeddings.load(common.embeddings_path(args.dataset))
     generator, ginfo = load_generator(args.checkpoint, device=args.device)
-    frames, size = generator.frames, (generator.height, generator.width)
+    frames, size = generator.frames, (generator.height, generator.width)  # the generator's own clip shape
+    if args.stride is None:
+        args.stride = int(ginfo.get("training", {}).get("stride", 1))
     rng = np.random.default_rng(args.seed)
     clip_ids = sample_clip_ids(ds, args.clips, rng)
     n = len(clip_ids)
@@ -91,7 +96,7 @@ def run_metric(args) -> int:
 
         compute = compute_fid if args.family == "fid" else compute_fvd
         return compute(real, fake, extractor, normalisation=args.normalisation,
-                       cache_dir=args.cache_dir or args.dataset / "evaluation" / "stats", real_key=real_key,
+                       cache_dir=args.cache_dir or common.artefact_dir(args.dataset) / "stats", real_key=real_key,
                        progress=not args.no_progress, frames=frames, stride=args.stride, offset=0, seeds=seeds,
                        extra={"truncation": args.truncation, "size": list(size), "conditions": "paired, train users",
                               "sampling_seed": args.seed})
@@ -108,6 +113,13 @@ def run_metric(args) -> int:
         res["biased_judge"] = (f"the generator was trained against {args.network} features (projected D): this "
                                f"{res.get('metric', args.network)} is a biased judge (Kynkäänniemi et al., ICLR 2023); "
                                "use fvd[domain]")
+    if args.network == "domain":  # fvd[domain] is only as good as the classifier whose features it reads
+        from evaluation.features.domain import load_domain_classifier
+        from evaluation.features.domain_train import classifier_trust
+
+        res["domain_classifier"] = classifier_trust(load_domain_classifier(kwargs["weights"])[1].get("report"))
+        if res["domain_classifier"]["untrusted"]:
+            res.setdefault("warnings", []).append(f"the domain classifier is {res['domain_classifier']['note']}")
     if args.floor:
         res["floor"] = real_floor(ds, clip_ids, real, extractor, args, frames, size, real_key, rng)
     result = common.made_by(args, checkpoint=str(args.checkpoint), checkpoint_sha256=ginfo.get("sha256"),
@@ -131,7 +143,7 @@ def real_floor(ds, clip_ids: list[str], real, extractor, args, frames: int, size
     bs = args.batch_size
     compute = compute_fid if args.family == "fid" else compute_fvd
     res = compute(real, (video[i:i + bs] for i in range(0, m, bs)), extractor, normalisation=args.normalisation,
-                  cache_dir=args.cache_dir or args.dataset / "evaluation" / "stats", real_key=real_key,
+                  cache_dir=args.cache_dir or common.artefact_dir(args.dataset) / "stats", real_key=real_key,
                   progress=not args.no_progress, frames=frames, stride=args.stride, offset=0,
                   extra={"floor_of": "real vs real, disjoint clips"})
     note = "real vs real, disjoint clips, same count" if m == len(clip_ids) else \

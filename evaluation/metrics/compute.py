@@ -114,8 +114,32 @@ def frechet_metric(family: str, real_stats_: GaussianStats, fake_stats: Gaussian
                      real_clips=real_clips, fake_clips=fake_clips, real_rows=g_real.n, fake_rows=g_fake.n,
                      real_stats_sha256=real_stats_sha256, real_stats_cache=real_stats_cache,
                      frechet_route=terms["route"], **pins)
-    return {"metric": name, "value": terms["value"], "protocol": proto.to_dict(),
-            "terms": {k: v for k, v in terms.items() if k not in ("value", "route")}}
+    result = {"metric": name, "value": terms["value"], "protocol": proto.to_dict(),
+              "terms": {k: v for k, v in terms.items() if k not in ("value", "route")}}
+    warnings = sample_size_warnings(family, int(g_real.n), int(g_fake.n), extractor.dim, real_clips, fake_clips)
+    if warnings:
+        result["warnings"] = warnings
+    return result
+
+
+# FVD is reported on 2,048 clips per side in the literature (StyleGAN-V); fewer give a larger, noisier value.
+HEADLINE_FVD_CLIPS = 2048
+
+
+def sample_size_warnings(family: str, real_rows: int, fake_rows: int, dim: int, real_clips: int,
+                         fake_clips: int) -> list[str]:
+    """Honest small-data caveats: a covariance from fewer rows than dimensions is singular (the distance is then
+    dominated by estimation bias), and an FVD on fewer than 2,048 clips is not comparable to published ones."""
+    out = []
+    rows = min(real_rows, fake_rows)
+    if rows < dim:
+        out.append(f"N < d: {rows} feature rows against a {dim}-dimensional feature; the covariance is singular and "
+                   "the distance is dominated by sample-size bias. Compare only with the real-vs-real floor of the "
+                   "same N, or use more clips or a smaller feature (the domain network)")
+    if family == "fvd" and min(real_clips, fake_clips) < HEADLINE_FVD_CLIPS:
+        out.append(f"{min(real_clips, fake_clips)} clips per side, fewer than the {HEADLINE_FVD_CLIPS} of a headline "
+                   "FVD: not comparable with published FVDs; compare runs at the same clip count only")
+    return out
 
 
 def _compute(family: str, real, fake, extractor, *, extractor_kwargs=None, normalisation: str, cache_dir=None,

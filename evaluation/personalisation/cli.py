@@ -13,7 +13,7 @@ import numpy as np
 
 from data.io import progress
 from evaluation import cli_common as common
-from evaluation.features.domain_train import ensure_domain
+from evaluation.features.domain_train import classifier_trust, ensure_domain
 from evaluation.personalisation.engagement import engagement_path
 
 
@@ -93,6 +93,7 @@ def run_align(args) -> int:
         metrics["conditional_fvd[domain] mismatched"] = res["conditional_fvd"]["mismatched_mean"]
     result = common.made_by(args, checkpoint=str(args.checkpoint), checkpoint_sha256=ginfo.get("sha256"),
                             dataset=str(args.dataset), domain_sha256=dinfo["sha256"], embeddings_hash=emb.hash,
+                            domain_classifier=classifier_trust(dinfo.get("report"), domain.vocab),
                             metrics_from=source, metrics=metrics, **res)
     common.emit(result, args.out)
     return 0
@@ -111,15 +112,21 @@ def run_engagement(args) -> int:
     report = evaluate_engagement(scorer, inputs, ds.interactions, emb, real.clip_ids, seed=args.seed)
     out = args.model_out or engagement_path(args.dataset)
     digest = scorer.save(out, extra={"embeddings_hash": emb.hash, "dataset": str(args.dataset),
-                                     "heldout": report["methods"], "training": summary})
+                                     "heldout": report["methods"], "training": summary,
+                                     "domain_report": dinfo.get("report")})  # the slot's gate reads its accuracy
     metrics = {(k if m == "engagement" else f"{m}:{k}"): v for m, r in report["methods"].items()
                for k, v in r.items() if k in ("auc[click]", "auc[purchase]", "ndcg@10")}
     result = common.made_by(args, dataset=str(args.dataset), model=str(out), engagement_sha256=digest,
                             domain_sha256=dinfo["sha256"], embeddings_hash=emb.hash, metrics=metrics,
+                            domain_classifier=classifier_trust(dinfo.get("report"), domain.vocab),
                             training=summary, heldout=report)
     if args.checkpoint is not None:
         result["generated"] = _score_generated(args, scorer, emb, ds, inputs)
     common.emit(result, args.out)
+    main_metric = report["methods"]["engagement"]
+    if main_metric["auc[click]"] is None:  # the JSON is written (nulls + reasons); the exit status says it failed
+        common.console.print(f"[red]error: auc[click] is undefined: {main_metric['reasons']['auc[click]']}")
+        return 1
     return 0
 
 

@@ -34,8 +34,10 @@ FORMAT = "reelgan-engagement/1"
 
 
 def engagement_path(dataset: str | os.PathLike) -> Path:
-    """Where `reelgan-eval engagement` keeps a dataset's model: DATASET/evaluation/engagement.safetensors."""
-    return Path(dataset) / "evaluation" / "engagement.safetensors"
+    """Where `reelgan-eval engagement` keeps a dataset's model: its cache folder (never inside the dataset)."""
+    from evaluation.cli_common import artefact_dir
+
+    return artefact_dir(dataset) / "engagement.safetensors"
 
 CLICK_MIN = EVENT_WEIGHTS["click"]        # a pair counts as clicked from this event strength on
 PURCHASE_MIN = EVENT_WEIGHTS["purchase"]

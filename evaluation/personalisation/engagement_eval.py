@@ -97,8 +97,15 @@ def ranking_report(scores: np.ndarray, touched: np.ndarray, strength: np.ndarray
             a = _auc(s, pos)
             if a is not None:
                 acc[name].append(a)
-    out = {name: float(np.mean(v)) if v else float("nan") for name, v in acc.items()}
+    out = {name: float(np.mean(v)) if v else None for name, v in acc.items()}  # null, never NaN
     out["users"] = {name: len(v) for name, v in acc.items()}
+    relevant = {"auc[click]": "a clicked", "auc[purchase]": "a purchased"}
+    reasons = {name: f"no held-out user has {relevant.get(name, 'a clicked')} clip among the candidates (catalogue "
+                     "clips not touched in train) and another clip to rank it against; with no split column each "
+                     "user's last newly engaged clip is held out (docs/data.md)"
+               for name, v in acc.items() if not v}
+    if reasons:
+        out["reasons"] = reasons
     return out
 
 
@@ -119,8 +126,11 @@ def evaluate_engagement(scorer: EngagementScorer, clip_inputs: tuple[torch.Tenso
     }
     report = {name: ranking_report(s, touched, strength, k) for name, s in methods.items()}
     ours = report["engagement"]
-    beats = {base: all(ours[m] > report[base][m] for m in ("auc[click]", f"ndcg@{k}"))
-             for base in ("popularity", "mf", "random")}
+    def better(base: str) -> bool | None:  # None: not measurable
+        pairs = [(ours[m], report[base][m]) for m in ("auc[click]", f"ndcg@{k}")]
+        return None if any(a is None or b is None for a, b in pairs) else all(a > b for a, b in pairs)
+
+    beats = {base: better(base) for base in ("popularity", "mf", "random")}
     return {"protocol": {"candidates": "catalogue clips the user did not touch in train",
                          "relevant": f"held-out clips with event strength >= {CLICK_MIN} (purchase: >= {PURCHASE_MIN})",
                          "auc": "per user, ties count half, averaged over users", "k": k,

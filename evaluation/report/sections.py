@@ -38,6 +38,20 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def _reason(data, key: str) -> str:
+    """The reason a result JSON gives for an undefined figure (a `reasons` mapping anywhere inside it)."""
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if isinstance(node.get("reasons"), dict) and isinstance(node["reasons"].get(key), str):
+                return node["reasons"][key]
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return "not computable on this data (see the JSON)"
+
+
 def _table(header: list[str], rows: list[list]) -> str:
     head = "".join(f"<th>{_esc(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
@@ -90,6 +104,8 @@ def metric_values(data: dict) -> dict[str, float | str]:
         for k, v in data["metrics"].items():
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 vals[k] = v
+            elif v is None:  # undefined: say why, never "nan"
+                vals[k] = f"undefined: {_reason(data, k)}"
             elif isinstance(v, dict) and "value" in v:
                 vals[k] = v["value"] if v.get("std") is None else f"{_fmt(v['value'])} ± {_fmt(v['std'])}"
     if not vals:

@@ -12,6 +12,7 @@ the served slot against the most popular catalogue clip and a random generated c
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 
 from data.io import write_json
+from evaluation.features.domain_train import classifier_trust
 from evaluation.personalisation.preferences import revealed_preferences, users_without_history
 from evaluation.slot.gate import SlotConfig, checkpoint_gate, config_dict, gate_and_rank
 from evaluation.slot.scores import DensityRealism, alignment_scores, random_alignment
@@ -94,7 +96,7 @@ def _find_key(obj, key):
 
 def run_slot(checkpoint: str | Path, data: str | Path, users: list[str], engagement: str | Path, outdir: str | Path,
              cfg: SlotConfig, fvd_json: str | Path | None = None, device: str = "cpu", progress: bool = True,
-             preferences: str | Path | None = None) -> dict:
+             preferences: str | Path | None = None, publish_url: str | None = None) -> dict:
     """Generate, score, gate, rank and write the slot for `users`; returns the summary written to slot_summary.json."""
     from data.contract import load_dataset
     from data.preferences import PreferenceEmbeddings
@@ -118,6 +120,9 @@ def run_slot(checkpoint: str | Path, data: str | Path, users: list[str], engagem
     generator, info = load_generator(checkpoint, device=device)
     fvd, fvd_problem = read_fvd(fvd_json, info.get("sha256"))
     ckpt_reason = fvd_problem or checkpoint_gate(fvd, cfg.gate)
+    # Realism and alignment read the domain classifier: where it is no better than chance the gate fails closed.
+    trust = classifier_trust(scorer_model.info.get("domain_report"), vocab)
+    classifier_reason = (f"domain classifier untrusted: {trust['note']}" if trust["untrusted"] else None)
 
     rows, probs_by_user = [], {u: {a: [] for a in vocab} for u in users}
     seeds = list(range(cfg.seed_base, cfg.seed_base + cfg.candidates))
@@ -135,22 +140,28 @@ def run_slot(checkpoint: str | Path, data: str | Path, users: list[str], engagem
     generate_to_folders(generator, info, targets, seeds, outdir / "clips", ["mp4"], truncation=cfg.truncation,
                         batch_size=cfg.batch_size, device=device, progress=progress, on_batch=on_batch,
                         command=f"reelgan-eval slot --checkpoint {checkpoint}")
-    ranked = gate_and_rank(rows, cfg, ckpt_reason)
+    ranked = gate_and_rank(rows, cfg, "; ".join(filter(None, [ckpt_reason, classifier_reason])) or None)
+    for r in ranked:
+        r["source"], r["fallback"] = "generated", None
+        r["clip_uri"] = (outdir / r["clip"]).resolve().as_uri()
     if cfg.fallback == "popular":
         popular = most_popular_clip(dataset.clips, dataset.interactions)
-        for r in ranked:
-            r["fallback"] = None
+        popular_file = (data / str(popular["path"])).resolve()
         for u in users:
             if not any(r["served"] for r in ranked if r["user_id"] == u):
-                ranked.append({"user_id": u, "candidate": None, "seed": None, "clip": str(popular["path"]),
-                               "scores": {}, "passed": False, "reasons": ["fallback: no candidate passed the gate"],
-                               "rank": None, "served": True, "fallback": str(popular.name)})
+                # `clip` relative to the slot folder like every other row; clip_uri absolute: both resolve.
+                ranked.append({"user_id": u, "candidate": None, "seed": None,
+                               "clip": os.path.relpath(popular_file, outdir.resolve()), "scores": {}, "passed": False,
+                               "reasons": ["fallback: no candidate passed the gate"], "rank": None, "served": True,
+                               "source": "catalogue", "clip_uri": popular_file.as_uri(),
+                               "fallback": str(popular.name)})
     jsonl, csv_path = write_slot(ranked, outdir)
     probs = {u: {a: np.stack(v) for a, v in d.items()} for u, d in probs_by_user.items()}
     summary = {
         "made_by": "reelgan-eval slot", "checkpoint": str(checkpoint), "checkpoint_sha256": info.get("sha256"),
         "engagement_model": str(engagement), "engagement_sha256": scorer_model.info.get("sha256"),
         "config": config_dict(cfg), "fvd[domain]": fvd, "checkpoint_gate": ckpt_reason or "passed",
+        "domain_classifier": trust, "classifier_gate": classifier_reason or "passed",
         "users": len(users), "candidates": len(rows), "passed": int(sum(r["passed"] for r in ranked)),
         "served": int(sum(r["served"] for r in ranked)), "random_alignment": random_alignment(vocab),
         "realism_reference": {"fit_clips": realism.n_fit, "reference_clips": realism.n_ref},
@@ -164,6 +175,10 @@ def run_slot(checkpoint: str | Path, data: str | Path, users: list[str], engagem
         check["attributes"] = attribute_table(users, probs, vocab, truth, prefs)
         write_json(outdir / "slot_check.json", check)
         summary["check"] = {k: check[k] for k in ("arms", "lift", "beats_both", "verdict", "fallbacks")}
+    if publish_url:
+        from evaluation.slot.publish import publish
+
+        summary["published"] = {"store": publish_url.split("@")[-1], "version": publish(publish_url, ranked, summary)}
     write_json(outdir / "slot_summary.json", summary)
     return summary
 
