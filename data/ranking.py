@@ -23,9 +23,10 @@ def ranking_metrics(score_rows, rows: np.ndarray, seen: sp.csr_matrix, relevant:
     for lo in range(0, len(rows), batch):
         part = rows[lo: lo + batch]
         scores = torch.as_tensor(score_rows(part), dtype=torch.float64).clone()
-        scores[torch.from_numpy(seen[part].toarray())] = -torch.inf
+        scores[torch.from_numpy(seen[part].toarray() != 0)] = -torch.inf
         top = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]       # (B, k)
         rel = relevant[part]
+        rel.eliminate_zeros()  # stored zeros are not relevant clips
         hits = torch.from_numpy(rel.toarray()).gather(1, top) != 0                         # (B, k)
         misses = torch.from_numpy(np.diff(rel.indptr)) - hits.sum(1)                        # relevant beyond top k
         b = torch.arange(len(part), dtype=torch.int64) + lo
@@ -41,11 +42,3 @@ def ranking_metrics(score_rows, rows: np.ndarray, seen: sp.csr_matrix, relevant:
         return {"users": 0, f"recall@{k}": float("nan"), f"ndcg@{k}": float("nan")}
     return {"users": int(len(rows)), f"recall@{k}": float(recall.compute()), f"ndcg@{k}": float(ndcg.compute())}
 
-
-def ndcg_recall_at_k(scores: np.ndarray, relevant: np.ndarray, k: int) -> tuple[float, float]:
-    """One user: scores (C,), relevant bool (C,) with at least one True → (NDCG@k, Recall@k) of the top k by
-    score (stable order), through the same torchmetrics path as `ranking_metrics`."""
-    relevant = np.asarray(relevant, bool)
-    m = ranking_metrics(lambda rows: np.asarray(scores, np.float64)[None, :], np.zeros(1, np.int64),
-                        sp.csr_matrix((1, len(relevant)), dtype=bool), sp.csr_matrix(relevant[None, :]), k=k)
-    return m[f"ndcg@{k}"], m[f"recall@{k}"]

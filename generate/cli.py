@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     many.add_argument("--devices", help="devices (or CPU processes) to generate on, e.g. 8; with --device cpu, "
                                         "that many processes")
     many.add_argument("--strategy", help="Lightning strategy, e.g. ddp (default: Lightning's choice for --devices)")
+    many.add_argument("--num-nodes", type=int, default=1, help="machines (under SLURM: #SBATCH --nodes)")
     how.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
     return p
 
@@ -147,6 +148,7 @@ def run_generate(args) -> dict:
 
         return generate_distributed(generator, info, dedupe(targets), seeds, args.outdir, formats,
                                     devices=_devices(args.devices), strategy=args.strategy or "auto",
+                                    num_nodes=args.num_nodes,
                                     device=args.device, fps=args.fps, truncation=args.truncation,
                                     forward_batch=args.forward_batch, precision=args.precision,
                                     progress=not args.no_progress, command=command)

@@ -91,6 +91,7 @@ def _accelerator(device: str) -> str:
 
 def generate_distributed(generator, info: dict, targets: list[Target], seeds: list[int], outdir: str | Path,
                          formats: list[str], devices: int | str = 1, strategy: str = "auto", device: str = "auto",
+                         num_nodes: int = 1,
                          fps: int = 8, truncation: float = 1.0, forward_batch: int = FORWARD_BATCH,
                          precision: str = "fp32", progress: bool = True, command: str | None = None) -> dict | None:
     """Generate targets × seeds on `devices` through Trainer.predict; rank 0 returns the merged manifest, the
@@ -105,7 +106,8 @@ def generate_distributed(generator, info: dict, targets: list[Target], seeds: li
     folders = {t.name: child_dir(outdir, t.name) for t in targets}
     jobs = [(t, s) for t in targets for s in seeds]
     writer = ClipWriter(jobs, outdir, folders, formats, fps, truncation, info.get("sha256"))
-    trainer = pl.Trainer(accelerator=_accelerator(device), devices=devices, strategy=strategy, precision="32-true",
+    trainer = pl.Trainer(accelerator=_accelerator(device), devices=devices, strategy=strategy, num_nodes=num_nodes,
+                         precision="32-true",
                          logger=False, enable_checkpointing=False, enable_model_summary=False,
                          enable_progress_bar=progress, callbacks=[writer], default_root_dir=str(outdir))
     if trainer.is_global_zero:

@@ -5,6 +5,11 @@ frames × height × width (stride --stride, from frame 0); each is paired with a
 draws it (a user among the clip's click-or-stronger train interactions, in proportion to event strength; a
 random train user for a clip nobody clicked), and the generator makes one fake clip per condition with seeds
 base..base+N-1. So real and fake share the condition mix and the network sees the same sizes on both sides.
+
+--devices N runs N processes (Lightning Fabric, DDP): each decodes, generates and extracts features for its share
+of the batches (whole batches, cut as one process cuts them), and the float64 sums of GaussianStats are added
+over the processes by torchmetrics; rank 0 writes the result. The value equals the one-process value to float64
+rounding.
 """
 from __future__ import annotations
 
@@ -40,16 +45,19 @@ def register(subparsers) -> None:
         p.add_argument("--truncation", type=float, default=1.0)
         p.add_argument("--batch-size", type=int, default=16)
         p.add_argument("--cache-dir", type=Path, help="real-statistics cache (default DATASET/evaluation/stats)")
+        common.add_devices(p)
         common.add_output(p)
         p.set_defaults(func=run_metric, family=family)
 
 
 def run_metric(args) -> int:
+    common.launch_devices(args)  # --devices N: from here on, this runs in each of N processes
     from data.contract import load_dataset
     from data.preferences import PreferenceEmbeddings
     from data.tensors import model_to_uint8
     from evaluation.metrics.compute import compute_fid, compute_fvd, repeat_metric, resolve_extractor
-    from evaluation.metrics.pairing import decode_clips, paired_conditions, sample_clip_ids
+    from evaluation.metrics.pairing import decode_clips, paired_conditions, rank_batches, sample_clip_ids
+    from evaluation.metrics.stats import rank_zero
     from generate.loading import load_generator
     from generate.sampler import generate_clips
 
@@ -63,30 +71,31 @@ def run_metric(args) -> int:
     conds, _ = paired_conditions(ds, emb, clip_ids, rng)
     kwargs = {"device": args.device}
     if args.network == "domain":
-        kwargs["weights"] = ensure_domain(args.dataset, args.domain, not args.no_progress)
+        if rank_zero():  # one process trains a missing classifier; the others wait, then load it
+            ensure_domain(args.dataset, args.domain, not args.no_progress)
+        common.barrier()
+        kwargs["weights"] = ensure_domain(args.dataset, args.domain, False)
     elif args.weights is not None:
         kwargs["weights"] = args.weights
     extractor = resolve_extractor(args.network, kwargs)  # built once: --repeats reuse its weights
     bs = args.batch_size
-    real_video: list = []  # decoded once, only when the statistics cache misses
+    mine = rank_batches(n, bs)  # this process's batches (all of them with one process)
 
-    def real():
-        if not real_video:
-            real_video.append(decode_clips(ds, clip_ids, frames, args.stride, size))
-        return (real_video[0][i:i + bs] for i in range(0, n, bs))
+    def real():  # decoded a batch at a time, only when the statistics cache misses
+        return (decode_clips(ds, clip_ids[i:i + bs], frames, args.stride, size) for i in mine)
 
     def run(seed_base: int) -> dict:
         seeds = list(range(seed_base, seed_base + n))
 
         def fake():
-            for i in range(0, n, bs):
+            for i in mine:
                 video = generate_clips(generator, conds[i:i + bs], seeds[i:i + bs], args.truncation, bs, args.device)
                 yield model_to_uint8(video)  # (B, T, C, H, W) uint8, as the real side
 
         compute = compute_fid if args.family == "fid" else compute_fvd
         return compute(real, fake, extractor, normalisation=args.normalisation,
                        cache_dir=args.cache_dir or args.dataset / "evaluation" / "stats", real_key=real_key,
-                       progress=not args.no_progress, frames=frames, stride=args.stride, offset=0, seeds=seeds,
+                       progress=not args.no_progress and rank_zero(), frames=frames, stride=args.stride, offset=0, seeds=seeds,
                        extra={"truncation": args.truncation, "size": list(size), "conditions": "paired, train users",
                               "sampling_seed": args.seed})
 
@@ -100,5 +109,6 @@ def run_metric(args) -> int:
         res = run(args.seed)
     result = common.made_by(args, checkpoint=str(args.checkpoint), checkpoint_sha256=ginfo.get("sha256"),
                             dataset=str(args.dataset), embeddings_hash=emb.hash, **res)
-    common.emit(result, args.out)
+    if rank_zero():
+        common.emit(result, args.out)
     return 0
