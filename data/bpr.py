@@ -13,12 +13,13 @@ import torch
 
 from data.contract import Dataset
 from data.preferences import PreferenceEmbeddings
-from data.ranking import ndcg_recall_at_k
+from data.ranking import ranking_metrics
+from data.sparse import PairSet, csr_rows
 
 
 def pair_weights(inter: pd.DataFrame) -> pd.DataFrame:
-    """(user_id, clip_id, weight): the strongest event per pair."""
-    return inter.groupby(["user_id", "clip_id"], as_index=False, sort=True)["weight"].max()
+    """(user_id, clip_id, weight): the strongest event per pair (observed pairs only, also for categorical ids)."""
+    return inter.groupby(["user_id", "clip_id"], as_index=False, sort=True, observed=True)["weight"].max()
 
 
 def fit_bpr(ds: Dataset, dim: int = 32, epochs: int = 30, lr: float = 0.03, weight_decay: float = 1e-4,
@@ -38,16 +39,18 @@ def fit_bpr(ds: Dataset, dim: int = 32, epochs: int = 30, lr: float = 0.03, weig
     clip_ids = list(ds.clips["clip_id"])
     key = ds.clips["product_id"] if by == "product" else ds.clips["clip_id"]
     clip_to_key = dict(zip(clip_ids, key))
-    pairs = pair_weights(train.assign(clip_id=train["clip_id"].map(clip_to_key)))
-    user_ids = sorted(pairs["user_id"].unique())
     item_ids = list(dict.fromkeys(key))
-    u_index = {u: i for i, u in enumerate(user_ids)}
     i_index = {c: i for i, c in enumerate(item_ids)}
-    users = torch.tensor(pairs["user_id"].map(u_index).to_numpy())
-    items = torch.tensor(pairs["clip_id"].map(i_index).to_numpy())
+    pairs = pair_weights(pd.DataFrame({"user_id": train["user_id"].values,  # categorical ids stay categorical
+                                       "clip_id": np.asarray(train["clip_id"].map(clip_to_key).map(i_index), np.int64),
+                                       "weight": train["weight"].to_numpy(np.float64)}))
+    user_codes, user_ids = pd.factorize(pairs["user_id"], sort=True)
+    user_ids = [str(u) for u in user_ids]
+    users = torch.from_numpy(user_codes.astype(np.int64))
+    items = torch.from_numpy(pairs["clip_id"].to_numpy(np.int64))
     weights = torch.tensor(pairs["weight"].to_numpy(), dtype=torch.float64)
-    touched = torch.zeros(len(user_ids), len(item_ids), dtype=torch.bool)
-    touched[users, items] = True
+    del pairs
+    touched = PairSet(users, items, len(item_ids))  # sparse: 10⁶ users × 10⁵ clips would be 100 GB of bools
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # index backward accumulates in thread order: one thread makes the fit reproducible
@@ -57,7 +60,7 @@ def fit_bpr(ds: Dataset, dim: int = 32, epochs: int = 30, lr: float = 0.03, weig
         torch.set_num_threads(threads)
     expand = np.array([i_index[clip_to_key[c]] for c in clip_ids])
     meta = {"method": "bpr", "by": by, "dim": dim, "epochs": epochs, "lr": lr, "weight_decay": weight_decay,
-            "batch_size": batch_size, "seed": seed, "train_pairs": int(len(pairs)),
+            "batch_size": batch_size, "seed": seed, "train_pairs": int(len(users)),
             "pair_weight": "max event strength (view 1, click 2, add_to_cart 4, purchase 8)",
             "item_bias": b.numpy().astype(np.float32)[expand]}
     return PreferenceEmbeddings(user_ids, P.numpy(), clip_ids, Q.numpy()[expand], source="bpr", meta=meta)
@@ -65,7 +68,7 @@ def fit_bpr(ds: Dataset, dim: int = 32, epochs: int = 30, lr: float = 0.03, weig
 
 def _train(users, items, weights, touched, dim, epochs, lr, weight_decay, batch_size, seed, log):
     """Weighted BPR with Adam; returns detached (P (U, E), Q (I, E), b (I,))."""
-    n_users, n_items = touched.shape
+    n_users, n_items = int(users.max()) + 1, touched.n_clips
     g = torch.Generator().manual_seed(seed)
     P = torch.nn.Parameter(torch.randn(n_users, dim, generator=g) * 0.1)
     Q = torch.nn.Parameter(torch.randn(n_items, dim, generator=g) * 0.1)
@@ -78,7 +81,7 @@ def _train(users, items, weights, touched, dim, epochs, lr, weight_decay, batch_
             pick = torch.multinomial(weights, batch_size, replacement=True, generator=g)
             u, i = users[pick], items[pick]
             j = torch.randint(n_items, (batch_size,), generator=g)
-            keep = ~touched[u, j]  # resampling would be exact; dropping the few collisions is close enough
+            keep = ~touched.contains(u, j)  # resampling would be exact; dropping the few collisions is close enough
             u, i, j = u[keep], i[keep], j[keep]
             x = (P[u] * (Q[i] - Q[j])).sum(1) + b[i] - b[j]
             reg = P[u].pow(2).sum(1) + Q[i].pow(2).sum(1) + Q[j].pow(2).sum(1)
@@ -92,35 +95,50 @@ def _train(users, items, weights, touched, dim, epochs, lr, weight_decay, batch_
     return P.detach(), Q.detach(), b.detach()
 
 
-def evaluate_ranking(ds: Dataset, emb: PreferenceEmbeddings, k: int = 10, min_weight: float = 2.0) -> dict:
-    """Held-out Recall@k / NDCG@k of MF scores and of train popularity (float64 averages over users)."""
+def evaluate_ranking(ds: Dataset, emb: PreferenceEmbeddings, k: int = 10, min_weight: float = 2.0,
+                     max_users: int | None = 20_000, seed: int = 0) -> dict:
+    """Held-out Recall@k / NDCG@k of MF scores and of train popularity (data.ranking, torchmetrics).
+
+    Users: those with a vector and a held-out clip of strength >= min_weight; above `max_users`, a seeded sample
+    of them (recorded in the report), so the report stays minutes at 10⁶ users.
+    """
     valid = ds.interactions[ds.interactions["valid"]]
-    train, test = valid[valid["split"] == "train"], valid[valid["split"] == "test"]
     item_ids = emb.item_ids
     i_index = {c: i for i, c in enumerate(item_ids)}
-    popularity = np.zeros(len(item_ids))
-    np.add.at(popularity, pair_weights(train)["clip_id"].map(i_index).to_numpy(), pair_weights(train)["weight"])
-    seen = train.groupby("user_id")["clip_id"].agg(set)
-    relevant = pair_weights(test)
-    relevant = relevant[relevant["weight"] >= min_weight].groupby("user_id")["clip_id"].agg(set)
-    out = {"mf": {"recall": [], "ndcg": []}, "popularity": {"recall": [], "ndcg": []}}
-    for user, rel in relevant.items():
-        if user not in emb:
-            continue
-        mask = np.zeros(len(item_ids), bool)
-        mask[[i_index[c] for c in seen.get(user, set())]] = True
-        relevant_mask = np.zeros(len(item_ids), bool)
-        relevant_mask[[i_index[c] for c in rel]] = True
-        for name, scores in (("mf", emb.item_scores(user).astype(np.float64)), ("popularity", popularity)):
-            ndcg, recall = ndcg_recall_at_k(np.where(mask, -np.inf, scores), relevant_mask, k)
-            out[name]["recall"].append(recall)
-            out[name]["ndcg"].append(ndcg)
-    users = len(out["mf"]["recall"])
-    report = {"k": k, "relevant": f"test clips with an event of strength >= {min_weight}", "users": users}
-    for name, m in out.items():
-        report[name] = {f"recall@{k}": float(np.mean(m["recall"])) if users else None,
-                        f"ndcg@{k}": float(np.mean(m["ndcg"])) if users else None}
-    if not users:  # null, never NaN: strict JSON, and the reason travels with it
+    u_index = {u: i for i, u in enumerate(emb.user_ids)}
+
+    def triples(frame):
+        pairs = pair_weights(frame)
+        rows = pairs["user_id"].map(u_index)
+        known = rows.notna().to_numpy()
+        return (rows.to_numpy()[known].astype(np.int64), pairs["clip_id"].map(i_index).to_numpy()[known].astype(np.int64),
+                pairs["weight"].to_numpy(np.float64)[known], pairs)
+
+    shape = (len(emb.user_ids), len(item_ids))
+    tu, tc, tw, train_pairs = triples(valid[valid["split"] == "train"])
+    seen = csr_rows(tu, tc, tw, shape)
+    popularity = np.bincount(train_pairs["clip_id"].map(i_index).to_numpy(np.int64),
+                             weights=train_pairs["weight"].to_numpy(np.float64), minlength=len(item_ids))
+    test = valid[(valid["split"] == "test") & (valid["weight"] >= min_weight)]
+    ru, rc, rw, _ = triples(test)
+    relevant = csr_rows(ru, rc, rw, shape)
+    rows = np.unique(ru)
+    sampled = max_users is not None and len(rows) > max_users
+    if sampled:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, max_users, replace=False))
+    users = torch.from_numpy(emb.user_vectors).to(torch.float32)
+    items = torch.from_numpy(emb.item_vectors).to(torch.float32)
+    bias = torch.as_tensor(emb.meta.get("item_bias", np.zeros(len(item_ids))), dtype=torch.float32)
+    scorers = {"mf": lambda r: users[torch.from_numpy(r)] @ items.T + bias,
+               "popularity": lambda r: np.broadcast_to(popularity, (len(r), len(popularity)))}
+    report = {"k": k, "relevant": f"test clips with an event of strength >= {min_weight}", "users": int(len(rows)),
+              "users_sampled": bool(sampled)}
+    for name, score_rows in scorers.items() if len(rows) else ():
+        m = ranking_metrics(score_rows, rows, seen, relevant, k=k)
+        report[name] = {f"recall@{k}": m[f"recall@{k}"], f"ndcg@{k}": m[f"ndcg@{k}"]}
+    if not len(rows):  # null, never NaN: strict JSON, and the reason travels with it
+        for name in scorers:
+            report[name] = {f"recall@{k}": None, f"ndcg@{k}": None}
         report["reason"] = (f"no user has a held-out clip with an event of strength >= {min_weight} and a vector "
                             "(check the split column of interactions.csv, or leave it out for the default split)")
     return report

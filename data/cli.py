@@ -25,6 +25,7 @@ Typical run (the shop's own videos, or the synthetic world):
   reelgan-data synth runs/world --clips 1000 --users 300 --seed 0
   reelgan-data check runs/world
   reelgan-data embed runs/world --dim 32
+  reelgan-data shard runs/world runs/world-shards --size 64x64      # for multi-GPU training: --data.root runs/world-shards
 """
 
 
@@ -118,7 +119,7 @@ def cmd_import(args) -> int:
         return 2
     started = time.perf_counter()
     try:
-        with _progress() as bar:
+        with progress(console=console, transient=False) as bar:
             task = bar.add_task("probe + transcode videos", total=None)
             result = import_catalogue(args.source_dir, args.dataset, products=args.products, settings=settings,
                                       progress=lambda done, total, name: bar.update(
@@ -169,10 +170,33 @@ def cmd_check(args) -> int:
     return 0 if report.usable else 1
 
 
+def cmd_shard(args) -> int:
+    from data.shards import ShardError, write_shards
+
+    try:
+        info = write_shards(args.dataset, args.out, args.size, max_frames=args.max_frames,
+                            clips_per_chunk=args.clips_per_chunk, val_fraction=args.val_fraction, seed=args.seed,
+                            workers=args.workers, embeddings=args.embeddings)
+    except ShardError as err:
+        console.print(f"[red]error:[/red] {err}")
+        return 2
+    clips = info["clips"]
+    _summary(f"shard → {args.out}", {
+        "train clips": clips["train"], "val clips": clips["val"], "skipped (undecodable)": clips["skipped"],
+        "without a conditioning user": clips["without_positive_user"],
+        "size (HxW)": f"{info['height']}x{info['width']}", "frames kept per clip (max)": info["max_frames"],
+        "embeddings": f"{info['embeddings']['path']} ({info['embeddings']['hash'][:16]})",
+        "wall time (s)": info["seconds"],
+        "next": f"reelgan-train fit -c CONFIG --data.root {args.out} --data.height {info['height']} "
+                f"--data.width {info['width']}",
+    })
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reelgan-data", description=__doc__, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{synth,import,check,embed}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{synth,import,check,embed,shard}")
 
     p = sub.add_parser("synth", help="write the synthetic try-on world (clips, users, interactions, hidden truth)",
                        description="Render product try-on clips (≥4 categories × 8 colours × 4 patterns), users with "
@@ -231,6 +255,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ids", dest="ids_file", help="user ids for an .npy import: one per line, row order")
     p.add_argument("--no-persona", action="store_true", help="skip the persona map")
     p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("shard", help="decode and resize every clip once into litdata streaming shards",
+                       description="Write OUT/ (docs/data.md): litdata chunks of decoded, resized uint8 clips with "
+                       "clip_id, product_id, attributes and conditioning users, split into train/ and val/, plus a "
+                       "copy of the embeddings and reelgan-shards.json. Train from it with --data.root OUT: each "
+                       "rank streams its own chunks. Safe to re-run: OUT is replaced only when the new shards are "
+                       "complete.")
+    p.add_argument("dataset", type=Path, help="dataset folder (embedded: run `reelgan-data embed` first)")
+    p.add_argument("out", type=Path, help="shard folder (created or replaced)")
+    p.add_argument("--size", type=_size, default=(64, 64), help="frame size HxW of the training run, e.g. 64x64")
+    p.add_argument("--max-frames", type=int, default=128, help="frames kept per clip (from the start)")
+    p.add_argument("--clips-per-chunk", type=int, default=256,
+                   help="clips per chunk file; ranks × workers should not exceed the number of chunks")
+    p.add_argument("--val-fraction", type=float, default=0.0, help="fraction of products held out for val/")
+    p.add_argument("--seed", type=int, default=0, help="seed of the product split")
+    p.add_argument("--workers", type=int, default=2, help="decode processes")
+    p.add_argument("--embeddings", type=Path, help="preferences.safetensors (default DATASET/embeddings/...)")
+    p.set_defaults(func=cmd_shard)
     return parser
 
 

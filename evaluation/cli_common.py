@@ -66,6 +66,35 @@ def add_output(p: argparse.ArgumentParser, threads: int = 0) -> None:
                         "gain little, and they compete with a training run on a shared machine")
 
 
+def add_devices(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--devices", type=int, default=1,
+                   help="processes sharing the work (CPU processes, or one per GPU with --device cuda): Lightning "
+                        "Fabric DDP; their float64 feature sums are added through torchmetrics, rank 0 writes")
+    p.add_argument("--num-nodes", type=int, default=1, help="machines for --devices (under SLURM: #SBATCH --nodes)")
+
+
+def launch_devices(args) -> None:
+    """--devices N > 1: start N processes (this one becomes rank 0) with a gloo process group: the metric states
+    are small float64 CPU tensors, so gloo serves them on GPU nodes too. --device cuda → cuda:<local rank>."""
+    if getattr(args, "devices", 1) <= 1 and getattr(args, "num_nodes", 1) <= 1:
+        return
+    from lightning_fabric import Fabric
+    from lightning_fabric.strategies import DDPStrategy
+
+    cuda = str(args.device).startswith("cuda")
+    fabric = Fabric(accelerator="cuda" if cuda else "cpu", devices=args.devices, num_nodes=args.num_nodes,
+                    strategy=DDPStrategy(process_group_backend="gloo"))
+    fabric.launch()
+    if cuda:
+        args.device = f"cuda:{fabric.local_rank}"
+
+
+def barrier() -> None:
+    """Wait for every process of a --devices run (nothing to wait for in one process)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
 def add_domain(p: argparse.ArgumentParser) -> None:
     p.add_argument("--domain", type=Path, help="domain classifier file (default: the dataset's cache folder, "
                                                "see docs/evaluation.md; trained there first if missing)")

@@ -14,10 +14,12 @@ EPILOG = """examples:
   reelgan-generate --checkpoint G.safetensors --data DATASET --persona "retro red dress with dots" --seeds 0-7,12 --format mp4,gif,grid
   reelgan-generate --checkpoint G.safetensors --preferences DATASET/embeddings/preferences.safetensors --users-file campaign.csv
   reelgan-generate --checkpoint G.safetensors --embedding shopper.npy --truncation 0.7
+  reelgan-generate --checkpoint G.safetensors --data DATASET --users-file campaign.csv --devices 8 --strategy ddp
   reelgan-generate export --checkpoint runs/demo/train/checkpoints/last.ckpt --out generator.safetensors
 
 output: OUTDIR/<safe user name>/<name>-seedNNNN.<fmt> and OUTDIR/manifest.json (user, seed, embedding hash,
-checkpoint sha256, truncation, sizes, timings). A seed gives the same clip whatever --batch-size or device.
+checkpoint sha256, truncation, forward batch, precision, sizes, timings). A seed gives the same clip whatever
+--batch-size or number of devices, for the same --forward-batch and --precision.
 """
 
 
@@ -52,7 +54,20 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--format", default="mp4", help="comma list of mp4,webm,gif,grid (grid = PNG contact sheet)")
     how.add_argument("--outdir", default="samples", help="output folder; one sub-folder per target (default samples)")
     how.add_argument("--device", default="auto", help="auto|cpu|cuda (default auto)")
-    how.add_argument("--batch-size", type=int, default=16, help="clips per forward pass (speed only, default 16)")
+    how.add_argument("--batch-size", type=int, default=16,
+                     help="clips made between progress updates, rounded up to whole forward batches; it does not "
+                          "change the clips (default 16)")
+    how.add_argument("--forward-batch", type=int, default=8,
+                     help="rows in every generator forward (the last one padded); part of what fixes a clip, "
+                          "recorded in the manifest. 8 (the default) is bit-exact on the CPU whatever --batch-size")
+    how.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                     help="fp32 (default, the reference clips) or bf16 autocast (faster on GPUs; other clips); "
+                          "recorded in the manifest")
+    many = p.add_argument_group("many devices (Lightning's predict loop; each rank writes its share of the clips)")
+    many.add_argument("--devices", help="devices (or CPU processes) to generate on, e.g. 8; with --device cpu, "
+                                        "that many processes")
+    many.add_argument("--strategy", help="Lightning strategy, e.g. ddp (default: Lightning's choice for --devices)")
+    many.add_argument("--num-nodes", type=int, default=1, help="machines (under SLURM: #SBATCH --nodes)")
     how.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
     return p
 
@@ -127,10 +142,28 @@ def run_generate(args) -> dict:
         targets += embedding_targets(args.embedding, int(info["config"]["cond_dim"]))
     if args.persona:
         targets += persona_targets(args.persona, persona_map)
+    command = "reelgan-generate " + shlex.join(sys.argv[1:])
+    if args.devices or args.strategy:
+        from generate.predict import generate_distributed
+
+        return generate_distributed(generator, info, dedupe(targets), seeds, args.outdir, formats,
+                                    devices=_devices(args.devices), strategy=args.strategy or "auto",
+                                    num_nodes=args.num_nodes,
+                                    device=args.device, fps=args.fps, truncation=args.truncation,
+                                    forward_batch=args.forward_batch, precision=args.precision,
+                                    progress=not args.no_progress, command=command)
     return generate_to_folders(generator, info, dedupe(targets), seeds, args.outdir, formats, fps=args.fps,
                                truncation=args.truncation, batch_size=args.batch_size, device=device,
-                               progress=not args.no_progress,
-                               command="reelgan-generate " + shlex.join(sys.argv[1:]))
+                               progress=not args.no_progress, command=command,
+                               forward_batch=args.forward_batch, precision=args.precision)
+
+
+def _devices(text: str | None) -> int | str:
+    if text is None:
+        return "auto"
+    if text == "auto" or text.isdigit() and int(text) > 0:
+        return text if text == "auto" else int(text)
+    raise ValueError(f"--devices {text!r}: a positive number of devices (or auto)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"sha256 {out['sha256']}")
             return 0
         manifest = run_generate(args)
+        if manifest is None:  # a rank other than 0 of a multi-device run: rank 0 reports
+            return 0
         run = manifest["runs"][-1]
         print(f"wrote {run['clips']} clips for {len(run['targets'])} target(s) to {Path(args.outdir).resolve()} "
               f"({run['timings']['clips_per_s_model']:.2f} clips/s model, {run['timings']['total_s']:.1f} s total); "

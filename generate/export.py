@@ -25,15 +25,23 @@ def export_generator(checkpoint: str | Path, out: str | Path) -> dict:
     if out.suffix != ".safetensors":
         raise ValueError(f"{out}: the export must end in .safetensors")
     generator, info = load_generator(checkpoint, device="cpu")
+    return save_generator(generator, out, info.get("embeddings_hash"), info.get("sha256"), Path(checkpoint).name,
+                          info.get("trained_against"))
+
+
+def save_generator(generator, out: str | Path, embeddings_hash: str | None = None, source_sha256: str | None = None,
+                   source: str = "", trained_against: list[str] | None = None) -> dict:
+    """A VideoGenerator (weights + .config) → safetensors at `out`, atomically; what `export` writes."""
+    out = Path(out)
     # clone(): safetensors refuses tensors that share storage, and a state_dict may alias (tied weights)
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in generator.state_dict().items()}
     metadata = {
         "format": EXPORT_FORMAT,
-        "generator_config": json.dumps(info["config"], sort_keys=True),
-        "embeddings_hash": str(info.get("embeddings_hash") or ""),
-        "source_sha256": str(info.get("sha256") or ""),
-        "source": Path(checkpoint).name,
-        "trained_against": ",".join(info.get("trained_against", [])),  # feature networks that trained G
+        "generator_config": json.dumps(generator.config, sort_keys=True),
+        "embeddings_hash": str(embeddings_hash or ""),
+        "source_sha256": str(source_sha256 or ""),
+        "source": source,
+        "trained_against": ",".join(trained_against or []),  # feature networks that trained G
     }
     with atomic_path(out) as tmp:  # temp file beside `out`, then os.replace
         save_file(tensors, str(tmp), metadata=metadata)

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.tensors import model_to_clip
 from data.io import progress as progress_bar, write_json
+from data.tensors import model_to_clip
 from generate.manifest import MANIFEST_NAME, condition_hash, load_manifest, merge_manifest
 from generate.paths import child_dir, ensure_inside
-from generate.sampler import FORWARD_BATCH, generate_clips
+from generate.sampler import FORWARD_BATCH, check_options, generate_clips
 from generate.targets import Target
 from generate.writers import write_clip
 
@@ -30,72 +30,86 @@ def pick_device(name: str) -> str:
     return name
 
 
+def write_clips(jobs: list[tuple[Target, int]], video: torch.Tensor, outdir: Path, folders: dict[str, Path],
+                formats: list[str], fps: int, truncation: float, ckpt_sha: str | None) -> list[dict]:
+    """Write each (target, seed) clip of video float (N, T, C, H, W) in [-1, 1]; returns their manifest rows."""
+    entries = []
+    for (target, seed), clip in zip(jobs, video):
+        frames = model_to_clip(clip)  # uint8 (T, H, W, C)
+        folder = folders[target.name]
+        files = write_clip(frames, folder, f"{folder.name}-seed{seed:04d}", formats, fps)
+        for name in files.values():
+            ensure_inside(outdir, folder / name)
+        entries.append({
+            "user": target.name, "source": target.source, "detail": target.detail,
+            "folder": folder.name, "seed": seed, "files": files,
+            "embedding_hash": condition_hash(target.condition), "checkpoint_sha256": ckpt_sha,
+            "truncation": truncation, "fps": fps, "frames": int(frames.shape[0]),
+            "height": int(frames.shape[1]), "width": int(frames.shape[2]),
+        })
+    return entries
+
+
+def run_record(info: dict, targets: list[Target], seeds: list[int], clips: int, command: str | None, **how) -> dict:
+    """The manifest's record of one run: what was asked, with which generator and options, and its timings."""
+    ckpt_sha = info.get("sha256")
+    return {
+        "made": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command or " ".join(sys.argv),
+        "checkpoint": {"path": str(info.get("path", "")), "sha256": ckpt_sha,
+                       "embeddings_hash": info.get("embeddings_hash"), "kind": info.get("kind")},
+        "generator_config": info.get("config"),
+        **how, "clips": clips, "targets": [t.name for t in targets], "seeds": seeds,
+        "torch": torch.__version__, "python": platform.python_version(),
+    }
+
 
 def generate_to_folders(generator, info: dict, targets: list[Target], seeds: list[int], outdir: str | Path,
                         formats: list[str], fps: int = 8, truncation: float = 1.0, batch_size: int = 16,
                         device: str = "cpu", progress: bool = True, command: str | None = None,
-                        on_batch=None) -> dict:
+                        on_batch=None, forward_batch: int = FORWARD_BATCH, precision: str = "fp32") -> dict:
     """Write outdir/<safe target>/<target>-seedNNNN.<fmt> for every target × seed and merge outdir/manifest.json.
 
-    Clips are made step by step (`batch_size` clips rounded up to whole forwards of FORWARD_BATCH, targets and seeds
-    mixed); a seed gives the bit-identical clip whatever --batch-size (see generate.sampler.FORWARD_BATCH). Returns the manifest.
-    `on_batch(entries, video)`, if given, sees each batch as it is made (the slot scores candidates with it):
-    entries are this batch's manifest rows, video its float (N, T, C, H, W) clips in [-1, 1].
+    Clips are made step by step (`batch_size` clips rounded up to whole forwards of `forward_batch`, targets and
+    seeds mixed); a seed gives the bit-identical clip whatever --batch-size (see generate.sampler.FORWARD_BATCH).
+    Returns the manifest. `on_batch(entries, video)`, if given, sees each batch as it is made (the slot scores
+    candidates with it): entries are this batch's manifest rows, video its float (N, T, C, H, W) clips in [-1, 1].
     """
     if not targets:
         raise ValueError("no targets: give --user, --users-file, --embedding or --persona")
     if batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+    check_options(forward_batch, precision)
     started = time.perf_counter()
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     old = load_manifest(outdir / MANIFEST_NAME)  # fail on a corrupt manifest before spending minutes generating
     folders = {t.name: child_dir(outdir, t.name) for t in targets}
     jobs = [(t, s) for t in targets for s in seeds]
-    step = -(-batch_size // FORWARD_BATCH) * FORWARD_BATCH  # clips per step: whole forwards, no padding waste
+    step = -(-batch_size // forward_batch) * forward_batch  # clips per step: whole forwards, no padding waste
     entries: list[dict] = []
     gen_s = write_s = 0.0
-    ckpt_sha = info.get("sha256")
     with progress_bar(progress, transient=False, unit="clips", remaining=True, fields=("rate",)) as bar:
         task = bar.add_task("generate", total=len(jobs), rate="")
         for lo in range(0, len(jobs), step):
             chunk = jobs[lo: lo + step]
             conds = torch.from_numpy(np.stack([t.condition for t, _ in chunk]))
             t0 = time.perf_counter()
-            video = generate_clips(generator, conds, [s for _, s in chunk], truncation, step, device)  # (N, T, C, H, W)
+            video = generate_clips(generator, conds, [s for _, s in chunk], truncation, step, device,
+                                   forward_batch=forward_batch, precision=precision)  # (N, T, C, H, W)
             gen_s += time.perf_counter() - t0
             t0 = time.perf_counter()
-            for (target, seed), clip in zip(chunk, video):
-                frames = model_to_clip(clip)  # uint8 (T, H, W, C)
-                folder = folders[target.name]
-                stem = f"{folder.name}-seed{seed:04d}"
-                files = write_clip(frames, folder, stem, formats, fps)
-                for name in files.values():
-                    ensure_inside(outdir, folder / name)
-                entries.append({
-                    "user": target.name, "source": target.source, "detail": target.detail,
-                    "folder": folder.name, "seed": seed, "files": files,
-                    "embedding_hash": condition_hash(target.condition), "checkpoint_sha256": ckpt_sha,
-                    "truncation": truncation, "fps": fps, "frames": int(frames.shape[0]),
-                    "height": int(frames.shape[1]), "width": int(frames.shape[2]),
-                })
+            entries += write_clips(chunk, video, outdir, folders, formats, fps, truncation, info.get("sha256"))
             write_s += time.perf_counter() - t0
             if on_batch is not None:
                 on_batch(entries[-len(chunk):], video)
             bar.update(task, advance=len(chunk), rate=f"{(lo + len(chunk)) / max(gen_s, 1e-9):.2f} clips/s (model)")
     total = time.perf_counter() - started
-    run = {
-        "made": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": command or " ".join(sys.argv),
-        "checkpoint": {"path": str(info.get("path", "")), "sha256": ckpt_sha,
-                       "embeddings_hash": info.get("embeddings_hash"), "kind": info.get("kind")},
-        "generator_config": info.get("config"),
-        "device": device, "batch_size": batch_size, "truncation": truncation, "fps": fps, "formats": formats,
-        "clips": len(entries), "targets": [t.name for t in targets], "seeds": seeds,
-        "timings": {"generate_s": round(gen_s, 3), "write_s": round(write_s, 3), "total_s": round(total, 3),
-                    "clips_per_s_model": round(len(entries) / max(gen_s, 1e-9), 3)},
-        "torch": torch.__version__, "python": platform.python_version(),
-    }
+    run = run_record(info, targets, seeds, len(entries), command, device=device, devices=1, batch_size=batch_size,
+                     forward_batch=forward_batch, precision=precision, truncation=truncation, fps=fps,
+                     formats=formats,
+                     timings={"generate_s": round(gen_s, 3), "write_s": round(write_s, 3), "total_s": round(total, 3),
+                              "clips_per_s_model": round(len(entries) / max(gen_s, 1e-9), 3)})
     manifest = merge_manifest(old, run, entries)
     write_json(outdir / MANIFEST_NAME, manifest)
     return manifest

@@ -9,20 +9,31 @@ import torch
 from gan.generator import VideoGenerator
 from gan.seeds import latents_for_seeds
 
-# The generator always runs forwards of exactly FORWARD_BATCH rows (the last one padded with copies). Measured on
+# The generator always runs forwards of exactly `forward_batch` rows (the last one padded with copies). Measured on
 # this CPU: forwards of 1 or 2 rows take other GEMM paths than 4+ (≈ 7e-7 apart, enough to flip a few uint8
 # values), while a clip's floats are identical whatever its companions in a forward of fixed size. So a seed gives
-# the bit-identical clip whatever `batch_size`, which only sets how many forwards run between progress calls.
+# the bit-identical clip whatever `batch_size` (how many forwards run between progress calls), device count or
+# rank layout, for a given forward batch and precision; both are recorded in the manifest.
 FORWARD_BATCH = 8
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}  # bf16: autocast, faster on GPUs/AMX, other clips than fp32
+
+
+def check_options(forward_batch: int, precision: str) -> None:
+    if int(forward_batch) < 1:
+        raise ValueError(f"--forward-batch must be >= 1, got {forward_batch}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"--precision {precision!r}: choose {' or '.join(PRECISIONS)}")
+
 
 @torch.no_grad()
 def generate_clips(generator: VideoGenerator, conditions: torch.Tensor, seeds: Sequence[int],
                    truncation: float = 1.0, batch_size: int = 16, device: str | torch.device = "cpu",
-                   progress=None) -> torch.Tensor:
+                   progress=None, forward_batch: int = FORWARD_BATCH, precision: str = "fp32") -> torch.Tensor:
     """conditions (N, E) float, seeds N ints → video float32 (N, T, C, H, W) in [-1, 1] on the CPU.
 
     `progress(done, total)` is called after each batch when given.
     """
+    check_options(forward_batch, precision)
     conditions = torch.as_tensor(conditions, dtype=torch.float32)
     if conditions.ndim != 2 or conditions.shape[1] != generator.cond_dim:
         raise ValueError(f"conditions must be (N, {generator.cond_dim}) for this generator, "
@@ -37,15 +48,17 @@ def generate_clips(generator: VideoGenerator, conditions: torch.Tensor, seeds: S
     n = len(seeds)
     if n == 0:
         return torch.empty(0, generator.frames, 3, generator.height, generator.width)
-    pad = (-n) % FORWARD_BATCH
+    pad = (-n) % forward_batch
     z = latents_for_seeds(list(seeds) + [seeds[-1]] * pad, generator.z_dim)
     conditions = torch.cat([conditions, conditions[-1:].expand(pad, -1)])
-    step = -(-int(batch_size) // FORWARD_BATCH) * FORWARD_BATCH
+    step = -(-int(batch_size) // forward_batch) * forward_batch
+    dtype = PRECISIONS[precision]
     out = []
     for start in range(0, n + pad, step):
-        for lo in range(start, min(start + step, n + pad), FORWARD_BATCH):
-            hi = lo + FORWARD_BATCH
-            video = generator(z[lo:hi].to(device), conditions[lo:hi].to(device), truncation=float(truncation))
+        for lo in range(start, min(start + step, n + pad), forward_batch):
+            hi = lo + forward_batch
+            with torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None):
+                video = generator(z[lo:hi].to(device), conditions[lo:hi].to(device), truncation=float(truncation))
             out.append(video.float().cpu())
         if progress is not None:
             progress(min(start + step, n), n)

@@ -12,6 +12,12 @@ domain features reduced to Gaussian statistics once. The fake side uses the same
 seeds every time, so the curve moves only because the generator does. The dataset and embeddings come from the
 datamodule (ProductClipDataModule) unless given. The domain classifier is the dataset cache's domain.safetensors,
 trained there at fit start if missing (a minute on the CPU) unless `domain` names another file.
+
+Under DDP every rank measures: each decodes and generates its share of the batches (batch b on rank b mod W:
+the batches one process would make, so the features are the same), and GaussianStats, a torchmetrics Metric with
+float64 sums, adds the shares over the process group. So every rank holds the same value, logs it to its `callback_metrics`, and
+`ModelCheckpoint(monitor="fvd[domain]")` reaches its save barrier on every rank. With a shard folder as
+`data.root`, the dataset is the folder the shards were written from.
 """
 from __future__ import annotations
 
@@ -51,29 +57,39 @@ class DomainFVD(Callback):
         from evaluation.features.domain import DomainFeatures
         from evaluation.features.domain import load_domain_classifier
         from evaluation.features.domain_train import ensure_domain
-        from evaluation.metrics.pairing import decode_clips, paired_conditions, sample_clip_ids
+        from evaluation.metrics.pairing import decode_clips, paired_conditions, rank_batches, sample_clip_ids
 
         dm = trainer.datamodule
-        root = Path(self.dataset) if self.dataset else Path(getattr(dm, "root", "") or "")
         if not self.dataset and dm is None:
             raise ValueError("DomainFVD: no datamodule to take the dataset from; pass init_args.dataset")
+        shard_info = getattr(dm, "shard_info", None)
+        root = Path(self.dataset or (shard_info["source"] if shard_info else getattr(dm, "root", "") or ""))
         emb_path = Path(self.embeddings) if self.embeddings else Path(getattr(dm, "embeddings_path", root /
                                                                            "embeddings" / "preferences.safetensors"))
         ds = load_dataset(root)
         emb = PreferenceEmbeddings.load(emb_path)
-        model, _ = load_domain_classifier(ensure_domain(root, Path(self.domain) if self.domain else None, False))
+        domain = Path(self.domain) if self.domain else None
+        if trainer.is_global_zero:          # one rank trains a missing classifier; the others wait and load it
+            ensure_domain(root, domain, False)
+        trainer.strategy.barrier()
+        model, _ = load_domain_classifier(ensure_domain(root, domain, False))
         self.extractor = DomainFeatures(model=model)
         g = pl_module.generator_ema
         rng = np.random.default_rng(self.seed)
         clip_ids = sample_clip_ids(ds, self.clips, rng)
         self.conditions, _ = paired_conditions(ds, emb, clip_ids, rng)
         self.seeds = list(range(self.seed, self.seed + len(clip_ids)))
-        real = decode_clips(ds, clip_ids, g.frames, 1, (g.height, g.width))
-        stats = GaussianStats(self.extractor.dim, self.normalisation)
-        for i in range(0, len(real), self.batch_size):
-            stats.update(self.extractor.features(real[i:i + self.batch_size]))
-        self.real = stats.compute()
+        self.mine = rank_batches(len(clip_ids), self.batch_size)  # this rank's batches (all, in one process)
+        stats = self._stats(pl_module)
+        for i in self.mine:                                # a batch at a time: never the whole set in memory
+            real = decode_clips(ds, clip_ids[i:i + self.batch_size], g.frames, 1, (g.height, g.width))
+            stats.update(self.extractor.features(real))
+        self.real = stats.merged().compute()               # every rank's sums
         self._ready = True
+
+    def _stats(self, pl_module) -> GaussianStats:
+        # on the module's device, where the process group's backend can reduce it (gloo: CPU, nccl: GPU)
+        return GaussianStats(self.extractor.dim, self.normalisation).to(pl_module.device)
 
     # ------------------------------------------------------------------ one measurement
     @torch.no_grad()
@@ -85,18 +101,16 @@ class DomainFVD(Callback):
         g = pl_module.generator_ema
         was_training = g.training
         device = next(g.parameters()).device
-        stats = GaussianStats(self.extractor.dim, self.normalisation)
-        for i in range(0, len(self.seeds), self.batch_size):
+        stats = self._stats(pl_module)
+        for i in self.mine:
             video = generate_clips(g, self.conditions[i:i + self.batch_size], self.seeds[i:i + self.batch_size],
                                    self.truncation, self.batch_size, device)  # (B, T, C, H, W) in [-1, 1]
             stats.update(self.extractor.features(model_to_uint8(video)))
         g.train(was_training)
-        fake = stats.compute()
+        fake = stats.merged().compute()
         return frechet_distance(self.real.mu, self.real.sigma, fake.mu, fake.sigma)
 
     def _log(self, trainer, pl_module) -> None:
-        if not trainer.is_global_zero:
-            return
         if not self._ready:
             self._prepare(trainer, pl_module)
         value = self.measure(pl_module)
@@ -105,8 +119,9 @@ class DomainFVD(Callback):
         # Straight to the loggers (also valid outside a training_step, e.g. at fit start); callback_metrics
         # lets ModelCheckpoint(monitor="fvd[domain]") keep the best checkpoint.
         trainer.callback_metrics[METRIC] = torch.tensor(value)
-        for logger in trainer.loggers:
-            logger.log_metrics({METRIC: value}, step=trainer.global_step)
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.log_metrics({METRIC: value}, step=trainer.global_step)
 
     def on_train_start(self, trainer, pl_module) -> None:
         if self.at_start:

@@ -9,6 +9,11 @@ base..base+N-1. So real and fake share the condition mix and the network sees th
 The floor (on by default, --no-floor to skip): the same distance between the N real clips and a second,
 disjoint set of real clips of the same count (fewer when the catalogue is smaller than 2N; the JSON says so).
 A Fréchet distance of finite samples is biased upwards, so a generator is judged against this floor, not 0.
+
+--devices N runs N processes (Lightning Fabric, DDP): each decodes, generates and extracts features for its share
+of the batches (whole batches, cut as one process cuts them), and the float64 sums of GaussianStats are added
+over the processes by torchmetrics; rank 0 writes the result. The value equals the one-process value to float64
+rounding.
 """
 from __future__ import annotations
 
@@ -49,16 +54,19 @@ def register(subparsers) -> None:
                                                          "inside the dataset unless you point it there)")
         p.add_argument("--no-floor", dest="floor", action="store_false",
                        help="skip the real-vs-real floor (a second, disjoint set of real clips of the same count)")
+        common.add_devices(p)
         common.add_output(p)
         p.set_defaults(func=run_metric, family=family)
 
 
 def run_metric(args) -> int:
+    common.launch_devices(args)  # --devices N: from here on, this runs in each of N processes
     from data.contract import load_dataset
     from data.preferences import PreferenceEmbeddings
     from data.tensors import model_to_uint8
     from evaluation.metrics.compute import compute_fid, compute_fvd, repeat_metric, resolve_extractor
-    from evaluation.metrics.pairing import decode_clips, paired_conditions, sample_clip_ids
+    from evaluation.metrics.pairing import decode_clips, paired_conditions, rank_batches, sample_clip_ids
+    from evaluation.metrics.stats import rank_zero
     from generate.loading import load_generator
     from generate.sampler import generate_clips
 
@@ -74,30 +82,31 @@ def run_metric(args) -> int:
     conds, _ = paired_conditions(ds, emb, clip_ids, rng)
     kwargs = {"device": args.device}
     if args.network == "domain":
-        kwargs["weights"] = ensure_domain(args.dataset, args.domain, not args.no_progress)
+        if rank_zero():  # one process trains a missing classifier; the others wait, then load it
+            ensure_domain(args.dataset, args.domain, not args.no_progress)
+        common.barrier()
+        kwargs["weights"] = ensure_domain(args.dataset, args.domain, False)
     elif args.weights is not None:
         kwargs["weights"] = args.weights
     extractor = resolve_extractor(args.network, kwargs)  # built once: --repeats reuse its weights
     bs = args.batch_size
-    real_video: list = []  # decoded once, only when the statistics cache misses
+    mine = rank_batches(n, bs)  # this process's batches (all of them with one process)
 
-    def real():
-        if not real_video:
-            real_video.append(decode_clips(ds, clip_ids, frames, args.stride, size))
-        return (real_video[0][i:i + bs] for i in range(0, n, bs))
+    def real():  # decoded a batch at a time, only when the statistics cache misses
+        return (decode_clips(ds, clip_ids[i:i + bs], frames, args.stride, size) for i in mine)
 
     def run(seed_base: int) -> dict:
         seeds = list(range(seed_base, seed_base + n))
 
         def fake():
-            for i in range(0, n, bs):
+            for i in mine:
                 video = generate_clips(generator, conds[i:i + bs], seeds[i:i + bs], args.truncation, bs, args.device)
                 yield model_to_uint8(video)  # (B, T, C, H, W) uint8, as the real side
 
         compute = compute_fid if args.family == "fid" else compute_fvd
         return compute(real, fake, extractor, normalisation=args.normalisation,
                        cache_dir=args.cache_dir or common.artefact_dir(args.dataset) / "stats", real_key=real_key,
-                       progress=not args.no_progress, frames=frames, stride=args.stride, offset=0, seeds=seeds,
+                       progress=not args.no_progress and rank_zero(), frames=frames, stride=args.stride, offset=0, seeds=seeds,
                        extra={"truncation": args.truncation, "size": list(size), "conditions": "paired, train users",
                               "sampling_seed": args.seed})
 
@@ -124,14 +133,17 @@ def run_metric(args) -> int:
         res["floor"] = real_floor(ds, clip_ids, real, extractor, args, frames, size, real_key, rng)
     result = common.made_by(args, checkpoint=str(args.checkpoint), checkpoint_sha256=ginfo.get("sha256"),
                             dataset=str(args.dataset), embeddings_hash=emb.hash, **res)
-    common.emit(result, args.out)
+    if rank_zero():
+        common.emit(result, args.out)
     return 0
 
 
 def real_floor(ds, clip_ids: list[str], real, extractor, args, frames: int, size, real_key: dict, rng) -> dict:
-    """The metric between the N real clips and a disjoint real set of (up to) the same count → {value, clips, note}."""
+    """The metric between the N real clips and a disjoint real set of (up to) the same count → {value, clips, note}.
+    Under --devices each process takes its share of the second set's batches, as it does for the fake side."""
     from evaluation.metrics.compute import compute_fid, compute_fvd
-    from evaluation.metrics.pairing import decode_clips
+    from evaluation.metrics.pairing import decode_clips, rank_batches
+    from evaluation.metrics.stats import rank_zero
 
     taken = set(clip_ids)
     rest = [c for c in ds.clips["clip_id"] if c not in taken]
@@ -139,12 +151,12 @@ def real_floor(ds, clip_ids: list[str], real, extractor, args, frames: int, size
     if m < 2:
         return {"value": None, "clips": m, "note": "the catalogue has no second set of real clips to compare with"}
     other = [rest[i] for i in sorted(rng.permutation(len(rest))[:m])]
-    video = decode_clips(ds, other, frames, args.stride, size)
     bs = args.batch_size
+    second = (decode_clips(ds, other[i:i + bs], frames, args.stride, size) for i in rank_batches(m, bs))
     compute = compute_fid if args.family == "fid" else compute_fvd
-    res = compute(real, (video[i:i + bs] for i in range(0, m, bs)), extractor, normalisation=args.normalisation,
+    res = compute(real, second, extractor, normalisation=args.normalisation,
                   cache_dir=args.cache_dir or common.artefact_dir(args.dataset) / "stats", real_key=real_key,
-                  progress=not args.no_progress, frames=frames, stride=args.stride, offset=0,
+                  progress=not args.no_progress and rank_zero(), frames=frames, stride=args.stride, offset=0,
                   extra={"floor_of": "real vs real, disjoint clips"})
     note = "real vs real, disjoint clips, same count" if m == len(clip_ids) else \
         f"real vs real, disjoint clips: only {m} of {len(clip_ids)} left in the catalogue for the second set"

@@ -20,12 +20,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
+from torchmetrics.aggregation import SumMetric
 
 from data.io import progress as progress_bar
 from evaluation.features import FeatureExtractor, feature_extractor_class, get_feature_extractor
 from evaluation.metrics.frechet import frechet_terms
 from evaluation.metrics.protocol import METRIC_KINDS, Protocol, metric_name
-from evaluation.metrics.stats import GaussianStats, load_sums, save_sums, sums_hash
+from evaluation.metrics.stats import GaussianStats, load_sums, rank_zero, save_sums, sums_hash
 
 
 def resolve_extractor(extractor: str | FeatureExtractor, extractor_kwargs: dict | None = None) -> FeatureExtractor:
@@ -42,9 +43,11 @@ def feature_stats(batches: Iterable[torch.Tensor], extractor: FeatureExtractor, 
     """Streams uint8 (B, T, 3, H, W) batches through `extractor` into GaussianStats.
 
     Stops after `max_clips` clips if given (the last batch is cut). `progress`: a label shows a rich progress bar.
-    Returns (stats, clips seen). Raises if the stream is empty.
+    Returns (stats, clips seen), summed over the ranks of a process group when there is one (each rank streams
+    its share of the batches; see evaluation.metrics.pairing.rank_batches). Raises if the stream is empty.
     """
     stats = GaussianStats(extractor.dim, normalisation)
+    seen = SumMetric()  # clips, summed over ranks like the statistics
     clips = 0
     with progress_bar(enabled=bool(progress)) as bar:
         task = bar.add_task(progress or "", total=max_clips)
@@ -56,6 +59,8 @@ def feature_stats(batches: Iterable[torch.Tensor], extractor: FeatureExtractor, 
             stats.update(extractor.features(batch))
             clips += int(batch.shape[0])
             bar.update(task, completed=clips)
+    seen.update(torch.tensor(float(clips), dtype=torch.float64))
+    stats, clips = stats.merged(), int(seen.compute())
     if clips == 0:
         raise ValueError(f"no video batches to compute {extractor.name} features from (empty iterable)")
     return stats, clips
@@ -87,10 +92,10 @@ def real_stats(real: Iterable[torch.Tensor] | Callable[[], Iterable[torch.Tensor
         path = real_cache_path(cache_dir, extractor, real_key)
         if path.is_file():
             sums, meta, digest = load_sums(path)
-            stats = GaussianStats(extractor.dim, normalisation).load_sums(sums)
+            stats = GaussianStats(extractor.dim, normalisation, sync_on_compute=False).load_sums(sums)
             return stats, int(meta.get("clips", 0)), digest, str(path)
     stats, clips = feature_stats(real() if callable(real) else real, extractor, normalisation, max_clips, progress)
-    if path is not None:
+    if path is not None and rank_zero():   # the sums are already every rank's: one writer
         digest = save_sums(path, stats.sums(), {"clips": clips, "real_key": real_key,
                                                 "network": extractor.protocol()})
     else:

@@ -11,6 +11,7 @@ import torch
 
 from data.contract import EVENT_WEIGHTS
 from data.video import read_clip
+from evaluation.metrics.stats import rank_and_world
 
 
 def sample_clip_ids(ds, n: int, rng: np.random.Generator) -> list[str]:
@@ -47,3 +48,13 @@ def decode_clips(ds, clip_ids: list[str], frames: int, stride: int, size: tuple[
     clips = [torch.from_numpy(read_clip(files[c], frames, stride, start=0, size=size)).permute(0, 3, 1, 2)
              for c in clip_ids]
     return torch.stack(clips)
+
+
+def rank_batches(n: int, batch_size: int) -> list[int]:
+    """Start indices of this rank's batches of n items: batch b (items b·B … b·B+B-1) goes to rank b mod W.
+
+    Whole batches, cut where one process cuts them: a network sees exactly the batches it sees in one process,
+    so features (and the statistics summed over ranks) do not depend on the number of processes.
+    """
+    rank, world = rank_and_world()
+    return [i for i in range(0, n, batch_size) if (i // batch_size) % world == rank]

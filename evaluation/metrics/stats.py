@@ -83,6 +83,13 @@ class GaussianStats(Metric):
     def compute(self) -> Gaussian:
         return gaussian_from_sums(self.n, self.s1, self.s2, self.normalisation)
 
+    def merged(self) -> "GaussianStats":
+        """Every rank's sums added (torchmetrics' sync over the process group; a plain copy without one), as a
+        GaussianStats that no longer syncs: what the cache stores and the Fréchet distance reads, on every rank."""
+        with self.sync_context(should_unsync=True):
+            sums = self.sums()
+        return GaussianStats(self.dim, self.normalisation, sync_on_compute=False).load_sums(sums)
+
     # Raw sums are what the real-statistics cache stores: the normalisation is chosen at read time.
     def sums(self) -> dict[str, torch.Tensor]:
         return {"n": self.n.detach().cpu().clone(), "s1": self.s1.detach().cpu().clone(),
@@ -97,6 +104,18 @@ class GaussianStats(Metric):
         self.s2 = s2.to(self.s1.device)
         self._update_count = max(self._update_count, 1)  # loaded state counts as updated (no "compute before update")
         return self
+
+
+def rank_and_world() -> tuple[int, int]:
+    """(this process's rank, number of processes) of the default process group; (0, 1) without one."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def rank_zero() -> bool:
+    return rank_and_world()[0] == 0
 
 
 def gaussian_from_sums(n, s1, s2, normalisation: str = "n-1") -> Gaussian:

@@ -27,6 +27,7 @@ from torch import nn
 
 from data.contract import EVENT_WEIGHTS
 from data.io import track
+from data.sparse import PairSet
 from evaluation.features.artifacts import load_model_file, save_model_file, tensors_sha256
 from evaluation.features.domain import DomainClassifier
 
@@ -164,8 +165,7 @@ def train_engagement_model(interactions, embeddings, domain: DomainClassifier, c
     u = torch.tensor(pairs["user_id"].map(u_index).to_numpy())
     c = torch.tensor(pairs["clip_id"].map(clip_index).to_numpy())
     w = torch.tensor(pairs["weight"].to_numpy(), dtype=torch.float32)
-    touched = torch.zeros(len(user_list), len(clip_ids), dtype=torch.bool)
-    touched[u, c] = True
+    touched = PairSet(u, c, len(clip_ids))  # sparse: a users × clips matrix does not fit at shop scale
 
     gen = torch.Generator().manual_seed(cfg.seed)
     tokens, attrs = clip_inputs(domain, video)
@@ -204,8 +204,8 @@ def _pair_batches(u, c, w, touched, cfg: EngagementTrainConfig, gen: torch.Gener
     done = 0
     while True:
         nu = u.repeat(cfg.negatives)
-        nc = torch.randint(touched.shape[1], (len(nu),), generator=gen)
-        keep = ~touched[nu, nc]
+        nc = torch.randint(touched.n_clips, (len(nu),), generator=gen)
+        keep = ~touched.contains(nu, nc)
         eu, ec = torch.cat([u, nu[keep]]), torch.cat([c, nc[keep]])
         ew = torch.cat([w, torch.zeros(int(keep.sum()))])
         order = torch.randperm(len(eu), generator=gen)

@@ -7,7 +7,10 @@ catalogue clip the user did not touch in train. Relevant clips are held-out clip
 then averaged over users; NDCG@10 is binary, averaged over users.
 
 Baselines: `popularity` (sum of each clip's train pair strengths), `mf` (the embeddings' own scorer: user·item
-plus the fitted item bias, when the fit has one), `random` (a seeded permutation).
+plus the fitted item bias, when the fit has one), `random` (seeded uniform scores per user).
+
+Sparse and streamed: train contacts and held-out strengths are CSR matrices, and each method scores a batch of
+users at a time, so no users × clips matrix is held.
 """
 from __future__ import annotations
 
@@ -15,7 +18,8 @@ import numpy as np
 import torch
 from scipy.stats import rankdata
 
-from data.ranking import ndcg_recall_at_k
+from data.ranking import ranking_metrics
+from data.sparse import csr_rows
 from evaluation.personalisation.engagement import CLICK_MIN, PURCHASE_MIN, EngagementScorer, probabilities
 
 K = 10
@@ -44,21 +48,16 @@ def _auc(scores: np.ndarray, positive: np.ndarray) -> float | None:
 
 
 def heldout_targets(interactions, clip_ids: list[str], users: list[str]):
-    """→ (users kept, touched-in-train mask (U, C), held-out strength (U, C))."""
+    """→ (touched in train, held-out strength): float64 CSR (U, C) each, the strongest event per pair."""
     c_index = {c: i for i, c in enumerate(clip_ids)}
     valid = interactions[interactions["valid"] & interactions["clip_id"].isin(c_index)]
     u_index = {u: i for i, u in enumerate(users)}
-    touched = np.zeros((len(users), len(clip_ids)), bool)
-    strength = np.zeros((len(users), len(clip_ids)))
-    for split, target in (("train", None), ("test", strength)):
+    out = []
+    for split in ("train", "test"):
         rows = valid[(valid["split"] == split) & valid["user_id"].isin(u_index)]
-        r = rows["user_id"].map(u_index).to_numpy()
-        c = rows["clip_id"].map(c_index).to_numpy()
-        if target is None:
-            touched[r, c] = True
-        else:
-            np.maximum.at(target, (r, c), rows["weight"].to_numpy(dtype=float))
-    return touched, strength
+        out.append(csr_rows(rows["user_id"].map(u_index).to_numpy(), rows["clip_id"].map(c_index).to_numpy(),
+                            rows["weight"].to_numpy(dtype=float), (len(users), len(clip_ids))))
+    return out[0], out[1]
 
 
 def popularity_scores(interactions, clip_ids: list[str]) -> np.ndarray:
@@ -82,28 +81,41 @@ def mf_scores(embeddings, users: list[str], clip_ids: list[str]) -> np.ndarray:
     return np.stack([embeddings.item_scores(u).astype(np.float64)[cols] for u in users])
 
 
-def ranking_report(scores: np.ndarray, touched: np.ndarray, strength: np.ndarray, k: int = K) -> dict:
-    """scores, touched, strength: (U, C). Averages over users with at least one relevant held-out clip."""
-    acc = {"auc[click]": [], "auc[purchase]": [], f"ndcg@{k}": [], f"recall@{k}": []}
-    for r in range(scores.shape[0]):
-        cand = ~touched[r]
-        s, st = scores[r, cand], strength[r, cand]
-        click, bought = st >= CLICK_MIN, st >= PURCHASE_MIN
-        if click.any():
-            ndcg, recall = ndcg_recall_at_k(s, click, k)
-            acc[f"ndcg@{k}"].append(ndcg)
-            acc[f"recall@{k}"].append(recall)
-        for name, pos in (("auc[click]", click), ("auc[purchase]", bought)):
-            a = _auc(s, pos)
-            if a is not None:
-                acc[name].append(a)
+def ranking_report(score_rows, touched, strength, k: int = K, batch: int = 256) -> dict:
+    """score_rows(rows) → float64 (B, C); touched, strength: CSR (U, C). A batch of users at a time; averages
+    over users with at least one relevant held-out clip."""
+    acc = {"auc[click]": [], "auc[purchase]": []}
+    ranked = {f"ndcg@{k}": 0.0, f"recall@{k}": 0.0, "users": 0}
+    for lo in range(0, touched.shape[0], batch):
+        rows = np.arange(lo, min(lo + batch, touched.shape[0]))
+        scores = np.asarray(score_rows(rows), dtype=np.float64)
+        seen, st = touched[rows], strength[rows]
+        clicked = st.multiply(st >= CLICK_MIN).tocsr()
+        clicked = (clicked - clicked.multiply(seen != 0)).tocsr()  # candidates only: clips not touched in train
+        ranked_rows = np.flatnonzero(np.diff(clicked.indptr))
+        if len(ranked_rows):  # NDCG / recall through torchmetrics (data.ranking)
+            m = ranking_metrics(lambda r: scores[r], ranked_rows, seen, clicked, k=k)
+            for name in (f"ndcg@{k}", f"recall@{k}"):
+                ranked[name] += m[name] * m["users"]
+            ranked["users"] += m["users"]
+        seen, st = seen.toarray() != 0, st.toarray()
+        for r in range(len(rows)):
+            cand = ~seen[r]
+            s, strength_r = scores[r, cand], st[r, cand]
+            for name, pos in (("auc[click]", strength_r >= CLICK_MIN), ("auc[purchase]", strength_r >= PURCHASE_MIN)):
+                a = _auc(s, pos)
+                if a is not None:
+                    acc[name].append(a)
     out = {name: float(np.mean(v)) if v else None for name, v in acc.items()}  # null, never NaN
-    out["users"] = {name: len(v) for name, v in acc.items()}
+    for name in (f"ndcg@{k}", f"recall@{k}"):
+        out[name] = ranked[name] / ranked["users"] if ranked["users"] else None
+    out["users"] = {**{name: len(v) for name, v in acc.items()}, f"ndcg@{k}": ranked["users"],
+                    f"recall@{k}": ranked["users"]}
     relevant = {"auc[click]": "a clicked", "auc[purchase]": "a purchased"}
     reasons = {name: f"no held-out user has {relevant.get(name, 'a clicked')} clip among the candidates (catalogue "
                      "clips not touched in train) and another clip to rank it against; with no split column each "
                      "user's last newly engaged clip is held out (docs/data.md)"
-               for name, v in acc.items() if not v}
+               for name in (*acc, f"ndcg@{k}", f"recall@{k}") if out[name] is None}
     if reasons:
         out["reasons"] = reasons
     return out
@@ -117,14 +129,14 @@ def evaluate_engagement(scorer: EngagementScorer, clip_inputs: tuple[torch.Tenso
     if not users:
         raise ValueError("no user has both a preference vector and a held-out (split=test) interaction")
     touched, strength = heldout_targets(interactions, clip_ids, users)
-    rng = np.random.default_rng(seed)
-    methods = {
-        "engagement": catalogue_scores(scorer, *clip_inputs, embeddings.conditions(users)),
-        "mf": mf_scores(embeddings, users, clip_ids),
-        "popularity": np.broadcast_to(popularity_scores(interactions, clip_ids), touched.shape),
-        "random": rng.random(touched.shape),
+    conditions, popularity = embeddings.conditions(users), popularity_scores(interactions, clip_ids)
+    methods = {  # each scores a batch of user rows: (B, C)
+        "engagement": lambda rows: catalogue_scores(scorer, *clip_inputs, conditions[rows]),
+        "mf": lambda rows: mf_scores(embeddings, [users[r] for r in rows], clip_ids),
+        "popularity": lambda rows: np.broadcast_to(popularity, (len(rows), len(popularity))),
+        "random": lambda rows: np.stack([np.random.default_rng([seed, r]).random(len(clip_ids)) for r in rows]),
     }
-    report = {name: ranking_report(s, touched, strength, k) for name, s in methods.items()}
+    report = {name: ranking_report(score_rows, touched, strength, k) for name, score_rows in methods.items()}
     ours = report["engagement"]
     def better(base: str) -> bool | None:  # None: not measurable
         pairs = [(ours[m], report[base][m]) for m in ("auc[click]", f"ndcg@{k}")]

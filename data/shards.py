@@ -1,0 +1,175 @@
+"""Clip shards: a dataset folder decoded once into litdata's streaming format, for training past one machine.
+
+OUT/
+  reelgan-shards.json         format, sizes, counts, split, attribute vocabulary, the embeddings hash, where it
+                              came from
+  embeddings/preferences.safetensors   copied from the dataset, so the shard folder is all training needs
+  train/  val/                litdata chunks (index.json + chunk-*.bin): one item per clip =
+                              {video uint8 (N, H, W, C), clip_id, product_id, attributes (JSON), users (JSON),
+                               probs float64 (U,)}
+
+Why litdata (docs/data.md): its StreamingDataset gives each rank and worker disjoint chunks, and its
+StreamingDataLoader is stateful, so Lightning resumes mid-epoch from the checkpoint.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from litdata import StreamingDataset, optimize
+from litdata.streaming.sampler import ChunkedIndex
+
+from data.io import write_json
+from data.conditioning import (attribute_labels_of, attribute_vocabulary, conditioning_entries, draw_rng, make_item,
+                               split_entries)
+from data.contract import load_dataset
+from data.preferences import PreferenceEmbeddings
+from data.video import VideoError, decode_frames, sample_frames
+
+FORMAT = "reelgan-shards/1"
+INFO_FILE = "reelgan-shards.json"
+EMBEDDINGS = Path("embeddings") / "preferences.safetensors"
+SPLITS = ("train", "val")
+
+
+class ShardError(ValueError):
+    """A shard folder cannot be used; the message names the file and the fix."""
+
+
+def is_shard_folder(path: str | os.PathLike) -> bool:
+    return (Path(path) / INFO_FILE).is_file()
+
+
+def read_shard_info(path: str | os.PathLike) -> dict:
+    """The shard folder's reelgan-shards.json, checked."""
+    file = Path(path) / INFO_FILE
+    try:
+        info = json.loads(file.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ShardError(f"{file}: unreadable ({err}). Fix: re-run `reelgan-data shard DATASET {path}`")
+    if info.get("format") != FORMAT:
+        raise ShardError(f"{file}: format {info.get('format')!r}, expected {FORMAT!r}. "
+                         f"Fix: re-run `reelgan-data shard DATASET {path}` with this version")
+    return info
+
+
+def _clip_item(index: int, entries: list[dict], size: tuple[int, int], max_frames: int):
+    """litdata worker: one clip → zero items (it does not decode: warned, counted later) or one item."""
+    entry = entries[index]
+    try:
+        frames, n, _ = decode_frames(entry["file"], size, max_frames=max_frames)
+    except VideoError as err:
+        warnings.warn(f"skipping clip {entry['clip_id']}: {err}", RuntimeWarning, stacklevel=2)
+        return
+    yield {"video": np.stack([frames[i] for i in range(n)]), "clip_id": entry["clip_id"],
+           "product_id": entry["product_id"], "attributes": json.dumps(entry["attributes"]),
+           "users": json.dumps(entry["users"]), "probs": np.asarray(entry["probs"], np.float64)}
+
+
+def _count_items(split_dir: Path) -> int:
+    index = json.loads((split_dir / "index.json").read_text())
+    return int(sum(chunk["chunk_size"] for chunk in index["chunks"]))
+
+
+def write_shards(dataset: str | os.PathLike, out: str | os.PathLike, size: tuple[int, int], max_frames: int = 128,
+                 clips_per_chunk: int = 64, val_fraction: float = 0.0, seed: int = 0, workers: int = 1,
+                 embeddings: str | os.PathLike | None = None) -> dict:
+    """Decode, resize and write every conditionable clip of DATASET into OUT; returns the info written.
+
+    Safe to re-run: the shards are built in a temporary sibling folder that replaces OUT only when complete, and
+    an existing OUT is replaced only if it is a shard folder.
+    """
+    dataset, out = Path(dataset), Path(out)
+    if out.exists() and any(out.iterdir()) and not is_shard_folder(out):
+        raise ShardError(f"{out}: exists and is not a ReelGAN shard folder (no {INFO_FILE}). "
+                         "Fix: choose a new or empty output folder")
+    if clips_per_chunk < 1 or max_frames < 1:
+        raise ValueError("clips_per_chunk and max_frames must be >= 1")
+    started = time.perf_counter()
+    emb_path = Path(embeddings) if embeddings else dataset / EMBEDDINGS
+    if not emb_path.is_file():
+        raise ShardError(f"{emb_path}: not found. Fix: run `reelgan-data embed {dataset}` first")
+    ds = load_dataset(dataset)
+    emb = PreferenceEmbeddings.load(emb_path)
+    entries, no_condition = conditioning_entries(ds, emb.user_ids)
+    if not entries:
+        raise ShardError(f"{dataset}: no clip has a positive train interaction by a non-held-out user. "
+                         "Fix: run `reelgan-data check` and `reelgan-data embed`")
+    splits = dict(zip(SPLITS, split_entries(entries, ds.clips, val_fraction, seed)))
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        counts = {}
+        for name, part in splits.items():
+            counts[name] = 0
+            if not part:
+                continue
+            work = functools.partial(_clip_item, entries=part, size=tuple(size), max_frames=max_frames)
+            # inputs are row numbers (not paths): litdata must not treat the clip files as its own inputs
+            optimize(fn=work, inputs=list(range(len(part))), output_dir=str(tmp / name),
+                     chunk_size=clips_per_chunk, num_workers=max(1, workers), reorder_files=False,
+                     keep_data_ordered=True, start_method="spawn")
+            counts[name] = _count_items(tmp / name)
+        (tmp / EMBEDDINGS).parent.mkdir(parents=True)
+        shutil.copy2(emb_path, tmp / EMBEDDINGS)
+        info = {"format": FORMAT, "source": str(dataset.resolve()), "height": int(size[0]), "width": int(size[1]),
+                "max_frames": max_frames, "clips_per_chunk": clips_per_chunk, "seed": seed,
+                "val_fraction": val_fraction, "clips": {**counts, "in_dataset": len(ds.clips),
+                                                        "without_positive_user": no_condition,
+                                                        "skipped": sum(map(len, splits.values())) - sum(counts.values())},
+                "attribute_vocab": attribute_vocabulary(ds.clips),
+                "embeddings": {"path": str(EMBEDDINGS), "hash": emb.hash, "dim": emb.dim, "source": emb.source},
+                "seconds": round(time.perf_counter() - started, 2)}
+        write_json(tmp / INFO_FILE, info)
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return info
+
+
+class ShardClipDataset(StreamingDataset):
+    """A split of a shard folder as training items (uint8 video (T, C, H, W), condition (E,), user_id, clip_id).
+
+    litdata assigns disjoint chunks to each rank and worker and shuffles per epoch from `seed`; the start frame
+    and the conditioning user come from data.conditioning.draw_rng, so the stream is a function of the seed.
+    """
+
+    def __init__(self, split_dir: str | os.PathLike, conditions: np.ndarray, user_rows: dict[str, int],
+                 attribute_vocab: dict[str, list[str]], frames: int, stride: int, train: bool, seed: int):
+        super().__init__(input_dir=str(split_dir), shuffle=train, drop_last=train, seed=seed)
+        # prefixed names: litdata's own attributes (seed, shuffle, transform, ...) must stay untouched
+        self.reel_conditions, self.reel_rows, self.reel_vocab = conditions, user_rows, attribute_vocab
+        self.reel_frames, self.reel_stride, self.reel_train, self.reel_seed = frames, stride, train, seed
+        self.reel_dir = str(split_dir)
+
+    def __getitem__(self, index):
+        item = super().__getitem__(index)
+        number = index.index if isinstance(index, ChunkedIndex) else int(index)
+        rng = draw_rng(self.reel_seed, number, self.current_epoch if self.reel_train else None)
+        video = item["video"]
+        clip = sample_frames(video, len(video), self.reel_frames, self.reel_stride,
+                             None if self.reel_train else 0, rng, path=f"{self.reel_dir}:{item['clip_id']}")
+        users, probs = json.loads(item["users"]), item["probs"]
+        known = [i for i, u in enumerate(users) if u in self.reel_rows]
+        if not known:
+            raise ShardError(f"{self.reel_dir}: clip {item['clip_id']} has no conditioning user in these embeddings. "
+                             "Fix: re-shard with the embeddings you train with (`reelgan-data shard --embeddings`)")
+        if len(known) < len(users):
+            users, probs = [users[i] for i in known], probs[known] / probs[known].sum()
+        labels = attribute_labels_of(json.loads(item["attributes"]), self.reel_vocab)
+        return make_item(clip, rng, users, probs, lambda u: self.reel_conditions[self.reel_rows[u]], item["clip_id"],
+                         labels)

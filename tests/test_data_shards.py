@@ -1,0 +1,122 @@
+"""reelgan-data shard: real mp4s decoded once into litdata chunks; metadata, re-runs, corrupt clips, the
+datamodule over shards, and disjoint chunks per rank with 2 real processes."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from litdata import StreamingDataset
+
+from data import testing as bad
+from data.cli import main as data_cli
+from data.contract import load_dataset
+from data.datamodule import ProductClipDataModule
+from data.shards import INFO_FILE, ShardError, read_shard_info, write_shards
+from data.video import decode_frames
+from train_world import make_world
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return make_world(tmp_path_factory.mktemp("world") / "w", clips=40, users=30, size="24x32")
+
+
+@pytest.fixture(scope="module")
+def shards(world, tmp_path_factory):
+    out = tmp_path_factory.mktemp("shards") / "s"
+    assert data_cli(["shard", str(world), str(out), "--size", "16x24", "--clips-per-chunk", "4",
+                     "--val-fraction", "0.2", "--workers", "1"]) == 0
+    return out
+
+
+def test_shards_hold_the_decoded_clips_and_their_metadata(world, shards):
+    info = read_shard_info(shards)
+    assert (info["height"], info["width"]) == (16, 24) and info["clips"]["train"] + info["clips"]["val"] > 30
+    assert (shards / "embeddings" / "preferences.safetensors").read_bytes() == \
+        (world / "embeddings" / "preferences.safetensors").read_bytes()          # carries its embeddings
+    clips = load_dataset(world).clips.set_index("clip_id")
+    seen = set()
+    for split in ("train", "val"):
+        for item in StreamingDataset(str(shards / split)):
+            row = clips.loc[item["clip_id"]]
+            frames, n, _ = decode_frames(row["file"], (16, 24), max_frames=128)
+            assert item["video"].dtype.name == "uint8" and item["video"].shape == (n, 16, 24, 3)
+            assert (item["video"] == frames[:n]).all()                              # the same decode, resized
+            assert item["product_id"] == row["product_id"]
+            assert json.loads(item["attributes"]) == {a: row[a] for a in ("category", "colour", "pattern")}
+            assert abs(item["probs"].sum() - 1) < 1e-12 and len(json.loads(item["users"])) == len(item["probs"])
+            seen.add(item["clip_id"])
+    assert len(seen) == info["clips"]["train"] + info["clips"]["val"]
+
+
+def test_rerun_replaces_only_shard_folders(world, shards, tmp_path):
+    out = shutil.copytree(shards, tmp_path / "again")
+    assert data_cli(["shard", str(world), str(out), "--size", "16x24", "--workers", "1"]) == 0
+    assert read_shard_info(out)["clips"]["val"] == 0                              # replaced whole
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".again")]   # no partial folders left
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    with pytest.raises(ShardError, match="not a ReelGAN shard folder"):
+        write_shards(world, other, (16, 24))
+    assert (other / "keep.txt").read_text() == "mine"
+
+
+def test_corrupt_clips_are_skipped_and_counted(world, tmp_path):
+    broken = shutil.copytree(world, tmp_path / "w")
+    clips = pd.read_csv(broken / "clips.csv", dtype=str)
+    bad.corrupt_in_place(broken / clips["path"][0])
+    bad.truncated_mp4(broken / clips["path"][1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        info = write_shards(broken, tmp_path / "s", (16, 24), workers=1)
+    assert info["clips"]["skipped"] >= 1
+    assert info["clips"]["train"] + info["clips"]["skipped"] == len(clips) - info["clips"]["without_positive_user"]
+
+
+def test_datamodule_reads_shards(shards):
+    dm = ProductClipDataModule(str(shards), frames=8, height=16, width=24, batch_size=4)
+    dm.setup("fit")
+    video, cond, users, clip_ids = next(iter(dm.train_dataloader()))
+    assert video.shape == (4, 8, 3, 16, 24) and video.dtype == torch.float32 and video.min() >= -1
+    torch.testing.assert_close(cond.norm(dim=1), torch.ones(4))
+    assert len(users) == len(clip_ids) == 4
+    val = next(iter(dm.val_dataloader()))
+    assert torch.equal(val[0], next(iter(dm.val_dataloader()))[0])               # val is fixed
+    with pytest.raises(ShardError, match="--size 32x32"):
+        ProductClipDataModule(str(shards), frames=8, height=32, width=32)
+
+
+RANK_SCRIPT = """
+import json, os, sys
+import torch.distributed as dist
+from litdata import StreamingDataset
+dist.init_process_group("gloo")
+ids = [item["clip_id"] for item in StreamingDataset(sys.argv[1], shuffle=True, drop_last=False)]
+json.dump(ids, open(sys.argv[2], "w"))
+dist.barrier()
+"""
+
+
+def test_each_rank_streams_disjoint_chunks(shards, tmp_path):
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT="29517", WORLD_SIZE="2", OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen([sys.executable, "-c", RANK_SCRIPT, str(shards / "train"), str(tmp_path / f"{r}.json")],
+                              env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, cwd=ROOT, stderr=subprocess.PIPE)
+             for r in (0, 1)]
+    for p in procs:
+        assert p.wait(timeout=300) == 0, p.stderr.read().decode()[-2000:]
+        p.stderr.close()
+    a, b = (set(json.loads((tmp_path / f"{r}.json").read_text())) for r in (0, 1))
+    assert a and b and not a & b                                                   # disjoint
+    assert len(a | b) == read_shard_info(shards)["clips"]["train"]               # and together all of them
+    assert (shards / INFO_FILE).is_file()
