@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from data.datamodule import POSITIVE_MIN_WEIGHT
+from data.conditioning import POSITIVE_MIN_WEIGHT
 
 
 def conditional_ceilings(interactions: pd.DataFrame, clips: pd.DataFrame, attribute: str,
