@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 import pandas as pd
+import numpy as np
 import pytest
 import torch
 from litdata import StreamingDataset
@@ -51,7 +52,7 @@ def test_shards_hold_the_decoded_clips_and_their_metadata(world, shards):
             row = clips.loc[item["clip_id"]]
             frames, n, _ = decode_frames(row["file"], (16, 24), max_frames=128)
             assert item["video"].dtype.name == "uint8" and item["video"].shape == (n, 16, 24, 3)
-            assert (item["video"] == frames[:n]).all()                              # the same decode, resized
+            assert (item["video"] == np.stack([frames[i] for i in range(n)])).all()  # the same decode, resized
             assert item["product_id"] == row["product_id"]
             assert json.loads(item["attributes"]) == {a: row[a] for a in ("category", "colour", "pattern")}
             assert abs(item["probs"].sum() - 1) < 1e-12 and len(json.loads(item["users"])) == len(item["probs"])
@@ -87,7 +88,8 @@ def test_corrupt_clips_are_skipped_and_counted(world, tmp_path):
 def test_datamodule_reads_shards(shards):
     dm = ProductClipDataModule(str(shards), frames=8, height=16, width=24, batch_size=4)
     dm.setup("fit")
-    video, cond, users, clip_ids = next(iter(dm.train_dataloader()))
+    video, cond, users, clip_ids, labels = next(iter(dm.train_dataloader()))
+    assert labels.shape == (4, len(dm.attribute_vocab)) and (labels >= 0).all()   # product attributes travel too
     assert video.shape == (4, 8, 3, 16, 24) and video.dtype == torch.float32 and video.min() >= -1
     torch.testing.assert_close(cond.norm(dim=1), torch.ones(4))
     assert len(users) == len(clip_ids) == 4

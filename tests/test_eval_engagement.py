@@ -103,8 +103,10 @@ def test_undefined_figures_are_null_with_reasons_never_nan():
     from evaluation.cli_common import finite_or_null
     from evaluation.personalisation.engagement_eval import ranking_report
 
+    from scipy.sparse import csr_matrix
+
     scores = _np.random.default_rng(0).random((3, 6))
-    out = ranking_report(scores, _np.zeros((3, 6), bool), _np.zeros((3, 6)))
+    out = ranking_report(lambda rows: scores[rows], csr_matrix((3, 6), dtype=bool), csr_matrix((3, 6)))
     assert out["auc[click]"] is None and out["ndcg@10"] is None and out["users"]["auc[click]"] == 0
     assert "held-out" in out["reasons"]["auc[click]"]
     _json.dumps(out, allow_nan=False)

@@ -186,10 +186,22 @@ def test_run_slot_writes_files(small_world, tmp_path, umask_022):
     sha = file_sha256(ckpt)  # the fvd JSON must say which checkpoint it measured, or the gate fails closed
     fvd.write_text(json.dumps({"metric": "fvd[domain]", "value": 80.0, "checkpoint_sha256": sha}))
     users = sorted(w["ds"].heldout_users)[:3]
+    # This small world's classifier reads colour and category but not pattern (below chance on 16-px clips): a slot
+    # that judges alignment on every attribute fails closed and serves the fallback ...
+    closed = tmp_path / "closed"
+    args = ["slot", "--checkpoint", str(ckpt), "--dataset", str(w["root"]), "--engagement", str(eng), "--users",
+            ",".join(users), "--candidates", "3", "--fvd-json", str(fvd), "--no-progress"]
+    assert w["domain_report"]["val_accuracy"]["pattern"] <= w["domain_report"]["chance"]["pattern"]
+    assert main([*args, "--out", str(closed)]) == 0
+    summary = json.loads((closed / "slot_summary.json").read_text())
+    assert "pattern" in summary["classifier_gate"] and summary["domain_classifier"]["untrusted"] == ["pattern"]
+    rows = [json.loads(line) for line in (closed / "slot.jsonl").read_text().splitlines()]
+    assert all(r["source"] == "catalogue" for r in rows if r["served"])
+    # ... and one that judges alignment on the attributes the classifier can read serves generated clips.
+    cfg = tmp_path / "slot.yaml"
+    cfg.write_text("attributes: [category, colour]\n")
     out = tmp_path / "slot"
-    assert main(["slot", "--checkpoint", str(ckpt), "--dataset", str(w["root"]), "--engagement", str(eng),
-                 "--users", ",".join(users), "--candidates", "3", "--fvd-json", str(fvd), "--out", str(out),
-                 "--no-progress", "--publish"]) == 0
+    assert main([*args, "-c", str(cfg), "--out", str(out), "--publish"]) == 0
     rows = [json.loads(line) for line in (out / "slot.jsonl").read_text().splitlines()]
     cands = [r for r in rows if r["candidate"] is not None]
     assert len(cands) == 9 and {r["user_id"] for r in rows} == set(users)
@@ -225,6 +237,7 @@ def test_run_slot_writes_files(small_world, tmp_path, umask_022):
                  "--no-progress"]) == 0
     rows = [json.loads(line) for line in (tmp_path / "s2" / "slot.jsonl").read_text().splitlines()]
     assert [r["fallback"] is not None for r in rows if r["served"]] == [True]
+    assert all("max_fvd" in r["reasons"][0] for r in rows if r["candidate"] is not None)
     # a classifier no better than chance on an attribute the gate reads: the gate fails closed, with the reason
     fvd.write_text(json.dumps({"metric": "fvd[domain]", "value": 80.0, "checkpoint_sha256": sha}))
     weak = {**w["domain_report"], "val_accuracy": {**w["domain_report"]["val_accuracy"], "category": 0.11},
@@ -232,13 +245,12 @@ def test_run_slot_writes_files(small_world, tmp_path, umask_022):
     w["scorer"].save(eng, extra={"domain_report": weak})
     assert main(["slot", "--checkpoint", str(ckpt), "--dataset", str(w["root"]), "--engagement", str(eng),
                  "--users", ",".join(users), "--candidates", "2", "--fvd-json", str(fvd), "--out",
-                 str(tmp_path / "s3"), "--no-progress"]) == 0
+                 str(tmp_path / "s3"), "--no-progress", "-c", str(cfg)]) == 0
     rows = [json.loads(line) for line in (tmp_path / "s3" / "slot.jsonl").read_text().splitlines()]
     assert not any(r["passed"] for r in rows) and {r["source"] for r in rows if r["served"]} == {"catalogue"}
     assert all("category (0.11 vs chance 0.56)" in r["reasons"][0] for r in rows if r["candidate"] is not None)
     summary = json.loads((tmp_path / "s3" / "slot_summary.json").read_text())
     assert summary["domain_classifier"]["untrusted"] == ["category"] and summary["served"] == len(users)
-    assert all("max_fvd" in r["reasons"][0] for r in rows if r["candidate"] is not None)
 
 
 def test_demo_picks_users_with_different_revealed_colours(small_world):

@@ -29,6 +29,7 @@ class SlotConfig:
     batch_size: int = 16
     rank_by: str = "engagement"
     fallback: str = "popular"
+    attributes: list[str] | None = None  # product attributes the alignment score reads (default: all the classifier has)
     gate: GateConfig = field(default_factory=GateConfig)
 
 

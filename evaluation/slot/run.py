@@ -114,6 +114,11 @@ def run_slot(checkpoint: str | Path, data: str | Path, users: list[str], engagem
     dataset = load_dataset(data)
     scorer_model = EngagementScorer.load(engagement, device=device)
     vocab = scorer_model.domain.vocab
+    if cfg.attributes:  # a shop may judge alignment on the attributes its classifier can read, e.g. colour only
+        if unknown := [a for a in cfg.attributes if a not in vocab]:
+            raise ValueError(f"slot config attributes {unknown} are not read by the domain classifier "
+                             f"(it reads {list(vocab)})")
+        vocab = {a: vocab[a] for a in cfg.attributes}
     prefs = revealed_preferences(dataset.interactions, dataset.clips, vocab, users)
     realism = DensityRealism(real_feature_rows(data, scorer_model.domain))
     scorer = CandidateScorer(scorer_model, realism, prefs, vocab, users_without_history(dataset.interactions, users))
