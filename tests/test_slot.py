@@ -219,7 +219,9 @@ def test_run_slot_writes_files(small_world, tmp_path, umask_022):
     summary = json.loads((out / "slot_summary.json").read_text())
     assert summary["fvd[domain]"] == 80.0 and summary["checkpoint_gate"] == "passed"
     rep = w["domain_report"]  # the real classifier of this small world (16×16: pattern may be below chance)
-    weak_attrs = [a for a in rep["val_accuracy"] if rep["val_accuracy"][a] <= rep["chance"][a]]
+    gated = list(summary["domain_classifier"]["attributes"])  # the attributes the gate reads (configs/slot.yaml)
+    assert gated and set(gated) <= set(rep["val_accuracy"])
+    weak_attrs = [a for a in gated if rep["val_accuracy"][a] <= rep["chance"][a]]
     assert summary["domain_classifier"]["untrusted"] == weak_attrs
     assert (summary["classifier_gate"] == "passed") == (not weak_attrs)
     assert summary["published"]["version"] == 1
