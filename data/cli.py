@@ -277,8 +277,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from data.contract import DatasetError
+    from data.video import VideoError
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (DatasetError, VideoError, FileNotFoundError) as err:  # they name the file and the fix: no traceback
+        console.print(f"[red]reelgan-data {args.command}: error:[/red] {err}", highlight=False)
+        return 2
 
 
 if __name__ == "__main__":

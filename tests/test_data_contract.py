@@ -205,3 +205,9 @@ def test_rotation_metadata_is_reported(world):
     report = check_dataset(world)
     rotated = [p for p in report.problems if "rotation metadata" in p.message]
     assert len(rotated) == 1 and rotated[0].row == 2 and "90°" in rotated[0].message and not rotated[0].fatal
+
+
+def test_embed_on_a_folder_that_is_not_a_dataset_is_one_message(tmp_path, capsys):
+    assert main(["embed", str(tmp_path / "nowhere")]) == 2
+    out = capsys.readouterr().out
+    assert "not a folder" in out and "Fix:" in out and "Traceback" not in out
