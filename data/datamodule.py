@@ -17,7 +17,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
-from data.contract import CLIP_COLUMNS, EVENT_WEIGHTS, ID_COLUMNS, load_dataset, read_csv
+from data.contract import CLIP_COLUMNS, EVENT_WEIGHTS, ID_COLUMNS, DatasetError, load_dataset, read_csv
 from data.preferences import PreferenceEmbeddings, read_header
 from data.tensors import uint8_to_model
 from data.video import VideoError, decode_frames, read_clip, sample_frames
@@ -193,6 +193,12 @@ class ProductClipDataModule(pl.LightningDataModule):
         emb = PreferenceEmbeddings.load(self.embeddings_path)
         if emb.hash != self.embeddings_hash:
             raise RuntimeError(f"{self.embeddings_path} changed since this datamodule was built; rebuild it")
+        broken = emb.nonfinite_users()
+        if broken:
+            raise DatasetError(f"{self.embeddings_path}: {len(broken)} user vector(s) hold NaN or Inf (e.g. "
+                               f"{', '.join(repr(u) for u in broken[:3])}), so their clips cannot condition the GAN. "
+                               f"Fix: refit with `reelgan-data embed {self.root}` (or fix and re-import those rows); "
+                               f"`reelgan-data check {self.root}` lists the problems")
         inter = ds.interactions
         pos = inter[inter["valid"] & (inter["split"] == "train") & (inter["weight"] >= POSITIVE_MIN_WEIGHT)]
         pos = pos[~pos["user_id"].isin(ds.heldout_users) & pos["user_id"].isin(set(emb.user_ids))]

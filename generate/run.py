@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from data.io import progress as progress_bar
 from data.tensors import model_to_clip
-from data.io import progress as progress_bar, write_json
-from generate.manifest import MANIFEST_NAME, condition_hash, load_manifest, merge_manifest
+from generate.manifest import MANIFEST_NAME, condition_hash, load_manifest
 from generate.paths import child_dir, ensure_inside
+from generate.publish import RunFolder
 from generate.sampler import FORWARD_BATCH, generate_clips
 from generate.targets import Target
 from generate.writers import write_clip
@@ -35,7 +36,9 @@ def generate_to_folders(generator, info: dict, targets: list[Target], seeds: lis
                         formats: list[str], fps: int = 8, truncation: float = 1.0, batch_size: int = 16,
                         device: str = "cpu", progress: bool = True, command: str | None = None,
                         on_batch=None) -> dict:
-    """Write outdir/<safe target>/<target>-seedNNNN.<fmt> for every target × seed and merge outdir/manifest.json.
+    """Write outdir/runs/<run id>/<safe target>/<target>-seedNNNN.<fmt> for every target × seed and publish them
+    in outdir/manifest.json (generate.publish: a private staging folder, then one atomic switch; concurrent runs
+    into one outdir are all listed, and a killed run leaves the published state as it was).
 
     Clips are made step by step (`batch_size` clips rounded up to whole forwards of FORWARD_BATCH, targets and seeds
     mixed); a seed gives the bit-identical clip whatever --batch-size (see generate.sampler.FORWARD_BATCH). Returns the manifest.
@@ -49,8 +52,18 @@ def generate_to_folders(generator, info: dict, targets: list[Target], seeds: lis
     started = time.perf_counter()
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    old = load_manifest(outdir / MANIFEST_NAME)  # fail on a corrupt manifest before spending minutes generating
-    folders = {t.name: child_dir(outdir, t.name) for t in targets}
+    load_manifest(outdir / MANIFEST_NAME)  # fail on a corrupt manifest before spending minutes generating
+    with RunFolder(outdir) as run_folder:
+        entries, run = _generate(generator, info, targets, seeds, run_folder, formats, fps, truncation, batch_size,
+                                 device, progress, command, on_batch, started)
+        return run_folder.publish(run, entries)
+
+
+def _generate(generator, info, targets, seeds, run_folder: RunFolder, formats, fps, truncation, batch_size, device,
+              progress, command, on_batch, started) -> tuple[list[dict], dict]:
+    """Every clip into the run's staging folder → (manifest rows, run record)."""
+    staging = run_folder.staging
+    folders = {t.name: child_dir(staging, t.name) for t in targets}
     jobs = [(t, s) for t in targets for s in seeds]
     step = -(-batch_size // FORWARD_BATCH) * FORWARD_BATCH  # clips per step: whole forwards, no padding waste
     entries: list[dict] = []
@@ -71,10 +84,10 @@ def generate_to_folders(generator, info: dict, targets: list[Target], seeds: lis
                 stem = f"{folder.name}-seed{seed:04d}"
                 files = write_clip(frames, folder, stem, formats, fps)
                 for name in files.values():
-                    ensure_inside(outdir, folder / name)
+                    ensure_inside(staging, folder / name)
                 entries.append({
                     "user": target.name, "source": target.source, "detail": target.detail,
-                    "folder": folder.name, "seed": seed, "files": files,
+                    "folder": run_folder.folder_name(folder.name), "seed": seed, "files": files,
                     "embedding_hash": condition_hash(target.condition), "checkpoint_sha256": ckpt_sha,
                     "truncation": truncation, "fps": fps, "frames": int(frames.shape[0]),
                     "height": int(frames.shape[1]), "width": int(frames.shape[2]),
@@ -96,6 +109,4 @@ def generate_to_folders(generator, info: dict, targets: list[Target], seeds: lis
                     "clips_per_s_model": round(len(entries) / max(gen_s, 1e-9), 3)},
         "torch": torch.__version__, "python": platform.python_version(),
     }
-    manifest = merge_manifest(old, run, entries)
-    write_json(outdir / MANIFEST_NAME, manifest)
-    return manifest
+    return entries, run

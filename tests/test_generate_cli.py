@@ -66,8 +66,9 @@ def test_hostile_user_ids_stay_inside_outdir(world, tmp_path):
     m = json.loads((out / "manifest.json").read_text())
     assert sorted(e["user"] for e in m["clips"]) == sorted(HOSTILE)
     assert len({e["folder"] for e in m["clips"]}) == len(HOSTILE)
-    for e in m["clips"]:
-        assert (out / e["folder"]).resolve().parent == out.resolve()
+    run_dir = out / "runs" / m["runs"][0]["run_id"]
+    for e in m["clips"]:                           # one folder per target, directly inside the run's folder
+        assert (out / e["folder"]).resolve().parent == run_dir.resolve()
 
 
 def test_unknown_user_suggests_closest_ids_and_persona(world, tmp_path, capsys):
