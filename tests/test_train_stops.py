@@ -20,7 +20,7 @@ from data.preferences import PreferenceEmbeddings
 from train_world import PY, ROOT, make_world, run_env, train_cmd, write_config
 
 BATCH = 8
-WAIT_S = 600
+WAIT_S = 840
 
 
 @pytest.fixture(scope="module")
