@@ -32,7 +32,7 @@ LOCK = ".lock"
 
 
 @contextmanager
-def _locked(path: Path, blocking: bool = True):
+def locked(path: Path, blocking: bool = True):
     """An exclusive flock on `path` (created); yields False instead of waiting when blocking=False and it is held.
     The kernel drops the lock when its process dies, so a killed run never blocks the next one."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
@@ -60,10 +60,10 @@ class RunFolder:
 
     def __enter__(self) -> "RunFolder":
         self.outdir.mkdir(parents=True, exist_ok=True)
-        with _locked(self.outdir / LOCK):            # so `tidy` never sees the folder before its owner's lock
+        with locked(self.outdir / LOCK):            # so `tidy` never sees the folder before its owner's lock
             self.staging.mkdir(parents=True)
             ensure_inside(self.outdir, self.staging)  # a planted .staging symlink must not lead writes outside
-            self._owner = _locked(self.staging / LOCK)
+            self._owner = locked(self.staging / LOCK)
             self._owner.__enter__()
         return self
 
@@ -78,7 +78,7 @@ class RunFolder:
 
     def publish(self, run: dict, entries: list[dict]) -> dict:
         """Move the staged clips to runs/<run id> and switch manifest.json to include them; returns the manifest."""
-        with _locked(self.outdir / LOCK):
+        with locked(self.outdir / LOCK):
             old = load_manifest(self.outdir / MANIFEST_NAME)
             (self.staging / LOCK).unlink(missing_ok=True)
             self.final.parent.mkdir(exist_ok=True)
@@ -97,7 +97,7 @@ def tidy(outdir: Path, manifest: dict) -> None:
         tmp.unlink(missing_ok=True)                  # only the lock holder writes the manifest
     staging = outdir / STAGING
     for folder in staging.iterdir() if staging.is_dir() else ():
-        with _locked(folder / LOCK, blocking=False) as free:
+        with locked(folder / LOCK, blocking=False) as free:
             if free:                                 # its run is gone (killed): nobody will publish it
                 shutil.rmtree(folder, ignore_errors=True)
     listed = {Path(e["folder"]).parts[1] for e in manifest.get("clips", [])

@@ -75,11 +75,12 @@ def run_metric(args) -> int:
     extractor = resolve_extractor(args.network, kwargs)  # built once: --repeats reuse its weights
     bs = args.batch_size
     real_video: list = []  # decoded once, only when the statistics cache misses
+    skipped: list[dict] = []  # real clips that do not decode: left out and counted in the result
 
     def real():
         if not real_video:
-            real_video.append(decode_clips(ds, clip_ids, frames, args.stride, size))
-        return (real_video[0][i:i + bs] for i in range(0, n, bs))
+            real_video.append(decode_clips(ds, clip_ids, frames, args.stride, size, skipped))
+        return (real_video[0][i:i + bs] for i in range(0, len(real_video[0]), bs))
 
     def run(seed_base: int) -> dict:
         seeds = list(range(seed_base, seed_base + n))
@@ -110,6 +111,9 @@ def run_metric(args) -> int:
                                "use fvd[domain]")
     if args.floor:
         res["floor"] = real_floor(ds, clip_ids, real, extractor, args, frames, size, real_key, rng)
+    res["skipped_clips"] = {"count": len(skipped) if real_video else None, "clips": skipped[:20],
+                            "note": "real clips that do not decode are left out, as training skips them" if real_video
+                            else "real statistics came from the cache: the clips were not decoded in this run"}
     result = common.made_by(args, checkpoint=str(args.checkpoint), checkpoint_sha256=ginfo.get("sha256"),
                             dataset=str(args.dataset), embeddings_hash=emb.hash, **res)
     common.emit(result, args.out)

@@ -93,7 +93,7 @@ def run_align(args) -> int:
         metrics["conditional_fvd[domain] mismatched"] = res["conditional_fvd"]["mismatched_mean"]
     result = common.made_by(args, checkpoint=str(args.checkpoint), checkpoint_sha256=ginfo.get("sha256"),
                             dataset=str(args.dataset), domain_sha256=dinfo["sha256"], embeddings_hash=emb.hash,
-                            metrics_from=source, metrics=metrics, **res)
+                            metrics_from=source, metrics=metrics, skipped_clips=len(real.skipped or []), **res)
     common.emit(result, args.out)
     return 0
 
@@ -116,7 +116,7 @@ def run_engagement(args) -> int:
                for k, v in r.items() if k in ("auc[click]", "auc[purchase]", "ndcg@10")}
     result = common.made_by(args, dataset=str(args.dataset), model=str(out), engagement_sha256=digest,
                             domain_sha256=dinfo["sha256"], embeddings_hash=emb.hash, metrics=metrics,
-                            training=summary, heldout=report)
+                            training=summary, heldout=report, skipped_clips=len(real.skipped or []))
     if args.checkpoint is not None:
         result["generated"] = _score_generated(args, scorer, emb, ds, inputs)
     common.emit(result, args.out)

@@ -103,6 +103,7 @@ def run_slot(checkpoint: str | Path, data: str | Path, users: list[str], engagem
     from generate.loading import load_generator
     from generate.run import generate_to_folders
     from generate.targets import user_targets
+    from evaluation.slot.publish import SlotVersion
 
     t0 = time.perf_counter()
     data, outdir = Path(data), Path(outdir)
@@ -119,53 +120,57 @@ def run_slot(checkpoint: str | Path, data: str | Path, users: list[str], engagem
     fvd, fvd_problem = read_fvd(fvd_json, info.get("sha256"))
     ckpt_reason = fvd_problem or checkpoint_gate(fvd, cfg.gate)
 
-    rows, probs_by_user = [], {u: {a: [] for a in vocab} for u in users}
-    seeds = list(range(cfg.seed_base, cfg.seed_base + cfg.candidates))
+    with SlotVersion(outdir) as version:  # every file of this run, then one switch (evaluation.slot.publish)
+        folder = version.folder
+        rows, probs_by_user = [], {u: {a: [] for a in vocab} for u in users}
+        seeds = list(range(cfg.seed_base, cfg.seed_base + cfg.candidates))
 
-    def on_batch(entries, video):
-        names = [e["user"] for e in entries]
-        scores, probs = scorer.score(names, torch.stack([embeddings.conditions([n])[0] for n in names]), video)
-        for i, (e, s) in enumerate(zip(entries, scores)):
-            rows.append({"user_id": e["user"], "candidate": e["seed"] - cfg.seed_base, "seed": e["seed"],
-                         "clip": f"clips/{e['folder']}/{e['files']['mp4']}", "scores": s,
-                         "checkpoint_sha256": info.get("sha256")})
-            for a in vocab:
-                probs_by_user[e["user"]][a].append(probs[a][i])
+        def on_batch(entries, video):
+            names = [e["user"] for e in entries]
+            scores, probs = scorer.score(names, torch.stack([embeddings.conditions([n])[0] for n in names]), video)
+            for i, (e, s) in enumerate(zip(entries, scores)):
+                rows.append({"user_id": e["user"], "candidate": e["seed"] - cfg.seed_base, "seed": e["seed"],
+                             "clip": f"clips/{e['folder']}/{e['files']['mp4']}", "scores": s,
+                             "checkpoint_sha256": info.get("sha256")})
+                for a in vocab:
+                    probs_by_user[e["user"]][a].append(probs[a][i])
 
-    generate_to_folders(generator, info, targets, seeds, outdir / "clips", ["mp4"], truncation=cfg.truncation,
-                        batch_size=cfg.batch_size, device=device, progress=progress, on_batch=on_batch,
-                        command=f"reelgan-eval slot --checkpoint {checkpoint}")
-    ranked = gate_and_rank(rows, cfg, ckpt_reason)
-    if cfg.fallback == "popular":
-        popular = most_popular_clip(dataset.clips, dataset.interactions)
-        for r in ranked:
-            r["fallback"] = None
-        for u in users:
-            if not any(r["served"] for r in ranked if r["user_id"] == u):
-                ranked.append({"user_id": u, "candidate": None, "seed": None, "clip": str(popular["path"]),
-                               "scores": {}, "passed": False, "reasons": ["fallback: no candidate passed the gate"],
-                               "rank": None, "served": True, "fallback": str(popular.name)})
-    jsonl, csv_path = write_slot(ranked, outdir)
-    probs = {u: {a: np.stack(v) for a, v in d.items()} for u, d in probs_by_user.items()}
-    summary = {
-        "made_by": "reelgan-eval slot", "checkpoint": str(checkpoint), "checkpoint_sha256": info.get("sha256"),
-        "engagement_model": str(engagement), "engagement_sha256": scorer_model.info.get("sha256"),
-        "config": config_dict(cfg), "fvd[domain]": fvd, "checkpoint_gate": ckpt_reason or "passed",
-        "users": len(users), "candidates": len(rows), "passed": int(sum(r["passed"] for r in ranked)),
-        "served": int(sum(r["served"] for r in ranked)), "random_alignment": random_alignment(vocab),
-        "realism_reference": {"fit_clips": realism.n_fit, "reference_clips": realism.n_ref},
-        "files": {"jsonl": str(jsonl), "csv": str(csv_path)}, "seconds": round(time.perf_counter() - t0, 2),
-    }
-    truth_path = data / "hidden_truth.json"
-    if truth_path.is_file():
-        truth = HiddenTruth(truth_path, vocab)
-        check = compare_arms(truth, [r for r in ranked if r.get("candidate") is not None], probs,
-                             most_popular_clip(dataset.clips, dataset.interactions))
-        check["attributes"] = attribute_table(users, probs, vocab, truth, prefs)
-        write_json(outdir / "slot_check.json", check)
-        summary["check"] = {k: check[k] for k in ("arms", "lift", "beats_both", "verdict", "fallbacks")}
-    write_json(outdir / "slot_summary.json", summary)
-    return summary
+        generate_to_folders(generator, info, targets, seeds, folder / "clips", ["mp4"], truncation=cfg.truncation,
+                            batch_size=cfg.batch_size, device=device, progress=progress, on_batch=on_batch,
+                            command=f"reelgan-eval slot --checkpoint {checkpoint}")
+        ranked = gate_and_rank(rows, cfg, ckpt_reason)
+        if cfg.fallback == "popular":
+            popular = most_popular_clip(dataset.clips, dataset.interactions)
+            for r in ranked:
+                r["fallback"] = None
+            for u in users:
+                if not any(r["served"] for r in ranked if r["user_id"] == u):
+                    ranked.append({"user_id": u, "candidate": None, "seed": None, "clip": str(popular["path"]),
+                                   "scores": {}, "passed": False, "reasons": ["fallback: no candidate passed the gate"],
+                                   "rank": None, "served": True, "fallback": str(popular.name)})
+        jsonl, csv_path = write_slot(ranked, folder)
+        probs = {u: {a: np.stack(v) for a, v in d.items()} for u, d in probs_by_user.items()}
+        summary = {
+            "made_by": "reelgan-eval slot", "checkpoint": str(checkpoint), "checkpoint_sha256": info.get("sha256"),
+            "engagement_model": str(engagement), "engagement_sha256": scorer_model.info.get("sha256"),
+            "config": config_dict(cfg), "fvd[domain]": fvd, "checkpoint_gate": ckpt_reason or "passed",
+            "users": len(users), "candidates": len(rows), "passed": int(sum(r["passed"] for r in ranked)),
+            "served": int(sum(r["served"] for r in ranked)), "random_alignment": random_alignment(vocab),
+            "realism_reference": {"fit_clips": realism.n_fit, "reference_clips": realism.n_ref},
+            "files": {"jsonl": str(outdir / jsonl.name), "csv": str(outdir / csv_path.name)},
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
+        truth_path = data / "hidden_truth.json"
+        if truth_path.is_file():
+            truth = HiddenTruth(truth_path, vocab)
+            check = compare_arms(truth, [r for r in ranked if r.get("candidate") is not None], probs,
+                                 most_popular_clip(dataset.clips, dataset.interactions))
+            check["attributes"] = attribute_table(users, probs, vocab, truth, prefs)
+            write_json(folder / "slot_check.json", check)
+            summary["check"] = {k: check[k] for k in ("arms", "lift", "beats_both", "verdict", "fallbacks")}
+        write_json(folder / "slot_summary.json", summary)
+        version.publish()
+        return summary
 
 
 def attribute_table(users, probs, vocab, truth, prefs) -> dict:
