@@ -156,6 +156,11 @@ def _check_embeddings(report: CheckReport, ds) -> None:
     except (ValueError, OSError, KeyError) as e:
         report.add(str(path), None, None, f"cannot load: {e}", "rerun `reelgan-data embed DATASET`", fatal=False)
         return
+    broken = emb.nonfinite_users()
+    if broken:
+        report.add(str(path), None, "user_vectors", f"{len(broken)} user vector(s) hold NaN or Inf (e.g. "
+                   f"{', '.join(repr(u) for u in broken[:3])}); training would fail at its first step",
+                   "refit with `reelgan-data embed DATASET`, or fix those rows and re-import with --import")
     users = set(ds.train_interactions["user_id"]) - ds.heldout_users
     lacking = sorted(users - set(emb.user_ids))
     if lacking:

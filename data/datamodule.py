@@ -196,6 +196,12 @@ class ProductClipDataModule(pl.LightningDataModule):
         emb = PreferenceEmbeddings.load(self.embeddings_path)
         if emb.hash != self.embeddings_hash:
             raise RuntimeError(f"{self.embeddings_path} changed since this datamodule was built; rebuild it")
+        broken = emb.nonfinite_users()
+        if broken:
+            raise DatasetError(f"{self.embeddings_path}: {len(broken)} user vector(s) hold NaN or Inf (e.g. "
+                               f"{', '.join(repr(u) for u in broken[:3])}), so their clips cannot condition the GAN. "
+                               f"Fix: refit with `reelgan-data embed {self.root}` (or fix and re-import those rows); "
+                               f"`reelgan-data check {self.root}` lists the problems")
         user_rows = {u: i for i, u in enumerate(emb.user_ids)}
         if self.shard_info is not None:
             self._setup_shards(emb.normalised(), user_rows)

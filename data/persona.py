@@ -64,9 +64,10 @@ def ridge(x: np.ndarray, y: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndar
 
 class PersonaMap:
     def __init__(self, weight: np.ndarray, bias: np.ndarray, x_mean: np.ndarray, meta: dict | None = None):
-        self.weight = np.asarray(weight, np.float32)   # (384, E)
-        self.bias = np.asarray(bias, np.float32)       # (E,)
-        self.x_mean = np.asarray(x_mean, np.float32)   # (384,)
+        # C order: safetensors stores the memory as it lies (a Fortran-order weight would come back scrambled)
+        self.weight = np.ascontiguousarray(weight, np.float32)   # (384, E)
+        self.bias = np.ascontiguousarray(bias, np.float32)       # (E,)
+        self.x_mean = np.ascontiguousarray(x_mean, np.float32)   # (384,)
         self.meta = dict(meta or {})
 
     @property

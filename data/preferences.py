@@ -35,14 +35,16 @@ class PreferenceEmbeddings:
     def __init__(self, user_ids, user_vectors, item_ids=(), item_vectors=None, source: str = "unknown",
                  meta: dict | None = None):
         self.user_ids = [str(u) for u in user_ids]
-        self.user_vectors = np.asarray(user_vectors, dtype=np.float32)
+        # C order: safetensors writes an array's memory as it lies, and the hash reads it row by row, so a
+        # Fortran-order import (pandas .to_numpy, a transposed .npy) would be stored scrambled
+        self.user_vectors = np.ascontiguousarray(user_vectors, dtype=np.float32)
         if self.user_vectors.ndim != 2 or len(self.user_ids) != len(self.user_vectors):
             raise ValueError(f"user_vectors must be (U, E) with U = len(user_ids) = {len(self.user_ids)}, "
                              f"got {self.user_vectors.shape}")
         self.item_ids = [str(i) for i in item_ids]
         dim = self.user_vectors.shape[1]
         self.item_vectors = (np.zeros((0, dim), np.float32) if item_vectors is None
-                             else np.asarray(item_vectors, dtype=np.float32))
+                             else np.ascontiguousarray(item_vectors, dtype=np.float32))
         if self.item_vectors.shape != (len(self.item_ids), dim):
             raise ValueError(f"item_vectors must be ({len(self.item_ids)}, {dim}), got {self.item_vectors.shape}")
         if len(set(self.user_ids)) != len(self.user_ids):
@@ -66,6 +68,10 @@ class PreferenceEmbeddings:
             raise KeyError(f"user {user_id!r} has no preference vector (source {self.source}); "
                            f"known users: {len(self.user_ids)}. Fix: refit with `reelgan-data embed` or use a "
                            "persona") from None
+
+    def nonfinite_users(self) -> list[str]:
+        """Ids whose vector holds NaN or Inf (such a condition poisons the first training step)."""
+        return [self.user_ids[i] for i in np.flatnonzero(~np.isfinite(self.user_vectors).all(axis=1))]
 
     def normalised(self) -> np.ndarray:
         """All user vectors, L2-normalised: float32 (U, E)."""
@@ -102,7 +108,7 @@ class PreferenceEmbeddings:
         meta = {k: v for k, v in self.meta.items() if k != "item_bias"}
         tensors = {"user_vectors": self.user_vectors, "item_vectors": self.item_vectors}
         if "item_bias" in self.meta:
-            tensors["item_bias"] = np.asarray(self.meta["item_bias"], np.float32)
+            tensors["item_bias"] = np.ascontiguousarray(self.meta["item_bias"], np.float32)
         header = {"format": FORMAT, "user_ids": json.dumps(self.user_ids), "item_ids": json.dumps(self.item_ids),
                   "source": self.source, "dim": str(self.dim), "hash": self.hash, "meta": json.dumps(meta)}
         with atomic_path(path) as tmp:

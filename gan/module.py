@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
 from gan.augment import POLICIES, InstanceNoise, ada_adjust, diff_augment
 from gan.discriminators import AttributeHead, VideoDiscriminator, build_image_discriminator
@@ -222,6 +223,17 @@ class ReelGAN(pl.LightningModule):
         if data_hash and self.hparams.embeddings_hash and data_hash != self.hparams.embeddings_hash:
             raise ValueError(f"the model was built for embeddings {self.hparams.embeddings_hash[:12]}… but the "
                              f"datamodule serves {data_hash[:12]}…; conditions would mean different users")
+
+    def on_train_start(self) -> None:
+        # A resumed run gets the optimisers' saved state, learning rates included; the configured rates win,
+        # and a change is said out loud rather than silently ignored.
+        for opt, name in zip(self.trainer.optimizers, ("lr_g", "lr_d")):
+            want = float(self.hparams[name])
+            for group in opt.param_groups:
+                if group["lr"] != want:
+                    rank_zero_info(f"model.{name}: using {want:g} from the config instead of {group['lr']:g} "
+                                   "saved in the checkpoint (Adam's moment estimates are kept)")
+                    group["lr"] = want
 
     # ----- checkpoint state -----
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -133,6 +133,13 @@ def run_generate(args) -> dict:
         raise ValueError(f"{prefs}: these preference vectors (hash {embeddings.hash[:12]}) are not the ones the model "
                          f"was trained with ({str(info['embeddings_hash'])[:12]}); pass the training run's "
                          "preferences.safetensors, or --allow-embeddings-mismatch if you know they share a space")
+    mapped_into = persona_map.meta.get("preferences_hash") if persona_map is not None else None
+    if mapped_into and info.get("embeddings_hash") and mapped_into != info["embeddings_hash"] \
+            and not args.allow_embeddings_mismatch:
+        raise ValueError(f"{args.persona_map or 'the persona map'}: it maps personas into preference vectors with hash "
+                         f"{mapped_into[:12]}, but the model was trained with {str(info['embeddings_hash'])[:12]}; "
+                         "pass the persona map that `reelgan-data embed` wrote beside the training run's "
+                         "preferences, or --allow-embeddings-mismatch if you know they share a space")
     targets = []
     if args.user:
         targets += user_targets(_split_ids(args.user), embeddings, str(prefs))

@@ -12,7 +12,7 @@ import torch
 from safetensors import safe_open
 
 from data.io import file_sha256
-from gan.build import generator_from_checkpoint
+from gan.build import check_weights, expected_state_shapes, generator_from_checkpoint
 from gan.generator import VideoGenerator
 
 EXPORT_FORMAT = "reelgan-generator/1"
@@ -36,12 +36,13 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt zip, truncated write, or a pickle with arbitrary objects
-        raise ValueError(f"{path}: cannot be read as a weights-only checkpoint ({type(err).__name__}: {err}). "
-                         "Fix: use a checkpoint written by reelgan-train (or re-save it)") from err
+        raise ValueError(f"{path}: cannot be read as a weights-only checkpoint ({type(err).__name__}: "
+                         f"{str(err)[:300]}). Fix: use a checkpoint written by reelgan-train (or re-save it)") from None
     try:
         generator = generator_from_checkpoint(ckpt)
-    except ValueError as err:
-        raise ValueError(f"{path}: {err}") from err
+    except (ValueError, TypeError, KeyError) as err:
+        raise ValueError(f"this is not a valid ReelGAN checkpoint: {path}: {err}. Fix: use "
+                         "RUN/checkpoints/last.ckpt of a `reelgan-train fit` run") from None
     reel = ckpt["reelgan"]
     info = {"path": str(path), "kind": "lightning-ckpt", "sha256": file_sha256(path),
             "config": dict(reel["generator_config"]), "embeddings_hash": reel.get("embeddings_hash", ""),
@@ -56,33 +57,59 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
     return generator.to(device), info
 
 
+class InvalidExport(ValueError):
+    """A file that is not a usable ReelGAN export: the message says why and how to get a good one."""
+
+    def __init__(self, path: str | Path, reason: str):
+        super().__init__(f"this is not a valid ReelGAN export: {path}: {reason}. Fix: re-export it with "
+                         "`reelgan-generate export --checkpoint RUN/checkpoints/last.ckpt --out X.safetensors`")
+
+
 def read_export_metadata(path: str | Path) -> dict:
-    """The metadata of an exported generator; a file that is not one raises naming the file and the fix."""
+    """The metadata of an exported generator; a file that is not one raises InvalidExport."""
     path = Path(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
     except Exception as e:  # safetensors raises its own error types for bad headers
-        raise ValueError(f"{path}: not a readable safetensors file ({e}); re-run `reelgan-generate export`") from e
+        raise InvalidExport(path, f"not a readable safetensors file ({e})") from None
     if meta.get("format") != EXPORT_FORMAT:
-        raise ValueError(f"{path}: not a ReelGAN generator export (format {meta.get('format')!r}, expected "
-                         f"{EXPORT_FORMAT!r}); make one with `reelgan-generate export --checkpoint RUN/...ckpt --out X.safetensors`")
+        raise InvalidExport(path, f"not a ReelGAN generator export (format {meta.get('format')!r}, expected "
+                                  f"{EXPORT_FORMAT!r})")
     return meta
 
 
 def load_exported(path: str | Path, device: str = "cpu"):
-    """Exported safetensors → (VideoGenerator in eval mode on `device`, info dict like generate.loading's)."""
+    """Exported safetensors → (VideoGenerator in eval mode on `device`, info dict like load_generator's).
+
+    Checked before anything is built: the config (known keys, sizes within gan.build.LIMITS), then the tensor
+    names and shapes from the header, then the values (finite). Any failure raises InvalidExport.
+    """
     from safetensors.torch import load_file
 
     path = Path(path)
     meta = read_export_metadata(path)
-    config = json.loads(meta["generator_config"])
+    if "generator_config" not in meta:
+        raise InvalidExport(path, "its metadata has no generator_config")
+    try:
+        config = json.loads(meta["generator_config"])
+        shapes = expected_state_shapes(config)
+        with safe_open(str(path), framework="pt") as f:
+            stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        wrong = {k: (stored.get(k), v) for k, v in shapes.items() if stored.get(k) != v}
+        if wrong or set(stored) - set(shapes):
+            raise ValueError(f"its tensors do not fit generator_config (name: stored vs needed "
+                             f"{dict(list(wrong.items())[:5])}, unexpected {sorted(set(stored) - set(shapes))[:5]})")
+        state = load_file(str(path), device="cpu")
+        check_weights(state, config)
+    except json.JSONDecodeError as err:
+        raise InvalidExport(path, f"generator_config is not JSON ({err})") from None
+    except ValueError as err:
+        raise InvalidExport(path, str(err)) from None
+    except Exception as err:  # safetensors' own errors for truncated data
+        raise InvalidExport(path, f"its tensors cannot be read ({type(err).__name__}: {err})") from None
     generator = VideoGenerator(**config)
-    state = load_file(str(path), device="cpu")
-    missing, unexpected = generator.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{path}: tensors do not match the generator config (missing {missing[:5]}, unexpected "
-                         f"{unexpected[:5]}); the export and this ReelGAN version disagree — re-export")
+    generator.load_state_dict(state, strict=True)
     generator.eval().requires_grad_(False).to(device)
     info = {"path": str(path), "kind": "export", "sha256": file_sha256(path), "config": config,
             "embeddings_hash": meta.get("embeddings_hash") or None, "source_sha256": meta.get("source_sha256"),

@@ -36,13 +36,19 @@ def load_manifest(path: str | Path) -> dict | None:
     return data
 
 
+def clip_key(entry: dict) -> tuple[str, int]:
+    """(target folder name, seed): one listed clip per target and seed, whichever run made it."""
+    return Path(entry["folder"]).name, entry["seed"]
+
+
 def merge_manifest(old: dict | None, run: dict, entries: list[dict]) -> dict:
-    """New run appended; entries replace old ones with the same (folder, seed), so re-runs never duplicate clips."""
+    """New run appended; entries replace old ones with the same target and seed, so re-runs never duplicate
+    clips."""
     merged = {"format": MANIFEST_FORMAT, "runs": [], "clips": []}
     if old:
         merged["runs"] = list(old.get("runs", []))
         merged["clips"] = list(old.get("clips", []))
-    fresh = {(e["folder"], e["seed"]) for e in entries}
-    merged["clips"] = [e for e in merged["clips"] if (e["folder"], e["seed"]) not in fresh] + entries
+    fresh = {clip_key(e) for e in entries}
+    merged["clips"] = [e for e in merged["clips"] if clip_key(e) not in fresh] + entries
     merged["runs"].append(run)
     return merged

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.io import progress as progress_bar, write_json
+from data.io import progress as progress_bar
 from data.tensors import model_to_clip
-from generate.manifest import MANIFEST_NAME, condition_hash, load_manifest, merge_manifest
+from generate.manifest import MANIFEST_NAME, condition_hash, load_manifest
 from generate.paths import child_dir, ensure_inside
+from generate.publish import RunFolder
 from generate.sampler import FORWARD_BATCH, check_options, generate_clips
 from generate.targets import Target
 from generate.writers import write_clip
@@ -31,8 +32,10 @@ def pick_device(name: str) -> str:
 
 
 def write_clips(jobs: list[tuple[Target, int]], video: torch.Tensor, outdir: Path, folders: dict[str, Path],
-                formats: list[str], fps: int, truncation: float, ckpt_sha: str | None) -> list[dict]:
-    """Write each (target, seed) clip of video float (N, T, C, H, W) in [-1, 1]; returns their manifest rows."""
+                formats: list[str], fps: int, truncation: float, ckpt_sha: str | None,
+                folder_name=lambda name: name) -> list[dict]:
+    """Write each (target, seed) clip of video float (N, T, C, H, W) in [-1, 1] under `outdir`; returns their
+    manifest rows (`folder_name` maps a target folder to its published path, e.g. runs/<run id>/<folder>)."""
     entries = []
     for (target, seed), clip in zip(jobs, video):
         frames = model_to_clip(clip)  # uint8 (T, H, W, C)
@@ -42,7 +45,7 @@ def write_clips(jobs: list[tuple[Target, int]], video: torch.Tensor, outdir: Pat
             ensure_inside(outdir, folder / name)
         entries.append({
             "user": target.name, "source": target.source, "detail": target.detail,
-            "folder": folder.name, "seed": seed, "files": files,
+            "folder": folder_name(folder.name), "seed": seed, "files": files,
             "embedding_hash": condition_hash(target.condition), "checkpoint_sha256": ckpt_sha,
             "truncation": truncation, "fps": fps, "frames": int(frames.shape[0]),
             "height": int(frames.shape[1]), "width": int(frames.shape[2]),
@@ -68,7 +71,9 @@ def generate_to_folders(generator, info: dict, targets: list[Target], seeds: lis
                         formats: list[str], fps: int = 8, truncation: float = 1.0, batch_size: int = 16,
                         device: str = "cpu", progress: bool = True, command: str | None = None,
                         on_batch=None, forward_batch: int = FORWARD_BATCH, precision: str = "fp32") -> dict:
-    """Write outdir/<safe target>/<target>-seedNNNN.<fmt> for every target × seed and merge outdir/manifest.json.
+    """Write outdir/runs/<run id>/<safe target>/<target>-seedNNNN.<fmt> for every target × seed and publish them
+    in outdir/manifest.json (generate.publish: a private staging folder, then one atomic switch; concurrent runs
+    into one outdir are all listed, and a killed run leaves the published state as it was).
 
     Clips are made step by step (`batch_size` clips rounded up to whole forwards of `forward_batch`, targets and
     seeds mixed); a seed gives the bit-identical clip whatever --batch-size (see generate.sampler.FORWARD_BATCH).
@@ -83,33 +88,36 @@ def generate_to_folders(generator, info: dict, targets: list[Target], seeds: lis
     started = time.perf_counter()
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    old = load_manifest(outdir / MANIFEST_NAME)  # fail on a corrupt manifest before spending minutes generating
-    folders = {t.name: child_dir(outdir, t.name) for t in targets}
-    jobs = [(t, s) for t in targets for s in seeds]
-    step = -(-batch_size // forward_batch) * forward_batch  # clips per step: whole forwards, no padding waste
-    entries: list[dict] = []
-    gen_s = write_s = 0.0
-    with progress_bar(progress, transient=False, unit="clips", remaining=True, fields=("rate",)) as bar:
-        task = bar.add_task("generate", total=len(jobs), rate="")
-        for lo in range(0, len(jobs), step):
-            chunk = jobs[lo: lo + step]
-            conds = torch.from_numpy(np.stack([t.condition for t, _ in chunk]))
-            t0 = time.perf_counter()
-            video = generate_clips(generator, conds, [s for _, s in chunk], truncation, step, device,
-                                   forward_batch=forward_batch, precision=precision)  # (N, T, C, H, W)
-            gen_s += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            entries += write_clips(chunk, video, outdir, folders, formats, fps, truncation, info.get("sha256"))
-            write_s += time.perf_counter() - t0
-            if on_batch is not None:
-                on_batch(entries[-len(chunk):], video)
-            bar.update(task, advance=len(chunk), rate=f"{(lo + len(chunk)) / max(gen_s, 1e-9):.2f} clips/s (model)")
-    total = time.perf_counter() - started
-    run = run_record(info, targets, seeds, len(entries), command, device=device, devices=1, batch_size=batch_size,
-                     forward_batch=forward_batch, precision=precision, truncation=truncation, fps=fps,
-                     formats=formats,
-                     timings={"generate_s": round(gen_s, 3), "write_s": round(write_s, 3), "total_s": round(total, 3),
-                              "clips_per_s_model": round(len(entries) / max(gen_s, 1e-9), 3)})
-    manifest = merge_manifest(old, run, entries)
-    write_json(outdir / MANIFEST_NAME, manifest)
-    return manifest
+    load_manifest(outdir / MANIFEST_NAME)  # fail on a corrupt manifest before spending minutes generating
+    with RunFolder(outdir) as run_folder:
+        staging = run_folder.staging
+        folders = {t.name: child_dir(staging, t.name) for t in targets}
+        jobs = [(t, s) for t in targets for s in seeds]
+        step = -(-batch_size // forward_batch) * forward_batch  # clips per step: whole forwards, no padding waste
+        entries: list[dict] = []
+        gen_s = write_s = 0.0
+        with progress_bar(progress, transient=False, unit="clips", remaining=True, fields=("rate",)) as bar:
+            task = bar.add_task("generate", total=len(jobs), rate="")
+            for lo in range(0, len(jobs), step):
+                chunk = jobs[lo: lo + step]
+                conds = torch.from_numpy(np.stack([t.condition for t, _ in chunk]))
+                t0 = time.perf_counter()
+                video = generate_clips(generator, conds, [s for _, s in chunk], truncation, step, device,
+                                       forward_batch=forward_batch, precision=precision)  # (N, T, C, H, W)
+                gen_s += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                entries += write_clips(chunk, video, staging, folders, formats, fps, truncation, info.get("sha256"),
+                                       run_folder.folder_name)
+                write_s += time.perf_counter() - t0
+                if on_batch is not None:
+                    on_batch(entries[-len(chunk):], video)
+                bar.update(task, advance=len(chunk),
+                           rate=f"{(lo + len(chunk)) / max(gen_s, 1e-9):.2f} clips/s (model)")
+        total = time.perf_counter() - started
+        run = run_record(info, targets, seeds, len(entries), command, device=device, devices=1,
+                         batch_size=batch_size, forward_batch=forward_batch, precision=precision,
+                         truncation=truncation, fps=fps, formats=formats,
+                         timings={"generate_s": round(gen_s, 3), "write_s": round(write_s, 3),
+                                  "total_s": round(total, 3),
+                                  "clips_per_s_model": round(len(entries) / max(gen_s, 1e-9), 3)})
+        return run_folder.publish(run, entries)

@@ -1,5 +1,6 @@
 """Preference embeddings: storage, BPR against popularity, external imports, and `reelgan-data embed`."""
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -146,3 +147,33 @@ def test_embed_cli_fits_and_imports(world, tmp_path, capsys):
     report = json.loads((target / "embeddings" / "embed_report.json").read_text())
     assert report["source"] == "import:ext.npy" and report["dim"] == 6
     assert "skipped" in report["ranking"] and "no persona column" in report["persona"]["skipped"]
+
+
+@pytest.mark.parametrize("kind", ["fortran-npy", "csv"])
+def test_imported_vectors_load_back_exactly_and_check_agrees(world, tmp_path, capsys, kind):
+    """A Fortran-order .npy and a CSV (pandas gives column-major arrays) used to be stored scrambled."""
+    users = sorted(pd.read_csv(world / "interactions.csv", dtype=str)["user_id"].unique())
+    vectors = np.random.default_rng(2).normal(size=(len(users), 5))
+    target = tmp_path / "copy"
+    shutil.copytree(world / "clips", target / "clips")
+    for name in ("clips.csv", "interactions.csv"):
+        (target / name).write_bytes((world / name).read_bytes())
+    if kind == "fortran-npy":
+        np.save(tmp_path / "ext.npy", np.asfortranarray(vectors))
+        assert np.load(tmp_path / "ext.npy").flags.f_contiguous
+        args = ["--import", str(tmp_path / "ext.npy"), "--ids", str(tmp_path / "ids.txt")]
+        (tmp_path / "ids.txt").write_text("\n".join(users))
+    else:
+        frame = pd.DataFrame(vectors, columns=[f"f{i}" for i in range(5)])
+        frame.insert(0, "user_id", users)
+        frame.to_csv(tmp_path / "ext.csv", index=False)
+        args = ["--import", str(tmp_path / "ext.csv")]
+    assert main(["embed", str(target), *args]) == 0
+    report = json.loads((target / "embeddings" / "embed_report.json").read_text())
+    emb = PreferenceEmbeddings.load(target / "embeddings" / "preferences.safetensors")
+    assert emb.hash == report["hash"]
+    np.testing.assert_allclose(emb.user_vectors[emb.index(users[7])], vectors[7].astype(np.float32), rtol=1e-6)
+    capsys.readouterr()
+    assert main(["check", str(target), "--no-decode"]) == 0
+    out = capsys.readouterr().out
+    assert "cannot load" not in out and "usable" in out

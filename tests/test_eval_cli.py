@@ -163,3 +163,27 @@ def test_callback_logs_fvd_domain_during_training(world, tmp_path):
     log = pd.read_csv(next(tmp_path.rglob("metrics.csv")))
     assert "fvd[domain]" in log.columns and log["fvd[domain]"].notna().sum() == 4
     assert float(trainer.callback_metrics["fvd[domain]"]) == pytest.approx(cb.history[-1][1])
+
+
+def test_an_undecodable_clip_is_skipped_and_counted_by_every_subcommand(world, ckpt, tmp_path, capsys):
+    """One corrupt clip file: `check` calls the dataset usable and training skips the clip; every reelgan-eval
+    subcommand must do the same (skip it, count it, say so) instead of failing with a traceback."""
+    data = tmp_path / "world"
+    shutil.copytree(world.root, data)
+    clips = pd.read_csv(data / "clips.csv", dtype=str)
+    bad_id = clips["clip_id"].iloc[0]
+    (data / clips["path"].iloc[0]).write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video" * 10)
+
+    code, res, err = _run(["domain", "--dataset", str(data), "--steps", "10"], capsys)
+    assert code == 0 and "skipped 1 clip(s) that do not decode" in err and bad_id in err
+    assert res["report"]["skipped_clips"] == 1
+    code, res, err = _run(["fvd", "--checkpoint", str(ckpt), "--dataset", str(data), "--domain", str(world.domain),
+                           "--clips", "200", "--cache-dir", str(tmp_path / "stats")], capsys)
+    assert code == 0 and res["skipped_clips"]["count"] == 1 and res["skipped_clips"]["clips"][0]["clip_id"] == bad_id
+    assert "skipped 1 clip(s)" in err
+    code, res, err = _run(["align", "--checkpoint", str(ckpt), "--dataset", str(data), "--domain",
+                           str(world.domain), "--clips-per-user", "1", "--max-users", "2"], capsys)
+    assert code == 0 and res["skipped_clips"] == 1 and "skipped 1 clip(s)" in err
+    code, res, err = _run(["engagement", "--dataset", str(data), "--domain", str(world.domain), "--steps", "10"],
+                          capsys)
+    assert code == 0 and res["skipped_clips"] == 1 and "skipped 1 clip(s)" in err

@@ -66,8 +66,9 @@ def test_hostile_user_ids_stay_inside_outdir(world, tmp_path):
     m = json.loads((out / "manifest.json").read_text())
     assert sorted(e["user"] for e in m["clips"]) == sorted(HOSTILE)
     assert len({e["folder"] for e in m["clips"]}) == len(HOSTILE)
-    for e in m["clips"]:
-        assert (out / e["folder"]).resolve().parent == out.resolve()
+    run_dir = out / "runs" / m["runs"][0]["run_id"]
+    for e in m["clips"]:                           # one folder per target, directly inside the run's folder
+        assert (out / e["folder"]).resolve().parent == run_dir.resolve()
 
 
 def test_unknown_user_suggests_closest_ids_and_persona(world, tmp_path, capsys):
@@ -121,3 +122,22 @@ def test_persona_and_campaign(world, tmp_path):
     (tmp_path / "bad.csv").write_text("user_id,persona\nu0004,\n,\n")
     assert _run(world, tmp_path / "q", "--persona-map", str(tmp_path / "persona_map.safetensors"),
                 "--users-file", str(tmp_path / "bad.csv")) == 2
+
+
+def test_persona_map_of_other_embeddings_is_refused_like_user_vectors(world, tmp_path, capsys):
+    from data.persona import PersonaMap
+
+    prefs = PreferenceEmbeddings.load(world["prefs"])
+    ckpt = _tiny.tiny_checkpoint(embeddings_hash=prefs.hash)          # trained on world["prefs"]
+    rng = np.random.default_rng(1)
+    for name, mapped_into in (("other", "f" * 64), ("same", prefs.hash)):
+        PersonaMap(rng.normal(size=(384, 8)), np.zeros(8), np.zeros(384), meta={"preferences_hash": mapped_into}
+                   ).save(tmp_path / f"{name}.safetensors")
+    base = ["--checkpoint", str(ckpt), "--no-progress", "--format", "grid"]
+    assert main([*base, "--persona-map", str(tmp_path / "other.safetensors"), "--persona", "red dress",
+                 "--outdir", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "ffffffffffff" in err and prefs.hash[:12] in err and "--allow-embeddings-mismatch" in err
+    assert not (tmp_path / "a" / "manifest.json").exists()
+    assert main([*base, "--persona-map", str(tmp_path / "same.safetensors"), "--persona", "red dress",
+                 "--outdir", str(tmp_path / "b")]) == 0

@@ -127,3 +127,37 @@ def test_report_renders_in_headless_chromium(tmp_path):
     res = _chromium.check_page(run / "bad.html", tmp_path / "bad.png")
     assert res["console_errors"] == ["planted"]
     assert sum(i["naturalWidth"] == 0 for i in res["images"]) == 1
+
+
+HOSTILE = "$\\frac{a$ <script>alert(1)</script> & \"quoted\""
+
+
+def test_hostile_text_in_run_files_is_escaped_and_plotted_as_plain_text(tmp_path):
+    """User ids that matplotlib would parse as math, and markup in every manifest / slot value that reaches the
+    page (user, source, truncation, seed, rank, scores, reasons, clip), come out as escaped text."""
+    import json
+
+    run = make_run(tmp_path)
+    manifest = json.loads((run / "samples" / "manifest.json").read_text())
+    for e in manifest["clips"]:
+        e.update(user=HOSTILE, source=HOSTILE, truncation=HOSTILE, seed=f"<i>{e['seed']}</i>")
+    atomic_write_json(run / "samples" / "manifest.json", manifest)
+    align = json.loads((run / "eval" / "align.json").read_text())
+    align["per_user"] = {HOSTILE: align["per_user"]["red"], **align["per_user"]}
+    align["favourites"]["hidden_truth"][HOSTILE] = {"colour": ["red"]}
+    atomic_write_json(run / "eval" / "align.json", align)
+    rows = [json.loads(line) for line in (run / "slot" / "slot.jsonl").read_text().splitlines()]
+    for r in rows:
+        r.update(user_id=HOSTILE, rank=r["rank"] and "<b>1</b>", clip=f"<img src=x>{r['clip']}",
+                 scores={k: HOSTILE for k in r["scores"]}, reasons=[HOSTILE])
+    (run / "slot" / "slot.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    check = json.loads((run / "slot" / "slot_check.json").read_text())
+    check["verdict"] = HOSTILE
+    check["attributes"]["users"][HOSTILE] = check["attributes"]["users"]["red"]
+    atomic_write_json(run / "slot" / "slot_check.json", check)
+
+    build_report(discover(run), run / "report.html")
+    page = (run / "report.html").read_text()
+    assert "<script>" not in page and "<b>1</b>" not in page and "<i>0</i>" not in page and "<img src=x>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "$\\frac{a$" in page
+    assert "&lt;b&gt;1&lt;/b&gt;" in page and "&lt;i&gt;0&lt;/i&gt;" in page

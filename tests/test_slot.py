@@ -278,3 +278,56 @@ def test_demo_picks_users_with_different_revealed_colours(small_world):
     colours = sorted(set(w["ds"].clips["colour"]))
     prefs = revealed_preferences(w["ds"].interactions, w["ds"].clips, {"colour": colours}, users)
     assert len({int(np.argmax(prefs[u]["colour"])) for u in users}) == 3
+
+
+def test_slot_killed_between_its_writes_keeps_the_previous_slot(small_world, tmp_path):
+    """A real process SIGKILLs itself after slot.jsonl and slot.csv are written, before slot_summary.json: the
+    published slot (all three files) stays the previous run's, and the next run cleans up and switches."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import _tiny_gan
+
+    from evaluation.cli import main
+
+    w = small_world
+    ckpt = _tiny_gan.tiny_checkpoint(cond_dim=w["emb"].dim)
+    eng = tmp_path / "engagement.safetensors"
+    w["scorer"].save(eng)
+    users = sorted(w["ds"].heldout_users)[:2]
+    out = tmp_path / "slot"
+    args = ["slot", "--checkpoint", str(ckpt), "--dataset", str(w["root"]), "--engagement", str(eng), "--users",
+            ",".join(users), "--out", str(out), "--no-progress"]
+    assert main([*args, "--candidates", "2"]) == 0
+    names = ("slot.jsonl", "slot.csv", "slot_summary.json")
+    before = {n: (out / n).read_bytes() for n in names}
+
+    killer = (
+        "import os, signal, sys\n"
+        "import evaluation.slot.run as run\n"
+        "real = run.write_json\n"
+        "def write_json(path, obj, *a, **k):\n"
+        "    if str(path).endswith('slot_summary.json'):\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return real(path, obj, *a, **k)\n"
+        "run.write_json = write_json\n"
+        "from evaluation.cli import main\n"
+        f"sys.exit(main({[*args, '--candidates', '3']!r}))\n")
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1",
+               PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-c", killer], cwd=Path(__file__).parents[1], env=env,
+                          capture_output=True, timeout=840)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    assert {n: (out / n).read_bytes() for n in names} == before        # old jsonl, csv and summary, together
+    rows = [json.loads(line) for line in (out / "slot.jsonl").read_text().splitlines()]
+    assert all((out / r["clip"]).is_file() for r in rows if r["candidate"] is not None)
+
+    assert main([*args, "--candidates", "3"]) == 0                      # the next run switches and tidies
+    summary = json.loads((out / "slot_summary.json").read_text())
+    rows = [json.loads(line) for line in (out / "slot.jsonl").read_text().splitlines()]
+    assert summary["candidates"] == 6 == len([r for r in rows if r["candidate"] is not None])
+    assert len(list((out / ".slot").iterdir())) == 1
+    assert not [p for p in out.rglob("*.tmp*")]

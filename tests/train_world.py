@@ -51,7 +51,7 @@ def write_config(path: Path, world: Path, run: Path, max_steps: int, ckpt_every:
     cfg["trainer"].pop("max_time", None)
     for cb in cfg["trainer"]["callbacks"]:
         name = cb["class_path"].rsplit(".", 1)[-1]
-        if name == "ModelCheckpoint":
+        if name in ("ModelCheckpoint", "RunCheckpoint"):
             cb["init_args"]["every_n_train_steps"] = ckpt_every
         if name == "SampleGrid":
             cb["init_args"].update(every_n_steps=sample_every, users=2, seeds=[0, 1], at_start=False)

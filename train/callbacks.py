@@ -1,4 +1,4 @@
-"""Training callbacks: non-finite guard, fixed sample grid to mp4, a progress bar that shows clips/s.
+"""Training callbacks: non-finite and divergence guards, fixed sample grid to mp4, a progress bar that shows clips/s.
 
 Checkpoints are Lightning's own ModelCheckpoint (every_n_train_steps + save_last), configured in the YAML.
 """
@@ -21,13 +21,45 @@ class NonFiniteLossError(FloatingPointError):
     """Training hit a NaN/Inf; raised before the optimiser step, so the weights and checkpoints stay good."""
 
 
-def _last_checkpoint(trainer: pl.Trainer) -> str:
+class DivergenceError(RuntimeError):
+    """Training diverged without a NaN: exploding weights or losses, or generator outputs that stopped varying."""
+
+
+def _newest_checkpoint(trainer: pl.Trainer) -> str | None:
+    """The newest checkpoint file this run has on disk, or None (nothing written yet)."""
     cb = trainer.checkpoint_callback
-    path = getattr(cb, "last_model_path", "") or ""
-    if path:
-        return path
+    candidates = [getattr(cb, "last_model_path", "") or ""]
     dirpath = getattr(cb, "dirpath", None)
-    return str(Path(dirpath) / "last.ckpt") if dirpath else "(no checkpoint written yet)"
+    if dirpath:
+        candidates.append(str(Path(dirpath) / "last.ckpt"))
+    existing = [p for p in candidates if p and Path(p).is_file()]
+    return existing[0] if existing else None
+
+
+def _checkpoint_note(trainer: pl.Trainer, good: bool) -> str:
+    path = _newest_checkpoint(trainer)
+    if path is None:
+        return ("No checkpoint has been written yet, so there is nothing to resume: fix the cause and start the run "
+                "again")
+    if good:
+        return f"The last good checkpoint is {path}; after the fix, resume with --ckpt_path last"
+    return (f"The newest checkpoint is {path}; it may already be affected (look at RUN/samples), so prefer an "
+            "earlier RUN/checkpoints/step*.ckpt when resuming")
+
+
+def _non_finite_inputs(batch) -> str | None:
+    """Which part of a (video, condition, user_ids, clip_ids) batch holds NaN/Inf, naming the users or clips."""
+    if not isinstance(batch, (list, tuple)) or len(batch) < 2:
+        return None
+    for index, what in ((1, "preference vector (condition)"), (0, "video")):
+        tensor = batch[index]
+        if not torch.is_tensor(tensor) or torch.isfinite(tensor).all():
+            continue
+        bad = (~torch.isfinite(tensor.reshape(tensor.shape[0], -1))).any(dim=1).nonzero().flatten().tolist()
+        names = batch[2 if index == 1 else 3] if len(batch) > 3 else None
+        who = [str(names[i]) for i in bad[:5]] if names is not None else bad[:5]
+        return f"the batch's {what} is NaN/Inf for {'users' if index == 1 else 'clips'} {who}"
+    return None
 
 
 class NonFiniteGuard(Callback):
@@ -36,14 +68,26 @@ class NonFiniteGuard(Callback):
     Gradients are checked in on_before_optimizer_step (runs inside opt.step(), before the parameters move);
     the returned losses in on_train_batch_end, which runs before ModelCheckpoint (Lightning puts checkpoint
     callbacks last), so no checkpoint is written for the bad step and `last.ckpt` is the last good state.
+    When the batch itself holds NaN/Inf, the message names the users or clips and points at the data, not the
+    learning rate.
     """
 
+    def __init__(self):
+        self._batch = None
+
     def _fail(self, trainer: pl.Trainer, what: str) -> None:
-        raise NonFiniteLossError(
-            f"non-finite {what} at global step {trainer.global_step} "
-            f"(images seen {int(getattr(trainer.lightning_module, 'images_seen', -1))}). Training stopped; the last "
-            f"good checkpoint is {_last_checkpoint(trainer)}. Fixes: lower model.lr_g/model.lr_d, raise "
-            f"model.r1_gamma, or try trainer.precision=32-true; resume with --ckpt_path last.")
+        where = (f"non-finite {what} at global step {trainer.global_step} "
+                 f"(images seen {int(getattr(trainer.lightning_module, 'images_seen', -1))})")
+        inputs = _non_finite_inputs(self._batch)
+        if inputs:
+            fix = (f"{inputs}. The data is at fault, not the training: run `reelgan-data check DATASET` and refit "
+                   "or re-import the embeddings (`reelgan-data embed`)")
+        else:
+            fix = ("Fixes: lower model.lr_g/model.lr_d, raise model.r1_gamma, or try trainer.precision=32-true")
+        raise NonFiniteLossError(f"{where}. Training stopped. {fix}. {_checkpoint_note(trainer, good=True)}.")
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._batch = batch
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
@@ -55,6 +99,60 @@ class NonFiniteGuard(Callback):
             for name, value in outputs.items():
                 if torch.is_tensor(value) and not torch.isfinite(value).all():
                     self._fail(trainer, f"{name}={float(value)}")
+
+
+class DivergenceGuard(Callback):
+    """Stops a run that diverged while staying finite (e.g. model.lr_g far too high).
+
+    Three signs, each checked every `every_n_batches` batches (losses every batch), all cheap next to a step:
+    - a generator weight beyond `max_weight` in absolute value (equalised-lr weights start near N(0, 1));
+    - |loss| beyond `max_loss` (GAN losses here are softplus terms of order 1, plus R1);
+    - sample-diversity collapse: G makes clips for `seeds` with one fixed condition and the mean absolute
+      difference between them (in [-1, 1] units) falls below `min_diversity`, i.e. the seeds give the same clip.
+    The decision is shared across processes (DDP), so every rank stops together.
+    """
+
+    def __init__(self, max_weight: float = 1000.0, max_loss: float = 1000.0, min_diversity: float = 1e-3,
+                 every_n_batches: int = 25, seeds: Sequence[int] = (0, 1, 2, 3)):
+        self.max_weight, self.max_loss, self.min_diversity = float(max_weight), float(max_loss), float(min_diversity)
+        self.every_n_batches, self.seeds = int(every_n_batches), [int(s) for s in seeds]
+
+    def diversity(self, generator, condition: torch.Tensor) -> float:
+        """Mean |clip_i − clip_j| over seed pairs for one condition (E,): 0 = every seed gives the same clip."""
+        device = next(generator.parameters()).device
+        z = latents_for_seeds(self.seeds, generator.z_dim).to(device)
+        cond = condition.reshape(1, -1).to(device).expand(len(self.seeds), -1)
+        with torch.no_grad():
+            video = generator(z, cond).float().flatten(1)                               # (S, T·C·H·W)
+        return float(torch.cdist(video, video, p=1).sum() / (len(self.seeds) * (len(self.seeds) - 1)
+                                                             * video.shape[1]))
+
+    def _check(self, trainer, pl_module, outputs, batch) -> str | None:
+        if isinstance(outputs, dict):
+            for name, value in outputs.items():
+                if torch.is_tensor(value) and value.numel() == 1 and abs(float(value)) > self.max_loss:
+                    return f"{name} = {float(value):.4g} exceeds {self.max_loss:g} (loss explosion)"
+        if self.every_n_batches <= 0 or int(pl_module.batches_seen) % self.every_n_batches:
+            return None
+        weights = [p for p in pl_module.generator.parameters()]
+        largest = float(torch.stack([p.detach().abs().max() for p in weights]).max())
+        if largest > self.max_weight:
+            return f"the largest generator weight is {largest:.4g} (limit {self.max_weight:g})"
+        spread = self.diversity(pl_module.generator, batch[1][0])
+        if spread < self.min_diversity:
+            return (f"sample diversity collapsed: seeds {self.seeds} give clips that differ by {spread:.2e} on "
+                    f"average (limit {self.min_diversity:g})")
+        return None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        reason = self._check(trainer, pl_module, outputs, batch)
+        if not trainer.strategy.reduce_boolean_decision(reason is not None, all=False):
+            return
+        h = pl_module.hparams
+        raise DivergenceError(
+            f"training diverged at global step {trainer.global_step}: {reason or 'another process diverged'}. "
+            f"Training stopped. Fixes: lower model.lr_g (now {h.get('lr_g')}) and model.lr_d (now {h.get('lr_d')}), "
+            f"or raise model.r1_gamma (now {h.get('r1_gamma')}). {_checkpoint_note(trainer, good=False)}.")
 
 
 def render_grid(generator, conditions: torch.Tensor, seeds: Sequence[int], truncation: float = 1.0) -> np.ndarray:

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
 
 from jsonargparse import DefaultHelpFormatter, Namespace
 from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.trainer.states import TrainerStatus
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from data.contract import DatasetError
 from data.datamodule import DEFAULT_EMBEDDINGS, ProductClipDataModule
@@ -25,8 +28,12 @@ from data.video import VideoError
 from gan.discriminators import VideoDiscriminator
 from gan.generator import check_video_size
 from gan.module import ReelGAN
+from train.callbacks import DivergenceError, NonFiniteLossError
+from train.checkpoints import CheckpointRefused
 
-CHECKPOINT_CLASS = "ModelCheckpoint"
+CHECKPOINT_CLASSES = ("ModelCheckpoint", "RunCheckpoint")
+RUN_CHECKPOINT = "train.checkpoints.RunCheckpoint"
+CHECKPOINT_IO = "train.checkpoints.WeightsOnlyCheckpointIO"
 # Expected with this design, so not worth a line on every run: G_ema is in eval mode by intent; checkpoints
 # hold the state after the optimiser step (what resume needs); grads arrive in channels-last buckets under DDP.
 QUIET = (r"Found \d+ module\(s\) in eval mode", r"Using ModelCheckpoint with manual optimization",
@@ -56,7 +63,9 @@ class ReelGANCLI(LightningCLI):
         root = Path(cfg.trainer.default_root_dir or "runs/default")
         cfg.trainer.default_root_dir = str(root)
         cfg.trainer.logger = _loggers_in(cfg.trainer.logger, root)
-        _checkpoints_in(cfg.trainer.callbacks, root)
+        if cfg.trainer.get("enable_checkpointing") is not False:
+            cfg.trainer.callbacks = _checkpoints_in(cfg.trainer.callbacks, root)
+        cfg.trainer.plugins = _weights_only_io(cfg.trainer.plugins)
 
 
 class InputError(ValueError):
@@ -103,11 +112,31 @@ def _loggers_in(logger, root: Path):
     return logger
 
 
-def _checkpoints_in(callbacks, root: Path) -> None:
-    for cb in callbacks or []:
-        if isinstance(cb, Namespace) and cb.class_path.rsplit(".", 1)[-1] == CHECKPOINT_CLASS:
+def _checkpoints_in(callbacks, root: Path) -> list:
+    """Checkpoints go to RUN/checkpoints through train.checkpoints.RunCheckpoint (Lightning's ModelCheckpoint is
+    swapped for it: same arguments, plus a fresh last.ckpt first and a save on SIGTERM); one is added if none is
+    configured, so a stopped run can always be resumed with --ckpt_path last."""
+    callbacks = list(callbacks or [])
+    found = False
+    for cb in callbacks:
+        if isinstance(cb, Namespace) and cb.class_path.rsplit(".", 1)[-1] in CHECKPOINT_CLASSES:
+            found = True
+            cb.class_path = RUN_CHECKPOINT
             if not cb.init_args.get("dirpath"):
                 cb.init_args.dirpath = str(root / "checkpoints")
+    if not found:
+        callbacks.append(Namespace(class_path=RUN_CHECKPOINT,
+                                   init_args=Namespace(dirpath=str(root / "checkpoints"), save_last=True)))
+    return callbacks
+
+
+def _weights_only_io(plugins):
+    """Every Trainer checkpoint load goes through train.checkpoints.WeightsOnlyCheckpointIO (any path scheme)."""
+    items = [] if plugins is None else list(plugins) if isinstance(plugins, list) else [plugins]
+    names = [p.class_path if isinstance(p, Namespace) else str(p) for p in items]
+    if not any(name.endswith("CheckpointIO") for name in names):
+        items.append(Namespace(class_path=CHECKPOINT_IO, init_args=Namespace()))
+    return items
 
 
 def build_cli(args: list[str] | None = None, run: bool = True) -> ReelGANCLI:
@@ -127,12 +156,28 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> ReelGANCLI:
 
 
 def main(args: list[str] | None = None) -> None:
-    """Console entry point (`reelgan-train`): errors with a known fix are one message and exit status 2."""
+    """Console entry point (`reelgan-train`): failures with a known fix are one message and a non-zero status
+    (2: bad input or a refused checkpoint; 1: training stopped itself; 143: SIGTERM)."""
     try:
-        build_cli(args)
-    except (InputError, DatasetError, VideoError) as err:
+        cli = build_cli(args)
+    except SIGTERMException:
+        sys.exit(_stopped_by_sigterm())
+    except (InputError, DatasetError, VideoError, CheckpointRefused) as err:
         print(f"reelgan-train: error: {err}", file=sys.stderr)
         sys.exit(2)
+    except (NonFiniteLossError, DivergenceError) as err:
+        print(f"reelgan-train: error: {err}", file=sys.stderr)
+        sys.exit(1)
+    trainer = getattr(cli, "trainer", None)
+    if trainer is not None and trainer.received_sigterm and trainer.state.status != TrainerStatus.FINISHED:
+        sys.exit(_stopped_by_sigterm())
+
+
+def _stopped_by_sigterm() -> int:
+    """After SIGTERM: say where the resumable checkpoint is; exit 128 + SIGTERM (how a killed job reports)."""
+    print("stopped by SIGTERM before training finished; RunCheckpoint saved the state at the last whole step to "
+          "RUN/checkpoints/last.ckpt. Resume with: reelgan-train fit -c CONFIG --ckpt_path last", file=sys.stderr)
+    return 128 + signal.SIGTERM
 
 
 if __name__ == "__main__":

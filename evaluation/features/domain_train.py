@@ -45,6 +45,7 @@ class DomainTrainReport:
     chance: dict[str, float]          # majority-class accuracy on val (what a constant guess gets)
     seconds: float
     config: dict = field(default_factory=dict)
+    skipped_clips: int = 0            # real clips that did not decode (left out, as training does)
 
 
 def _augment(x: torch.Tensor, gen: torch.Generator, blur_p: float) -> torch.Tensor:
@@ -112,7 +113,7 @@ def train_domain_classifier(root: str | os.PathLike | None = None, config: Domai
         val_accuracy=attribute_accuracy(model, video[val_idx], val_labels),
         train_accuracy=attribute_accuracy(model, video[train_idx], {k: v[train_idx] for k, v in labels.items()}),
         chance={k: float(torch.bincount(v, minlength=len(clips.vocab[k])).max() / len(v)) for k, v in val_labels.items()},
-        seconds=time.perf_counter() - t0, config=asdict(cfg),
+        seconds=time.perf_counter() - t0, config=asdict(cfg), skipped_clips=len(clips.skipped or []),
     )
     if out is not None:
         save_domain_classifier(model, out, report, dataset=str(clips.root))

@@ -16,9 +16,29 @@ import numpy as np
 import pandas as pd
 import torch
 
+import sys
+
 from data.io import track
 from data.contract import attribute_columns, load_dataset
-from data.video import read_clip
+from data.video import VideoError, read_clip
+
+
+def decode_or_skip(path, clip_id: str, skipped: list[dict], **read_kw) -> np.ndarray | None:
+    """read_clip(path, **read_kw), or None after noting {clip_id, file, reason} in `skipped` when the file does not
+    decode: evaluation skips such clips and counts them, as training does (`reelgan-data check` lists them)."""
+    try:
+        return read_clip(path, **read_kw)
+    except VideoError as err:
+        skipped.append({"clip_id": str(clip_id), "file": str(path), "reason": err.problem})
+        return None
+
+
+def say_skipped(skipped: list[dict], where: str) -> None:
+    """One line on stderr: how many clips were skipped, the first one and why."""
+    if skipped:
+        first = skipped[0]
+        print(f"warning: {where}: skipped {len(skipped)} clip(s) that do not decode (e.g. {first['clip_id']}: "
+              f"{first['file']}: {first['reason']}); `reelgan-data check` lists them", file=sys.stderr)
 
 
 @dataclass
@@ -34,6 +54,7 @@ class RealClips:
     video: torch.Tensor
     attributes: dict[str, list[str]]
     vocab: dict[str, list[str]]
+    skipped: list[dict] | None = None   # clips that did not decode: {clip_id, file, reason}
 
     def __len__(self) -> int:
         return len(self.clip_ids)
@@ -84,10 +105,19 @@ def load_real_clips(root: str | os.PathLike, frames: int, height: int, width: in
         if missing:
             raise ValueError(f"{root / 'clips.csv'}: row {missing[0] + 2} has no value in column {name!r}; "
                              "fill it in or remove the row")
-    videos = []
-    for path in track(paths, "decode real clips", progress):
-        arr = read_clip(path, num_frames=frames, stride=1, start=0, size=(height, width))
-        videos.append(torch.from_numpy(arr).permute(0, 3, 1, 2))  # (T, H, W, C) → (T, C, H, W)
+    videos, kept, skipped = [], [], []
+    for i, path in enumerate(track(paths, "decode real clips", progress)):
+        arr = decode_or_skip(path, clips["clip_id"].iloc[i], skipped, num_frames=frames, stride=1, start=0,
+                             size=(height, width))
+        if arr is not None:
+            videos.append(torch.from_numpy(arr).permute(0, 3, 1, 2))  # (T, H, W, C) → (T, C, H, W)
+            kept.append(i)
+    if not videos:
+        raise ValueError(f"{root / 'clips.csv'}: no clip decodes (e.g. {skipped[0]['file']}: {skipped[0]['reason']}); "
+                         "run `reelgan-data check` and fix the files")
+    say_skipped(skipped, f"{root}")
+    vocab = attribute_vocab(root, clips, names)
+    clips = clips.iloc[kept]
     product = clips["product_id"] if "product_id" in clips.columns else clips["clip_id"]
     return RealClips(
         root=root,
@@ -95,7 +125,8 @@ def load_real_clips(root: str | os.PathLike, frames: int, height: int, width: in
         product_ids=[str(p) for p in product],
         video=torch.stack(videos),
         attributes={n: [str(v) for v in clips[n]] for n in names},
-        vocab=attribute_vocab(root, clips, names),
+        vocab=vocab,
+        skipped=skipped,
     )
 
 

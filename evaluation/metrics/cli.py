@@ -91,9 +91,12 @@ def run_metric(args) -> int:
     extractor = resolve_extractor(args.network, kwargs)  # built once: --repeats reuse its weights
     bs = args.batch_size
     mine = rank_batches(n, bs)  # this process's batches (all of them with one process)
+    skipped: list[dict] = []  # real clips that do not decode: left out and counted in the result (this rank's)
+    decoded = [False]
 
     def real():  # decoded a batch at a time, only when the statistics cache misses
-        return (decode_clips(ds, clip_ids[i:i + bs], frames, args.stride, size) for i in mine)
+        decoded[0] = True
+        return (decode_clips(ds, clip_ids[i:i + bs], frames, args.stride, size, skipped) for i in mine)
 
     def run(seed_base: int) -> dict:
         seeds = list(range(seed_base, seed_base + n))
@@ -131,6 +134,9 @@ def run_metric(args) -> int:
             res.setdefault("warnings", []).append(f"the domain classifier is {res['domain_classifier']['note']}")
     if args.floor:
         res["floor"] = real_floor(ds, clip_ids, real, extractor, args, frames, size, real_key, rng)
+    res["skipped_clips"] = {"count": len(skipped) if decoded[0] else None, "clips": skipped[:20],
+                            "note": "real clips that do not decode are left out, as training skips them" if decoded[0]
+                            else "real statistics came from the cache: the clips were not decoded in this run"}
     result = common.made_by(args, checkpoint=str(args.checkpoint), checkpoint_sha256=ginfo.get("sha256"),
                             dataset=str(args.dataset), embeddings_hash=emb.hash, **res)
     if rank_zero():

@@ -12,6 +12,7 @@ import torch
 from data.contract import EVENT_WEIGHTS
 from data.video import read_clip
 from evaluation.metrics.stats import rank_and_world
+from evaluation.features.realclips import decode_or_skip, say_skipped
 
 
 def sample_clip_ids(ds, n: int, rng: np.random.Generator) -> list[str]:
@@ -42,11 +43,19 @@ def paired_conditions(ds, embeddings, clip_ids: list[str], rng: np.random.Genera
     return embeddings.conditions(users), users
 
 
-def decode_clips(ds, clip_ids: list[str], frames: int, stride: int, size: tuple[int, int]) -> torch.Tensor:
-    """Decode clips from frame 0 → uint8 (N, T, C, H, W) (the metrics input layout)."""
+def decode_clips(ds, clip_ids: list[str], frames: int, stride: int, size: tuple[int, int],
+                 skipped: list[dict] | None = None) -> torch.Tensor:
+    """Decode clips from frame 0 → uint8 (N', T, C, H, W) (the metrics input layout). Clips that do not decode
+    are left out and noted in `skipped` (and on stderr), as training skips them; N' ≥ 2 or ValueError."""
     files = dict(zip(ds.clips["clip_id"], ds.clips["file"]))
-    clips = [torch.from_numpy(read_clip(files[c], frames, stride, start=0, size=size)).permute(0, 3, 1, 2)
-             for c in clip_ids]
+    skipped = [] if skipped is None else skipped
+    arrays = [decode_or_skip(files[c], c, skipped, num_frames=frames, stride=stride, start=0, size=size)
+              for c in clip_ids]
+    clips = [torch.from_numpy(a).permute(0, 3, 1, 2) for a in arrays if a is not None]
+    if len(clips) < min(2, len(clip_ids)):  # a batch of one (the last of a split) is fine when it decodes
+        raise ValueError(f"{ds.root / 'clips.csv'}: only {len(clips)} of {len(clip_ids)} sampled clips decode; "
+                         "run `reelgan-data check` and fix the files")
+    say_skipped(skipped, f"{ds.root}")
     return torch.stack(clips)
 
 

@@ -94,7 +94,7 @@ def run_align(args) -> int:
     result = common.made_by(args, checkpoint=str(args.checkpoint), checkpoint_sha256=ginfo.get("sha256"),
                             dataset=str(args.dataset), domain_sha256=dinfo["sha256"], embeddings_hash=emb.hash,
                             domain_classifier=classifier_trust(dinfo.get("report"), domain.vocab),
-                            metrics_from=source, metrics=metrics, **res)
+                            metrics_from=source, metrics=metrics, skipped_clips=len(real.skipped or []), **res)
     common.emit(result, args.out)
     return 0
 
@@ -119,7 +119,7 @@ def run_engagement(args) -> int:
     result = common.made_by(args, dataset=str(args.dataset), model=str(out), engagement_sha256=digest,
                             domain_sha256=dinfo["sha256"], embeddings_hash=emb.hash, metrics=metrics,
                             domain_classifier=classifier_trust(dinfo.get("report"), domain.vocab),
-                            training=summary, heldout=report)
+                            training=summary, heldout=report, skipped_clips=len(real.skipped or []))
     if args.checkpoint is not None:
         result["generated"] = _score_generated(args, scorer, emb, ds, inputs)
     common.emit(result, args.out)

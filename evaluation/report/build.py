@@ -10,11 +10,13 @@ The page has no script and no external request, so it opens anywhere, offline.
 """
 from __future__ import annotations
 
-import html
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from jinja2 import Environment
+from markupsafe import Markup
 
 from data.io import write_text
 from evaluation.report import sections
@@ -67,6 +69,20 @@ details{margin:4px 0}code{font-size:.85em}
 """
 
 
+# The page skeleton. autoescape: every value is escaped unless it is Markup (the sections' fragments, built with
+# evaluation.report.sections.html, which escapes their values the same way).
+_PAGE = Environment(autoescape=True).from_string("""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<link rel="icon" href="data:,"><title>ReelGAN report: {{ run_name }}</title><style>{{ css }}</style></head><body>
+<h1>ReelGAN report</h1><div class="sub">run <code>{{ run }}</code> · made {{ made }} by <code>reelgan-eval report</code></div>
+<div class="cards">{% for h in heads %}<div class="card"><div class="n">{{ h.name }}</div><div class="v">{{ h.display }}</div>\
+<div class="n">{{ h.note }}</div></div>{% endfor %}</div>
+{% for s in sections %}<h2>{{ s.title }}</h2>
+{{ s.html }}
+{% endfor %}</body></html>
+""")
+
+
 def build_report(inputs: ReportInputs, out_html: str | Path, out_md: str | Path | None = None,
                  max_users: int = 8, clips_per_user: int = 4) -> dict:
     """Write the HTML page (and Markdown summary beside it); return {headlines, sections, images, paths}."""
@@ -87,20 +103,10 @@ def build_report(inputs: ReportInputs, out_html: str | Path, out_md: str | Path 
         sections.samples_section(inputs.manifests, max_users, clips_per_user),
         sections.slot_section(slot_rows, check, inputs.run),
     ]
-    cards = "".join(f'<div class="card"><div class="n">{html.escape(h["name"])}</div>'
-                    f'<div class="v">{html.escape(h["display"])}</div><div class="n">{html.escape(h["note"])}</div></div>'
-                    for h in heads)
-    body = "\n".join(f"<h2>{html.escape(s.title)}</h2>\n{s.html}" for s in parts)
     made = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-    page = (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
-        '<link rel="icon" href="data:,">'  # no favicon request: the page makes no request at all
-        f"<title>ReelGAN report: {html.escape(inputs.run.name)}</title><style>{_CSS}</style></head><body>\n"
-        f"<h1>ReelGAN report</h1><div class=\"sub\">run <code>{html.escape(str(inputs.run))}</code> · made {made}"
-        " by <code>reelgan-eval report</code></div>\n"
-        f'<div class="cards">{cards}</div>\n{body}\n</body></html>\n'
-    )
+    # no favicon request (icon = data:), no script: the page makes no request at all
+    page = _PAGE.render(run_name=inputs.run.name, run=str(inputs.run), made=made, css=Markup(_CSS), heads=heads,
+                        sections=[{"title": s.title, "html": Markup(s.html)} for s in parts])
     write_text(out_html, page)
     md = sections.markdown_summary(inputs, heads, metrics, slot_rows, check, out_html, made)
     write_text(out_md, md)

@@ -13,8 +13,9 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+from markupsafe import Markup
 
-from evaluation.report.sections import Section, _esc, _fmt, _gif_bytes, _missing, _table, img_tag
+from evaluation.report.sections import Section, _fmt, _gif_bytes, _missing, _table, html, img_tag, join
 
 _SOURCE = ("hidden_truth", "revealed")
 
@@ -23,7 +24,7 @@ def _aligns(metrics: list[dict]) -> list[dict]:
     return [m for m in metrics if isinstance(m.get("data"), dict) and isinstance(m["data"].get("alignment"), dict)]
 
 
-def ceilings_table(metrics: list[dict]) -> str:
+def ceilings_table(metrics: list[dict]) -> Markup:
     rows = []
     for m in _aligns(metrics):
         d = m["data"]
@@ -37,8 +38,8 @@ def ceilings_table(metrics: list[dict]) -> str:
                              _fmt(reader.get("hit_rate")), _fmt(v.get("shuffled")), _fmt(reader.get("shuffled")),
                              _fmt(v.get("random")), _fmt(samp), _fmt(ceil.get("mode"))])
     if not rows:
-        return ""
-    return ("<p>Hit rate = share of held-out users' generated clips that show the user's favourite value. "
+        return Markup("")
+    return Markup("<p>Hit rate = share of held-out users' generated clips that show the user's favourite value. "
             "<b>Sampling ceiling</b>: what a perfect conditional generator reaches at truncation 1 on this data; "
             "<b>mode ceiling</b>: what it reaches by truncating towards each user's mean style. The colour reader "
             "is a pixel-palette judge that ReelGAN never trains (synthetic world only).</p>" + _table(
@@ -91,16 +92,16 @@ def heldout_section(manifests: list[Path], metrics: list[dict], max_users: int =
                 got = _gif_bytes(Path(mpath).parent / e["folder"], e["files"], e.get("frames", 16))
                 if got:
                     seed = e["seed"]
-                    tiles.append(f"<div class=\"clip\">{img_tag(got[0], got[1], f'{user} seed {seed}')}"
-                                 f"<br>generated, seed {_esc(seed)}</div>")
+                    tiles.append(html('<div class="clip">{}<br>generated, seed {}</div>',
+                                      img_tag(got[0], got[1], f"{user} seed {seed}"), seed))
             frames = int(entries[0].get("frames", 16))
             for gif, alt in _real_gifs(Path(dataset), fav, frames):
-                tiles.append(f"<div class=\"clip real\">{img_tag(gif, 'image/gif', alt)}<br>{_esc(alt)}</div>")
+                tiles.append(html('<div class="clip real">{}<br>{}</div>', img_tag(gif, "image/gif", alt), alt))
             likes = ", ".join(f"{a}: {'/'.join(v)}" for a, v in fav.items())
-            blocks.append(f"<h3>{_esc(user)} <span class=\"sub\">likes {_esc(likes)}</span></h3>"
-                          f"<div class=\"clips\">{''.join(tiles)}</div>")
+            blocks.append(html('<h3>{} <span class="sub">likes {}</span></h3><div class="clips">{}</div>', user,
+                               likes, join(tiles)))
     if not blocks:
         return Section(title, _missing("generated clips for held-out users",
                                        "Run reelgan-generate --user HELDOUT_ID --outdir RUN/samples."))
-    return Section(title, "<p>Each row: a held-out shopper's generated clips (left) and real catalogue clips of "
-                          "their favourite colour and category (right).</p>" + "\n".join(blocks))
+    return Section(title, Markup("<p>Each row: a held-out shopper's generated clips (left) and real catalogue clips "
+                                 "of their favourite colour and category (right).</p>") + join(blocks, "\n"))

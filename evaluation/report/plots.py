@@ -1,6 +1,7 @@
 """The report's figures as PNG bytes (matplotlib, Agg backend: no display needed)."""
 from __future__ import annotations
 
+import functools
 import io
 import math
 
@@ -12,6 +13,17 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 _DPI = 96
+# Labels come from run files (user ids, attribute values): plain text, never mathtext or TeX ("$\\frac{a$").
+PLAIN_TEXT = {"text.parse_math": False, "text.usetex": False}
+
+
+def _plain_text(fn):
+    """Build the figure with PLAIN_TEXT in force (Text objects read it when they are made)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with matplotlib.rc_context(PLAIN_TEXT):
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 def _png(fig) -> bytes:
@@ -30,6 +42,7 @@ def curve_columns(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
     return losses, fvds
 
 
+@_plain_text
 def training_curves(frame: pd.DataFrame, title: str) -> bytes | None:
     """Losses (left) and fvd[...] (right) against the step; None when the log has neither."""
     losses, fvds = curve_columns(frame)
@@ -56,6 +69,7 @@ def training_curves(frame: pd.DataFrame, title: str) -> bytes | None:
     return _png(fig)
 
 
+@_plain_text
 def grouped_bars(groups: dict[str, dict[str, float]], title: str, ylabel: str) -> bytes:
     """{group: {series: value}} → grouped bar chart (e.g. attribute → model / shuffled / random hit rate)."""
     names = list(groups)
@@ -77,6 +91,7 @@ def grouped_bars(groups: dict[str, dict[str, float]], title: str, ylabel: str) -
     return _png(fig)
 
 
+@_plain_text
 def preference_heatmap(rows: list[str], cols: list[str], matrix: np.ndarray, title: str,
                        marks: list[int | None] | None = None) -> bytes:
     """rows × cols probabilities (e.g. users × predicted colour of their clips); `marks[i]` boxes row i's truth."""

@@ -1,14 +1,19 @@
-"""The report's sections: each turns one kind of run output into an HTML fragment (and Markdown lines)."""
+"""The report's sections: each turns one kind of run output into an HTML fragment (and Markdown lines).
+
+Escaping is by construction: a fragment is a markupsafe.Markup built by `html(template, *values)`, which escapes
+every value that is not itself Markup (the same rule jinja2's autoescape applies to the page in build.py). Text
+from run files (user ids, personas, manifest and slot values) can only reach the page as an escaped value.
+"""
 from __future__ import annotations
 
 import base64
-import html
 import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from markupsafe import Markup
 
 from evaluation.report import plots as plots
 
@@ -16,18 +21,25 @@ from evaluation.report import plots as plots
 @dataclass
 class Section:
     title: str
-    html: str
+    html: Markup
 
 
-def _esc(x) -> str:
-    return html.escape(str(x))
+def html(template: str, *args, **kwargs) -> Markup:
+    """An HTML fragment: `template` is trusted markup written here; every argument is escaped unless Markup."""
+    return Markup(template).format(*args, **kwargs)
 
 
-def img_tag(data: bytes, mime: str, alt: str, cls: str = "") -> str:
+def join(parts, sep: str = "") -> Markup:
+    """Fragments joined; plain strings among them are escaped."""
+    return Markup(sep).join(parts)
+
+
+def img_tag(data: bytes, mime: str, alt: str, cls: str = "") -> Markup:
     """An <img> with the bytes inlined as a data URI: the page needs no other file."""
     b64 = base64.b64encode(data).decode("ascii")
-    c = f' class="{cls}"' if cls else ""
-    return f'<img{c} alt="{html.escape(alt)}" src="data:{mime};base64,{b64}">'
+    if cls:
+        return html('<img class="{}" alt="{}" src="data:{};base64,{}">', cls, alt, mime, b64)
+    return html('<img alt="{}" src="data:{};base64,{}">', alt, mime, b64)
 
 
 def _fmt(v) -> str:
@@ -52,14 +64,15 @@ def _reason(data, key: str) -> str:
     return "not computable on this data (see the JSON)"
 
 
-def _table(header: list[str], rows: list[list]) -> str:
-    head = "".join(f"<th>{_esc(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+def _table(header: list[str], rows: list[list]) -> Markup:
+    """Cells that are Markup go in as they are; anything else is escaped text."""
+    head = join(html("<th>{}</th>", h) for h in header)
+    body = join(html("<tr>{}</tr>", join(html("<td>{}</td>", c) for c in r)) for r in rows)
+    return html("<table><tr>{}</tr>{}</table>", head, body)
 
 
-def _missing(what: str, how: str) -> str:
-    return f"<p class=\"sub\">No {_esc(what)} in this run. {_esc(how)}</p>"
+def _missing(what: str, how: str) -> Markup:
+    return html('<p class="sub">No {} in this run. {}</p>', what, how)
 
 
 # ---------------------------------------------------------------- training curves
@@ -69,16 +82,16 @@ def training_section(logs: list[Path], run: Path) -> Section:
         try:
             frame = pd.read_csv(log)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-            figs.append(f"<p class=\"fail\">{_esc(log)}: unreadable CSV ({_esc(e)})</p>")
+            figs.append(html('<p class="fail">{}: unreadable CSV ({})</p>', log, e))
             continue
         title = str(log.relative_to(run)) if log.is_relative_to(run) else str(log)
         png = plots.training_curves(frame, title)
         if png:
-            figs.append(f"<figure>{img_tag(png, 'image/png', 'training curves ' + title)}"
-                        f"<figcaption>{_esc(title)}: {len(frame)} rows</figcaption></figure>")
+            figs.append(html("<figure>{}<figcaption>{}: {} rows</figcaption></figure>",
+                             img_tag(png, "image/png", "training curves " + title), title, len(frame)))
     if not figs:
         return Section("Training curves", _missing("training log (metrics.csv)", "Train with the CSV logger."))
-    return Section("Training curves", "\n".join(figs))
+    return Section("Training curves", join(figs, "\n"))
 
 
 # ---------------------------------------------------------------- metrics
@@ -113,12 +126,12 @@ def metric_values(data: dict) -> dict[str, float | str]:
     return vals
 
 
-def _protocol_html(protocol) -> str:
+def _protocol_html(protocol) -> Markup:
     if not isinstance(protocol, dict):
-        return ""
-    items = "".join(f"<tr><td>{_esc(k)}</td><td><code>{_esc(json.dumps(v) if not isinstance(v, str) else v)}</code>"
-                    "</td></tr>" for k, v in protocol.items())
-    return f"<details><summary>protocol</summary><table>{items}</table></details>"
+        return Markup("")
+    items = join(html("<tr><td>{}</td><td><code>{}</code></td></tr>", k, json.dumps(v) if not isinstance(v, str)
+                      else v) for k, v in protocol.items())
+    return html("<details><summary>protocol</summary><table>{}</table></details>", items)
 
 
 def metrics_section(metrics: list[dict]) -> Section:
@@ -126,27 +139,27 @@ def metrics_section(metrics: list[dict]) -> Section:
         return Section("Metrics", _missing("metrics JSON", "Run reelgan-eval fid/fvd/align/engagement --out RUN/eval/X.json."))
     rows = []
     for m in metrics:
-        name = _esc(Path(m["file"]).name)
+        name = Path(m["file"]).name
         if m["data"] is None:
-            rows.append([name, f"<span class=\"fail\">{_esc(m['error'])}</span>", ""])
+            rows.append([name, html('<span class="fail">{}</span>', m["error"]), ""])
             continue
         vals = metric_values(m["data"])
-        cells = "<br>".join(f"<b>{_esc(k)}</b> = {_esc(_fmt(v))}" for k, v in vals.items()) or "—"
+        cells = join((html("<b>{}</b> = {}", k, _fmt(v)) for k, v in vals.items()), "<br>") or Markup("—")
         if m["data"].get("biased_judge"):
-            cells += f"<br><span class=\"fail\">{_esc(m['data']['biased_judge'])}</span>"
+            cells += html('<br><span class="fail">{}</span>', m["data"]["biased_judge"])
         floor = (m["data"].get("floor") or {}).get("value")
         if isinstance(floor, (int, float)):
-            cells += f"<br>real-vs-real floor = {_esc(_fmt(floor))} ({_esc(m['data']['floor'].get('note', ''))})"
+            cells += html("<br>real-vs-real floor = {} ({})", _fmt(floor), m["data"]["floor"].get("note", ""))
         rows.append([name, cells, _protocol_html(m["data"].get("protocol"))])
-    note = ("<p class=\"sub\">Metric names carry their feature network (fid[inception], fvd[domain], …); "
-            "each row's protocol pins network, weights sha256, resize, frames, stride, clip counts, covariance "
-            "normalisation, seeds and the real-statistics hash.</p>")
+    note = Markup('<p class="sub">Metric names carry their feature network (fid[inception], fvd[domain], …); '
+                  "each row's protocol pins network, weights sha256, resize, frames, stride, clip counts, covariance "
+                  "normalisation, seeds and the real-statistics hash.</p>")
     return Section("Metrics", note + _table(["file", "values", "pinned protocol"], rows))
 
 
 # ---------------------------------------------------------------- alignment
 def alignment_section(metrics: list[dict], check: dict | None = None, truth: dict | None = None,
-                      table: str = "") -> Section:
+                      table: Markup = Markup("")) -> Section:
     from evaluation.report.alignment import alignment_figures
 
     figs = [f for m in metrics if m["data"] is not None for f in alignment_figures(m["data"], truth)]
@@ -154,8 +167,9 @@ def alignment_section(metrics: list[dict], check: dict | None = None, truth: dic
         figs += alignment_figures({"attributes": check.get("attributes")})
     if not figs:
         return Section("Preference alignment", _missing("alignment results", "Run reelgan-eval align --out RUN/eval/align.json."))
-    return Section("Preference alignment", table + "\n".join(
-        f"<figure>{img_tag(png, 'image/png', cap)}<figcaption>{_esc(cap)}</figcaption></figure>" for cap, png in figs))
+    return Section("Preference alignment", table + join((html("<figure>{}<figcaption>{}</figcaption></figure>",
+                                                              img_tag(png, "image/png", cap), cap)
+                                                         for cap, png in figs), "\n"))
 
 
 # ---------------------------------------------------------------- samples
@@ -193,13 +207,14 @@ def samples_section(manifests: list[Path], max_users: int, clips_per_user: int) 
                 got = _gif_bytes(mpath.parent / folder, e["files"], e.get("frames", 16))
                 if got:
                     alt = f"{e['user']} seed {e['seed']}"
-                    tiles.append(f"<div class=\"clip\">{img_tag(got[0], got[1], alt)}<br>seed {e['seed']}</div>")
+                    tiles.append(html('<div class="clip">{}<br>seed {}</div>', img_tag(got[0], got[1], alt),
+                                      e["seed"]))
             who = entries[0]
-            blocks.append(f"<h3>{_esc(who['user'])} <span class=\"sub\">({_esc(who['source'])}, "
-                          f"truncation {who['truncation']})</span></h3><div class=\"clips\">{''.join(tiles)}</div>")
+            blocks.append(html('<h3>{} <span class="sub">({}, truncation {})</span></h3><div class="clips">{}</div>',
+                               who["user"], who["source"], who.get("truncation"), join(tiles)))
     if not blocks:
         return Section("Samples", _missing("generated samples (manifest.json)", "Run reelgan-generate --outdir RUN/samples."))
-    return Section("Samples per user", "\n".join(blocks))
+    return Section("Samples per user", join(blocks, "\n"))
 
 
 # ---------------------------------------------------------------- slot
@@ -226,30 +241,30 @@ def slot_section(rows: list[dict], check: dict | None, run: Path) -> Section:
         for why in r.get("reasons", []):
             key = why.split(" ")[0]
             reasons[key] = reasons.get(key, 0) + 1
-    parts = [f"<p>{len(users)} users, {len(rows_c)} candidate clips, {passed} passed the gate "
-             f"({passed / max(1, len(rows_c)):.0%}); {fallbacks} user(s) fell back to the popular clip. Failures by check: "
-             + (", ".join(f"{_esc(k)} {v}" for k, v in reasons.items()) or "none") + ".</p>"]
+    parts = [html("<p>{} users, {} candidate clips, {} passed the gate ({:.0%}); {} user(s) fell back to the popular "
+                  "clip. Failures by check: {}.</p>", len(users), len(rows_c), passed, passed / max(1, len(rows_c)),
+                  fallbacks, ", ".join(f"{k} {v}" for k, v in reasons.items()) or "none")]
     if check:
         parts.append(_slot_check_html(check))
     served = [r for r in rows if r.get("served")]
     score_keys = list(dict.fromkeys(k for r in served for k in r.get("scores", {})))
-    table_rows = [[_esc(r["user_id"]), r["rank"] if r.get("rank") else ("fallback" if r.get("fallback") else "—"),
-                   _esc(Path(str(r["clip"])).name)] + [_fmt(r.get("scores", {}).get(k, "—")) for k in score_keys]
+    table_rows = [[r["user_id"], r["rank"] if r.get("rank") else ("fallback" if r.get("fallback") else "—"),
+                   Path(str(r["clip"])).name] + [_fmt(r.get("scores", {}).get(k, "—")) for k in score_keys]
                   for r in served[:60]]
-    parts.append("<p>Served clips (rank 1 of the passing candidates; <i>fallback</i> = no candidate passed the gate, "
-                 "the most popular catalogue clip is served):</p>")
+    parts.append(Markup("<p>Served clips (rank 1 of the passing candidates; <i>fallback</i> = no candidate passed "
+                        "the gate, the most popular catalogue clip is served):</p>"))
     parts.append(_table(["user", "rank", "clip"] + score_keys, table_rows))
-    return Section("Recommendation slot", "\n".join(parts))
+    return Section("Recommendation slot", join(parts, "\n"))
 
 
-def _slot_check_html(check: dict) -> str:
+def _slot_check_html(check: dict) -> Markup:
     arms = check.get("arms", {})
     label = {"slot": "slot (served)", "popular": "most popular clip", "random_generated": "random generated clip",
              "best_candidate": "best candidate (oracle)"}
     png = plots.grouped_bars({"expected engagement": {label.get(k, k): v["mean"] for k, v in arms.items()}},
                              "offline check: expected engagement under the hidden truth", "P(engage)")
-    txt = _esc(check.get("verdict", ""))
-    return f"<figure>{img_tag(png, 'image/png', 'slot offline check')}<figcaption>{txt}</figcaption></figure>"
+    return html("<figure>{}<figcaption>{}</figcaption></figure>", img_tag(png, "image/png", "slot offline check"),
+                check.get("verdict", ""))
 
 
 # ---------------------------------------------------------------- headlines + markdown

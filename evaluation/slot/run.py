@@ -21,6 +21,7 @@ import torch
 
 from data.io import write_json
 from evaluation.features.domain_train import classifier_trust
+from evaluation.slot.version import SlotVersion
 from evaluation.personalisation.preferences import revealed_preferences, users_without_history
 from evaluation.slot.gate import SlotConfig, checkpoint_gate, config_dict, gate_and_rank
 from evaluation.slot.scores import DensityRealism, alignment_scores, random_alignment
@@ -129,63 +130,66 @@ def run_slot(checkpoint: str | Path, data: str | Path, users: list[str], engagem
     trust = classifier_trust(scorer_model.info.get("domain_report"), vocab)
     classifier_reason = (f"domain classifier untrusted: {trust['note']}" if trust["untrusted"] else None)
 
-    rows, probs_by_user = [], {u: {a: [] for a in vocab} for u in users}
-    seeds = list(range(cfg.seed_base, cfg.seed_base + cfg.candidates))
+    with SlotVersion(outdir) as version:  # every file of this run, then one switch (evaluation.slot.version)
+        folder = version.folder
+        rows, probs_by_user = [], {u: {a: [] for a in vocab} for u in users}
+        seeds = list(range(cfg.seed_base, cfg.seed_base + cfg.candidates))
 
-    def on_batch(entries, video):
-        names = [e["user"] for e in entries]
-        scores, probs = scorer.score(names, torch.stack([embeddings.conditions([n])[0] for n in names]), video)
-        for i, (e, s) in enumerate(zip(entries, scores)):
-            rows.append({"user_id": e["user"], "candidate": e["seed"] - cfg.seed_base, "seed": e["seed"],
-                         "clip": f"clips/{e['folder']}/{e['files']['mp4']}", "scores": s,
-                         "checkpoint_sha256": info.get("sha256")})
-            for a in vocab:
-                probs_by_user[e["user"]][a].append(probs[a][i])
+        def on_batch(entries, video):
+            names = [e["user"] for e in entries]
+            scores, probs = scorer.score(names, torch.stack([embeddings.conditions([n])[0] for n in names]), video)
+            for i, (e, s) in enumerate(zip(entries, scores)):
+                rows.append({"user_id": e["user"], "candidate": e["seed"] - cfg.seed_base, "seed": e["seed"],
+                             "clip": f"clips/{e['folder']}/{e['files']['mp4']}", "scores": s,
+                             "checkpoint_sha256": info.get("sha256")})
+                for a in vocab:
+                    probs_by_user[e["user"]][a].append(probs[a][i])
 
-    generate_to_folders(generator, info, targets, seeds, outdir / "clips", ["mp4"], truncation=cfg.truncation,
-                        batch_size=cfg.batch_size, device=device, progress=progress, on_batch=on_batch,
-                        command=f"reelgan-eval slot --checkpoint {checkpoint}")
-    ranked = gate_and_rank(rows, cfg, "; ".join(filter(None, [ckpt_reason, classifier_reason])) or None)
-    for r in ranked:
-        r["source"], r["fallback"] = "generated", None
-        r["clip_uri"] = (outdir / r["clip"]).resolve().as_uri()
-    if cfg.fallback == "popular":
-        popular = most_popular_clip(dataset.clips, dataset.interactions)
-        popular_file = (data / str(popular["path"])).resolve()
-        for u in users:
-            if not any(r["served"] for r in ranked if r["user_id"] == u):
-                # `clip` relative to the slot folder like every other row; clip_uri absolute: both resolve.
-                ranked.append({"user_id": u, "candidate": None, "seed": None,
-                               "clip": os.path.relpath(popular_file, outdir.resolve()), "scores": {}, "passed": False,
-                               "reasons": ["fallback: no candidate passed the gate"], "rank": None, "served": True,
-                               "source": "catalogue", "clip_uri": popular_file.as_uri(),
-                               "fallback": str(popular.name)})
-    jsonl, csv_path = write_slot(ranked, outdir)
-    probs = {u: {a: np.stack(v) for a, v in d.items()} for u, d in probs_by_user.items()}
-    summary = {
-        "made_by": "reelgan-eval slot", "checkpoint": str(checkpoint), "checkpoint_sha256": info.get("sha256"),
-        "engagement_model": str(engagement), "engagement_sha256": scorer_model.info.get("sha256"),
-        "config": config_dict(cfg), "fvd[domain]": fvd, "checkpoint_gate": ckpt_reason or "passed",
-        "domain_classifier": trust, "classifier_gate": classifier_reason or "passed",
-        "users": len(users), "candidates": len(rows), "passed": int(sum(r["passed"] for r in ranked)),
-        "served": int(sum(r["served"] for r in ranked)), "random_alignment": random_alignment(vocab),
-        "realism_reference": {"fit_clips": realism.n_fit, "reference_clips": realism.n_ref},
-        "files": {"jsonl": str(jsonl), "csv": str(csv_path)}, "seconds": round(time.perf_counter() - t0, 2),
-    }
-    truth_path = data / "hidden_truth.json"
-    if truth_path.is_file():
-        truth = HiddenTruth(truth_path, vocab)
-        check = compare_arms(truth, [r for r in ranked if r.get("candidate") is not None], probs,
-                             most_popular_clip(dataset.clips, dataset.interactions))
-        check["attributes"] = attribute_table(users, probs, vocab, truth, prefs)
-        write_json(outdir / "slot_check.json", check)
-        summary["check"] = {k: check[k] for k in ("arms", "lift", "beats_both", "verdict", "fallbacks")}
-    if publish_url:
-        from evaluation.slot.publish import publish
+        generate_to_folders(generator, info, targets, seeds, folder / "clips", ["mp4"], truncation=cfg.truncation,
+                            batch_size=cfg.batch_size, device=device, progress=progress, on_batch=on_batch,
+                            command=f"reelgan-eval slot --checkpoint {checkpoint}")
+        ranked = gate_and_rank(rows, cfg, "; ".join(filter(None, [ckpt_reason, classifier_reason])) or None)
+        for r in ranked:
+            r["source"], r["fallback"] = "generated", None
+            r["clip_uri"] = (folder / r["clip"]).resolve().as_uri()  # the version folder stays
+        if cfg.fallback == "popular":
+            popular = most_popular_clip(dataset.clips, dataset.interactions)
+            popular_file = (data / str(popular["path"])).resolve()
+            for u in users:
+                if not any(r["served"] for r in ranked if r["user_id"] == u):
+                    # `clip` relative to the slot folder like every other row; clip_uri absolute: both resolve.
+                    ranked.append({"user_id": u, "candidate": None, "seed": None,
+                                   "clip": os.path.relpath(popular_file, outdir.resolve()), "scores": {}, "passed": False,
+                                   "reasons": ["fallback: no candidate passed the gate"], "rank": None, "served": True,
+                                   "source": "catalogue", "clip_uri": popular_file.as_uri(),
+                                   "fallback": str(popular.name)})
+        jsonl, csv_path = write_slot(ranked, folder)
+        probs = {u: {a: np.stack(v) for a, v in d.items()} for u, d in probs_by_user.items()}
+        summary = {
+            "made_by": "reelgan-eval slot", "checkpoint": str(checkpoint), "checkpoint_sha256": info.get("sha256"),
+            "engagement_model": str(engagement), "engagement_sha256": scorer_model.info.get("sha256"),
+            "config": config_dict(cfg), "fvd[domain]": fvd, "checkpoint_gate": ckpt_reason or "passed",
+            "domain_classifier": trust, "classifier_gate": classifier_reason or "passed",
+            "users": len(users), "candidates": len(rows), "passed": int(sum(r["passed"] for r in ranked)),
+            "served": int(sum(r["served"] for r in ranked)), "random_alignment": random_alignment(vocab),
+            "realism_reference": {"fit_clips": realism.n_fit, "reference_clips": realism.n_ref},
+            "files": {"jsonl": str(outdir / jsonl.name), "csv": str(outdir / csv_path.name)}, "seconds": round(time.perf_counter() - t0, 2),
+        }
+        truth_path = data / "hidden_truth.json"
+        if truth_path.is_file():
+            truth = HiddenTruth(truth_path, vocab)
+            check = compare_arms(truth, [r for r in ranked if r.get("candidate") is not None], probs,
+                                 most_popular_clip(dataset.clips, dataset.interactions))
+            check["attributes"] = attribute_table(users, probs, vocab, truth, prefs)
+            write_json(folder / "slot_check.json", check)
+            summary["check"] = {k: check[k] for k in ("arms", "lift", "beats_both", "verdict", "fallbacks")}
+        if publish_url:
+            from evaluation.slot.publish import publish
 
-        summary["published"] = {"store": publish_url.split("@")[-1], "version": publish(publish_url, ranked, summary)}
-    write_json(outdir / "slot_summary.json", summary)
-    return summary
+            summary["published"] = {"store": publish_url.split("@")[-1], "version": publish(publish_url, ranked, summary)}
+        write_json(folder / "slot_summary.json", summary)
+        version.publish()
+        return summary
 
 
 def attribute_table(users, probs, vocab, truth, prefs) -> dict:

@@ -1,0 +1,108 @@
+"""Run folders for one --outdir: every run writes its own new folder, and one atomic switch publishes it.
+
+    OUTDIR/manifest.json                  the published state: every listed clip, every run (the switch)
+    OUTDIR/runs/<run id>/<safe target>/   the clips of one published run (never rewritten)
+    OUTDIR/.staging/<run id>/             a run still being written (its process holds .staging/<run id>/.lock)
+    OUTDIR/.lock                          held while a run publishes: read manifest, merge, replace, tidy
+
+A run writes only inside its staging folder. To publish it takes OUTDIR/.lock, renames the staging folder to
+runs/<run id>, merges its rows into the manifest read *under the lock* (so concurrent runs are all listed) and
+replaces manifest.json atomically. Readers follow the manifest, so they see the old state or the new one, never a
+mix. A run killed at any point leaves the published state as it was. Whoever publishes next removes what is left
+over: staging folders whose owner is gone (their lock is free), run folders no listed clip points into any more
+(superseded by a re-run of the same target and seed), and temp files of interrupted manifest writes.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import secrets
+import shutil
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from data.io import write_json
+from generate.manifest import MANIFEST_NAME, load_manifest, merge_manifest
+from generate.paths import ensure_inside
+
+RUNS = "runs"
+STAGING = ".staging"
+LOCK = ".lock"
+
+
+@contextmanager
+def locked(path: Path, blocking: bool = True):
+    """An exclusive flock on `path` (created); yields False instead of waiting when blocking=False and it is held.
+    The kernel drops the lock when its process dies, so a killed run never blocks the next one."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+class RunFolder:
+    """One generation run's private folder; `publish(run, entries)` makes it part of OUTDIR's manifest."""
+
+    def __init__(self, outdir: str | Path):
+        self.outdir = Path(outdir).resolve()
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        self.run_id = f"{stamp}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.staging = self.outdir / STAGING / self.run_id
+        self.final = self.outdir / RUNS / self.run_id
+        self._owner = None
+
+    def __enter__(self) -> "RunFolder":
+        self.outdir.mkdir(parents=True, exist_ok=True)
+        with locked(self.outdir / LOCK):            # so `tidy` never sees the folder before its owner's lock
+            self.staging.mkdir(parents=True)
+            ensure_inside(self.outdir, self.staging)  # a planted .staging symlink must not lead writes outside
+            self._owner = locked(self.staging / LOCK)
+            self._owner.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._owner.__exit__(None, None, None)
+        if self.staging.exists():                    # not published (an error): nothing of it stays behind
+            shutil.rmtree(self.staging, ignore_errors=True)
+
+    def folder_name(self, safe: str) -> str:
+        """The manifest's `folder` for a target: its path relative to OUTDIR once published."""
+        return f"{RUNS}/{self.run_id}/{safe}"
+
+    def publish(self, run: dict, entries: list[dict]) -> dict:
+        """Move the staged clips to runs/<run id> and switch manifest.json to include them; returns the manifest."""
+        with locked(self.outdir / LOCK):
+            old = load_manifest(self.outdir / MANIFEST_NAME)
+            (self.staging / LOCK).unlink(missing_ok=True)
+            self.final.parent.mkdir(exist_ok=True)
+            ensure_inside(self.outdir, self.final.parent / "x")   # nor a planted runs/ symlink
+            os.replace(self.staging, self.final)
+            manifest = merge_manifest(old, {**run, "run_id": self.run_id}, entries)
+            write_json(self.outdir / MANIFEST_NAME, manifest)       # the switch
+            tidy(self.outdir, manifest)
+        return manifest
+
+
+def tidy(outdir: Path, manifest: dict) -> None:
+    """Remove leftovers (call with OUTDIR/.lock held): see the module docstring."""
+    name = Path(MANIFEST_NAME)
+    for tmp in outdir.glob(f".{name.stem}.*.tmp{name.suffix}"):   # data.io's temp-file pattern
+        tmp.unlink(missing_ok=True)                  # only the lock holder writes the manifest
+    staging = outdir / STAGING
+    for folder in staging.iterdir() if staging.is_dir() else ():
+        with locked(folder / LOCK, blocking=False) as free:
+            if free:                                 # its run is gone (killed): nobody will publish it
+                shutil.rmtree(folder, ignore_errors=True)
+    listed = {Path(e["folder"]).parts[1] for e in manifest.get("clips", [])
+              if Path(e["folder"]).parts[:1] == (RUNS,) and len(Path(e["folder"]).parts) > 2}
+    runs = outdir / RUNS
+    for folder in runs.iterdir() if runs.is_dir() else ():
+        if folder.name not in listed:                # superseded, or renamed by a run killed before its switch
+            shutil.rmtree(folder, ignore_errors=True)
