@@ -10,7 +10,6 @@ import numpy as np
 import torch
 
 from data.contract import EVENT_WEIGHTS
-from data.video import read_clip
 from evaluation.metrics.stats import rank_and_world
 from evaluation.features.realclips import decode_or_skip, say_skipped
 
