@@ -115,7 +115,7 @@ def cmd_import(args) -> int:
         settings = ImportSettings(size=args.size, fit=args.fit, fps=args.fps, clip_seconds=args.clip_seconds,
                                   max_clips=args.max_clips_per_video, min_frames=args.min_frames)
     except ValueError as e:
-        console.print(f"[red]error:[/red] {e}")
+        console.print(f"[red]error:[/red] {e}", soft_wrap=True)
         return 2
     started = time.perf_counter()
     try:
@@ -126,7 +126,7 @@ def cmd_import(args) -> int:
                                           task, completed=done, total=total,
                                           description=f"probe + transcode {name[-40:]}" if name else "done"))
     except DatasetError as e:
-        console.print(f"[red]error:[/red] {e}")
+        console.print(f"[red]error:[/red] {e}", soft_wrap=True)
         return 1
     if result.skipped:
         table = Table(title=f"{len(result.skipped)} file(s) not used")
@@ -178,7 +178,7 @@ def cmd_shard(args) -> int:
                             clips_per_chunk=args.clips_per_chunk, val_fraction=args.val_fraction, seed=args.seed,
                             workers=args.workers, embeddings=args.embeddings)
     except ShardError as err:
-        console.print(f"[red]error:[/red] {err}")
+        console.print(f"[red]error:[/red] {err}", soft_wrap=True)
         return 2
     clips = info["clips"]
     _summary(f"shard → {args.out}", {
@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (DatasetError, VideoError, FileNotFoundError) as err:  # they name the file and the fix: no traceback
-        console.print(f"[red]reelgan-data {args.command}: error:[/red] {err}", highlight=False)
+        console.print(f"[red]reelgan-data {args.command}: error:[/red] {err}", highlight=False, soft_wrap=True)
         return 2
 
 
