@@ -12,7 +12,9 @@ from rich.table import Table
 
 from data.io import progress
 
-console = Console()
+# Piped into a log or a test, rich would assume 80 columns and fold every table cell; a wide console keeps each
+# problem on one greppable line.
+console = Console() if sys.stdout.isatty() else Console(width=240)
 
 EPILOG = """\
 The dataset folder (docs/data.md):

@@ -192,7 +192,9 @@ def test_run_slot_writes_files(small_world, tmp_path, umask_022):
     args = ["slot", "--checkpoint", str(ckpt), "--dataset", str(w["root"]), "--engagement", str(eng), "--users",
             ",".join(users), "--candidates", "3", "--fvd-json", str(fvd), "--no-progress"]
     assert w["domain_report"]["val_accuracy"]["pattern"] <= w["domain_report"]["chance"]["pattern"]
-    assert main([*args, "--out", str(closed)]) == 0
+    every = tmp_path / "every.yaml"
+    every.write_text("attributes: null\n")                          # null: every attribute the classifier reads
+    assert main([*args, "-c", str(every), "--out", str(closed)]) == 0
     summary = json.loads((closed / "slot_summary.json").read_text())
     assert "pattern" in summary["classifier_gate"] and summary["domain_classifier"]["untrusted"] == ["pattern"]
     rows = [json.loads(line) for line in (closed / "slot.jsonl").read_text().splitlines()]
