@@ -69,10 +69,10 @@ def test_tf1_bilinear_resize_matches_the_tf_sampling_rule():
 # ----------------------------------------------------------------------------- inception-fid
 @pytest.fixture(scope="module")
 def inception_file(tmp_path_factory):
-    from evaluation.features.inception import FIDInceptionV3, state_dict_for_file
+    from evaluation.features.inception import write_random_weights
 
     path = tmp_path_factory.mktemp("inc") / "pt_inception-random.pth"
-    torch.save(state_dict_for_file(FIDInceptionV3()), path)
+    write_random_weights(path, seed=1, calibration_images=2)
     return path
 
 
@@ -83,6 +83,7 @@ def test_inception_layout_is_the_pt_inception_file(inception_file):
     assert len(convs) == 94 and not any("num_batches_tracked" in k or "Aux" in k for k in state)
     assert state["fc.weight"].shape == (1008, 2048) and state["Mixed_7c.branch_pool.conv.weight"].shape[0] == 192
     ext = get_feature_extractor("inception-fid", weights=inception_file, expected_sha256=None)
+    assert type(ext.net).__module__ == "torch_fidelity.feature_extractor_inceptionv3"  # the library's network
     assert ext.net.Mixed_5b.branch_pool.bn.eps == 1e-3
     assert ext.metric_tag == f"inception@{ext.weights_sha256[:8]}" and not ext.standard
     assert ext.protocol()["resize_mode"] == "tf1-bilinear"
@@ -106,8 +107,21 @@ def test_inception_weights_rules(inception_file, tmp_path, monkeypatch):
     state.pop("Mixed_6b.branch7x7_2.bn.running_var")
     broken = tmp_path / "broken.pth"
     torch.save(state, broken)
-    with pytest.raises(ValueError, match="Mixed_6b.branch7x7_2.bn.running_var"):
+    with pytest.raises(ValueError, match="broken.pth: not a pt_inception .*Mixed_6b.branch7x7_2.bn.running_var"):
         get_feature_extractor("inception-fid", weights=broken, expected_sha256=None)
+
+
+def test_inception_never_downloads(inception_file, monkeypatch):
+    import torch_fidelity.feature_extractor_inceptionv3 as tfi
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("torch-fidelity tried to download its weights")
+
+    monkeypatch.setattr(tfi, "load_state_dict_from_url", no_download)
+    ext = get_feature_extractor("inception-fid", weights=inception_file, expected_sha256=None)
+    frames = torch.randint(0, 256, (1, 2, 3, 40, 30), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    feats = ext.features(frames)
+    assert feats.shape == (2, 2048) and feats.dtype == torch.float64 and feats.abs().mean() > 0.05
 
 
 # ----------------------------------------------------------------------------- effnet-lite0

@@ -75,11 +75,19 @@ def test_fvd_json_must_name_this_checkpoint(tmp_path):
 def test_config_errors_name_the_field(tmp_path):
     p = tmp_path / "slot.yaml"
     p.write_text("candidates: 4\ngate:\n  min_realsim: 0.1\n")
-    with pytest.raises(ValueError, match=r"slot.yaml: unknown gate field\(s\) \['min_realsim'\]"):
+    with pytest.raises(ValueError, match=r"slot.yaml: Group 'gate' does not accept option 'min_realsim'"):
         load_slot_config(p)
     p.write_text("candidates: 4\nserve: 5\n")
     with pytest.raises(ValueError, match="serve must be in 1..candidates"):
         load_slot_config(p)
+    p.write_text("rank_by: clicks\n")
+    with pytest.raises(ValueError, match=r"slot.yaml: Parser key \"rank_by\": Expected .*'engagement'.* clicks"):
+        load_slot_config(p)
+    p.write_text("gate:\n  min_alignment: 1.5\n")
+    with pytest.raises(ValueError, match=r"slot.yaml: Parser key \"gate.min_alignment\": .*1.5"):
+        load_slot_config(p)
+    with pytest.raises(ValueError, match=r"slot.yaml: Parser key \"candidates\""):
+        load_slot_config(p.parent / "slot.yaml", candidates=0)
     cfg = load_slot_config("configs/slot.yaml", candidates=3)
     assert cfg.candidates == 3 and cfg.gate.max_fvd is not None
 

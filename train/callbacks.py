@@ -250,7 +250,7 @@ class SampleGrid(Callback):
             return None
         if self._conditions is None:
             self._pick_users(trainer)
-        from PIL import Image
+        import imageio.v3 as iio
 
         from data.video import write_video
 
@@ -260,7 +260,7 @@ class SampleGrid(Callback):
         frames = compose_grid(rows, self.min_row_px)
         path = Path(trainer.default_root_dir) / "samples" / f"{tag}.mp4"
         write_video(path, frames, fps=self.fps)
-        Image.fromarray(frames[len(frames) // 2]).save(path.with_suffix(".png"))
+        iio.imwrite(path.with_suffix(".png"), frames[len(frames) // 2])  # the middle frame, for a quick look
         self.written.append(path)
         for logger in trainer.loggers:
             if type(logger).__name__ == "WandbLogger":

@@ -7,34 +7,45 @@ rank (1.. among passing clips of the user, None if failed), served (rank <= serv
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Optional, Literal
 
 import yaml
+from jsonargparse import ArgumentError, ArgumentParser
+from jsonargparse.typing import ClosedUnitInterval, PositiveFloat, PositiveInt
 
 
 @dataclass
 class GateConfig:
-    max_fvd: float | None = 250.0     # checkpoint-level fvd[domain] ceiling; None disables
-    min_realism: float = 0.01         # per-clip realism floor
-    min_alignment: float = 0.25       # per-clip alignment floor
+    max_fvd: float | None = 250.0                # checkpoint-level fvd[domain] ceiling; None disables
+    min_realism: ClosedUnitInterval = 0.01       # per-clip realism floor
+    min_alignment: ClosedUnitInterval = 0.25     # per-clip alignment floor
 
 
 @dataclass
 class SlotConfig:
-    candidates: int = 8
+    candidates: PositiveInt = 8
     seed_base: int = 100000
-    serve: int = 1
-    truncation: float = 0.8
-    batch_size: int = 16
-    rank_by: str = "engagement"
-    fallback: str = "popular"
-    attributes: list[str] | None = None  # product attributes the alignment score reads (default: all the classifier has)
+    serve: PositiveInt = 1                       # also <= candidates (checked in load_slot_config)
+    truncation: PositiveFloat = 0.8
+    batch_size: PositiveInt = 16
+    rank_by: Literal["engagement", "alignment", "realism"] = "engagement"
+    fallback: Literal["popular", "none"] = "popular"
+    attributes: Optional[list[str]] = None  # what alignment reads (default: every attribute the classifier has)
     gate: GateConfig = field(default_factory=GateConfig)
 
 
+def _plain(value):
+    """jsonargparse's restricted numbers (PositiveInt, ...) → int/float, so the config is written as before."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    return int(value) if isinstance(value, int) else float(value)
+
+
 def load_slot_config(path: str | Path | None, **overrides) -> SlotConfig:
-    """YAML → SlotConfig; unknown keys and bad values fail naming the file and the field."""
+    """YAML → SlotConfig, checked by jsonargparse against the dataclasses' types; unknown keys and bad values
+    fail naming the file and the field. `overrides` (None = keep) are checked like the file's values."""
     raw = {}
     if path is not None:
         path = Path(path)
@@ -43,26 +54,20 @@ def load_slot_config(path: str | Path | None, **overrides) -> SlotConfig:
         except (OSError, yaml.YAMLError) as e:
             raise ValueError(f"{path}: cannot read the slot config ({e})") from e
     where = str(path) if path else "slot config"
-    known = {f.name for f in fields(SlotConfig)}
-    if bad := set(raw) - known:
-        raise ValueError(f"{where}: unknown field(s) {sorted(bad)}; known: {sorted(known)}")
-    gate_raw = raw.pop("gate", {}) or {}
-    gate_known = {f.name for f in fields(GateConfig)}
-    if bad := set(gate_raw) - gate_known:
-        raise ValueError(f"{where}: unknown gate field(s) {sorted(bad)}; known: {sorted(gate_known)}")
-    cfg = SlotConfig(**raw, gate=GateConfig(**gate_raw))
-    for k, v in overrides.items():
-        if v is not None:
-            setattr(cfg, k, v)
-    checks = [(cfg.candidates >= 1, "candidates must be >= 1"), (1 <= cfg.serve <= cfg.candidates, "serve must be in 1..candidates"),
-              (cfg.truncation > 0, "truncation must be > 0"), (cfg.batch_size >= 1, "batch_size must be >= 1"),
-              (cfg.rank_by in ("engagement", "alignment", "realism"), "rank_by must be engagement, alignment or realism"),
-              (cfg.fallback in ("popular", "none"), "fallback must be popular or none"),
-              (0 <= cfg.gate.min_realism <= 1, "gate.min_realism must be in [0, 1]"),
-              (0 <= cfg.gate.min_alignment <= 1, "gate.min_alignment must be in [0, 1]")]
-    for ok, msg in checks:
-        if not ok:
-            raise ValueError(f"{where}: {msg}")
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: expected a mapping of slot fields, got {type(raw).__name__}")
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(SlotConfig)
+    try:
+        values = parser.parse_object(raw).as_dict()
+    except ArgumentError as e:
+        detail = " ".join(str(e).split())  # jsonargparse puts the reason on a second, indented line
+        raise ValueError(f"{where}: {detail} (the fields and their meaning: configs/slot.yaml)") from None
+    gate = GateConfig(**{k: _plain(v) for k, v in values.pop("gate").items()})
+    cfg = SlotConfig(**{k: _plain(v) for k, v in values.items()}, gate=gate)
+    if cfg.serve > cfg.candidates:
+        raise ValueError(f"{where}: serve must be in 1..candidates (serve={cfg.serve}, candidates={cfg.candidates})")
     return cfg
 
 
