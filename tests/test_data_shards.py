@@ -87,8 +87,10 @@ def test_corrupt_clips_are_skipped_and_counted(world, tmp_path):
 def test_datamodule_reads_shards(shards):
     dm = ProductClipDataModule(str(shards), frames=8, height=16, width=24, batch_size=4)
     dm.setup("fit")
-    video, cond, users, clip_ids = next(iter(dm.train_dataloader()))
+    video, cond, users, clip_ids, labels = next(iter(dm.train_dataloader()))
     assert video.shape == (4, 8, 3, 16, 24) and video.dtype == torch.float32 and video.min() >= -1
+    assert list(dm.attribute_vocab) == ["category", "colour", "pattern"] and labels.shape == (4, 3)
+    assert (labels >= 0).all()                                                   # every synthetic clip has all three
     torch.testing.assert_close(cond.norm(dim=1), torch.ones(4))
     assert len(users) == len(clip_ids) == 4
     val = next(iter(dm.val_dataloader()))
