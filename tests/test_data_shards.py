@@ -10,6 +10,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -51,7 +52,7 @@ def test_shards_hold_the_decoded_clips_and_their_metadata(world, shards):
             row = clips.loc[item["clip_id"]]
             frames, n, _ = decode_frames(row["file"], (16, 24), max_frames=128)
             assert item["video"].dtype.name == "uint8" and item["video"].shape == (n, 16, 24, 3)
-            assert (item["video"] == frames[:n]).all()                              # the same decode, resized
+            assert (item["video"] == np.stack([frames[i] for i in range(n)])).all()  # the same decode, resized
             assert item["product_id"] == row["product_id"]
             assert json.loads(item["attributes"]) == {a: row[a] for a in ("category", "colour", "pattern")}
             assert abs(item["probs"].sum() - 1) < 1e-12 and len(json.loads(item["users"])) == len(item["probs"])
