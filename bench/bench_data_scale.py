@@ -50,7 +50,7 @@ def train_peak_rss(root: Path, run: Path, steps: int, cache: bool) -> dict:
     cmd = [sys.executable, "-m", "train.cli", "fit", "-c", str(ROOT / "configs" / "demo-cpu.yaml"),
            "--data.root", str(root), "--data.stride", "1", "--data.num_workers", "0",
            "--data.cache_clips", str(cache).lower(), "--trainer.max_steps", str(steps), "--trainer.max_time", "null",
-           "--trainer.default_root_dir", str(run), "--trainer.enable_progress_bar", "false"]
+           "--trainer.default_root_dir", str(run)]
     env = dict(os.environ, HF_HUB_OFFLINE="1", WANDB_MODE="disabled", PYTHONPATH=str(ROOT))
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -47,7 +47,7 @@ def fit_bpr(ds: Dataset, dim: int = 32, epochs: int = 30, lr: float = 0.03, weig
     user_codes, user_ids = pd.factorize(pairs["user_id"], sort=True)
     user_ids = [str(u) for u in user_ids]
     users = torch.from_numpy(user_codes.astype(np.int64))
-    items = torch.from_numpy(pairs["clip_id"].to_numpy(np.int64))
+    items = torch.tensor(pairs["clip_id"].to_numpy(np.int64))
     weights = torch.tensor(pairs["weight"].to_numpy(), dtype=torch.float64)
     del pairs
     touched = PairSet(users, items, len(item_ids))  # sparse: 10⁶ users × 10⁵ clips would be 100 GB of bools

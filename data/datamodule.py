@@ -16,19 +16,21 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from litdata import StreamingDataLoader
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from data.conditioning import (attribute_labels_of, attribute_vocabulary,  # noqa: F401
-                               conditioning_entries, draw_rng, make_item, split_entries)
+from data.conditioning import (MAX_ATTRIBUTE_VALUES, POSITIVE_MIN_WEIGHT,  # noqa: F401 (re-exported)
+                               attribute_labels_of, attribute_vocabulary, conditioning_entries, draw_rng, make_item,
+                               split_entries)
 from data.contract import CLIP_COLUMNS, DatasetError, load_dataset, read_csv
 from data.preferences import PreferenceEmbeddings, read_header
-from data.shards import EMBEDDINGS, ShardClipDataset, ShardError, is_shard_folder, read_shard_info
+from data.shards import EMBEDDINGS, ShardClipDataset, ShardError, ShardLoader, is_shard_folder, read_shard_info
 from data.tensors import uint8_to_model
 from data.video import VideoError, decode_frames, read_clip, sample_frames
 
 DEFAULT_EMBEDDINGS = EMBEDDINGS
+# torchdata 0.11 calls a torch API deprecated since (torch.set_vital) each time a loader iterator starts
+warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
 
 
 class ClipConditionDataset(Dataset):
@@ -279,7 +281,7 @@ class ProductClipDataModule(pl.LightningDataModule):
             dataset = dataset or []  # a shard folder written with no val split: an empty val loader
             if not len(dataset):
                 return DataLoader([], batch_size=self.batch_size)
-            return StreamingDataLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers,
+            return ShardLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers,
                                        collate_fn=collate, drop_last=train and len(dataset) >= self.batch_size)
         drop_last = train and len(dataset) >= self.batch_size
         if not train:

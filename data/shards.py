@@ -6,7 +6,8 @@ OUT/
   embeddings/preferences.safetensors   copied from the dataset, so the shard folder is all training needs
   train/  val/                litdata chunks (index.json + chunk-*.bin): one item per clip =
                               {video uint8 (N, H, W, C), clip_id, product_id, attributes (JSON), users (JSON),
-                               probs float64 (U,)}
+                               probs float64 (U,)}; and entries.json: the split's clips without video (clip_id,
+                              source file, product_id, users, probs), for callbacks that pick users and clips
 
 Why litdata (docs/data.md): its StreamingDataset gives each rank and worker disjoint chunks, and its
 StreamingDataLoader is stateful, so Lightning resumes mid-epoch from the checkpoint.
@@ -22,7 +23,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from litdata import StreamingDataset, optimize
+from litdata import StreamingDataLoader, StreamingDataset, optimize
 from litdata.streaming.sampler import ChunkedIndex
 
 from data.io import write_json
@@ -36,6 +37,7 @@ FORMAT = "reelgan-shards/1"
 INFO_FILE = "reelgan-shards.json"
 EMBEDDINGS = Path("embeddings") / "preferences.safetensors"
 SPLITS = ("train", "val")
+ENTRIES = "entries.json"
 
 
 class ShardError(ValueError):
@@ -118,6 +120,9 @@ def write_shards(dataset: str | os.PathLike, out: str | os.PathLike, size: tuple
                      chunk_size=clips_per_chunk, num_workers=max(1, workers), reorder_files=False,
                      keep_data_ordered=True, start_method="spawn")
             counts[name] = _count_items(tmp / name)
+            write_json(tmp / name / ENTRIES, [{"clip_id": e["clip_id"], "file": e["file"], "product_id": e["product_id"],
+                                               "users": e["users"], "probs": [float(p) for p in e["probs"]]}
+                                              for e in part])
         (tmp / EMBEDDINGS).parent.mkdir(parents=True)
         shutil.copy2(emb_path, tmp / EMBEDDINGS)
         info = {"format": FORMAT, "source": str(dataset.resolve()), "height": int(size[0]), "width": int(size[1]),
@@ -156,6 +161,14 @@ class ShardClipDataset(StreamingDataset):
         self.reel_frames, self.reel_stride, self.reel_train, self.reel_seed = frames, stride, train, seed
         self.reel_dir = str(split_dir)
 
+    @property
+    def entries(self) -> list[dict]:
+        """The split's clips without video (clip_id, source file, product_id, users, probs), read on first use:
+        what train.callbacks.SampleGrid picks its shoppers and real clips from."""
+        if getattr(self, "_reel_entries", None) is None:
+            self._reel_entries = json.loads((Path(self.reel_dir) / ENTRIES).read_text())
+        return self._reel_entries
+
     def __getitem__(self, index):
         item = super().__getitem__(index)
         number = index.index if isinstance(index, ChunkedIndex) else int(index)
@@ -173,3 +186,16 @@ class ShardClipDataset(StreamingDataset):
         labels = attribute_labels_of(json.loads(item["attributes"]), self.reel_vocab)
         return make_item(clip, rng, users, probs, lambda u: self.reel_conditions[self.reel_rows[u]], item["clip_id"],
                          labels)
+
+
+class ShardLoader(StreamingDataLoader):
+    """litdata's StreamingDataLoader, for Lightning's resume: after `load_state_dict`, litdata replays the saved
+    position on every new iterator until one runs to its end, but Lightning stops an epoch after len(loader)
+    batches without exhausting it, so the resumed epoch would be replayed. Here only the first iterator after a
+    restore replays it; the next one starts the next epoch, as in an uninterrupted run."""
+
+    def __iter__(self):
+        if getattr(self, "_reel_replayed", False):
+            self.restore = False
+        self._reel_replayed = bool(self.restore)
+        return super().__iter__()

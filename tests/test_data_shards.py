@@ -10,6 +10,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import numpy as np
 import pytest
@@ -91,6 +92,8 @@ def test_datamodule_reads_shards(shards):
     video, cond, users, clip_ids, labels = next(iter(dm.train_dataloader()))
     assert labels.shape == (4, len(dm.attribute_vocab)) and (labels >= 0).all()   # product attributes travel too
     assert video.shape == (4, 8, 3, 16, 24) and video.dtype == torch.float32 and video.min() >= -1
+    assert list(dm.attribute_vocab) == ["category", "colour", "pattern"] and labels.shape == (4, 3)
+    assert (labels >= 0).all()                                                   # every synthetic clip has all three
     torch.testing.assert_close(cond.norm(dim=1), torch.ones(4))
     assert len(users) == len(clip_ids) == 4
     val = next(iter(dm.val_dataloader()))

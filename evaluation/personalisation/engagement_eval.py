@@ -92,6 +92,7 @@ def ranking_report(score_rows, touched, strength, k: int = K, batch: int = 256) 
         seen, st = touched[rows], strength[rows]
         clicked = st.multiply(st >= CLICK_MIN).tocsr()
         clicked = (clicked - clicked.multiply(seen != 0)).tocsr()  # candidates only: clips not touched in train
+        clicked.eliminate_zeros()
         ranked_rows = np.flatnonzero(np.diff(clicked.indptr))
         if len(ranked_rows):  # NDCG / recall through torchmetrics (data.ranking)
             m = ranking_metrics(lambda r: scores[r], ranked_rows, seen, clicked, k=k)
