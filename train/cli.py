@@ -28,7 +28,7 @@ from gan.discriminators import VideoDiscriminator
 from gan.generator import check_video_size
 from gan.module import ReelGAN
 from train.callbacks import DivergenceError, NonFiniteLossError
-from train.checkpoints import CheckpointRefused
+from train.checkpoints import CheckpointRefused, load_checkpoint_weights_only
 
 CHECKPOINT_CLASSES = ("ModelCheckpoint", "RunCheckpoint")
 RUN_CHECKPOINT = "train.checkpoints.RunCheckpoint"
@@ -62,6 +62,15 @@ class ReelGANCLI(LightningCLI):
         if cfg.trainer.get("enable_checkpointing") is not False:
             cfg.trainer.callbacks = _checkpoints_in(cfg.trainer.callbacks, root)
         cfg.trainer.plugins = _weights_only_io(cfg.trainer.plugins)
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning reads a local --ckpt_path here to copy its saved hyperparameters over the config. ReelGAN reads
+        it weights-only (a pickle with code is refused with one line) and lets the config decide: a different
+        architecture is refused when the weights load (gan.module), a new learning rate is applied and announced."""
+        sub = self.config.get("subcommand")
+        ckpt_path = self.config[sub].get("ckpt_path") if sub else None
+        if ckpt_path and Path(str(ckpt_path)).is_file():
+            load_checkpoint_weights_only(ckpt_path, map_location="cpu")
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
