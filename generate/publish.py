@@ -47,30 +47,41 @@ def locked(path: Path, blocking: bool = True):
         os.close(fd)
 
 
-class RunFolder:
-    """One generation run's private folder; `publish(run, entries)` makes it part of OUTDIR's manifest."""
+class OwnedFolder:
+    """A new folder ROOT/<parent>/<run id> that this process holds (its .lock) until the `with` block ends; removed
+    on the way out unless `keep` was set (published). Tidying code treats a folder whose lock is free as left over
+    by a dead run. Created under ROOT/.lock, so a tidier never sees it before its owner's lock."""
 
-    def __init__(self, outdir: str | Path):
-        self.outdir = Path(outdir).resolve()
+    def __init__(self, root: str | Path, parent: str):
+        self.root = Path(root).resolve()
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         self.run_id = f"{stamp}-{os.getpid()}-{secrets.token_hex(3)}"
-        self.staging = self.outdir / STAGING / self.run_id
-        self.final = self.outdir / RUNS / self.run_id
+        self.folder = self.root / parent / self.run_id
+        self.keep = False
         self._owner = None
 
-    def __enter__(self) -> "RunFolder":
-        self.outdir.mkdir(parents=True, exist_ok=True)
-        with locked(self.outdir / LOCK):            # so `tidy` never sees the folder before its owner's lock
-            self.staging.mkdir(parents=True)
-            ensure_inside(self.outdir, self.staging)  # a planted .staging symlink must not lead writes outside
-            self._owner = locked(self.staging / LOCK)
+    def __enter__(self):
+        self.root.mkdir(parents=True, exist_ok=True)
+        with locked(self.root / LOCK):
+            self.folder.mkdir(parents=True)
+            ensure_inside(self.root, self.folder)     # a planted symlink must not lead writes outside ROOT
+            self._owner = locked(self.folder / LOCK)
             self._owner.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
         self._owner.__exit__(None, None, None)
-        if self.staging.exists():                    # not published (an error): nothing of it stays behind
-            shutil.rmtree(self.staging, ignore_errors=True)
+        if not self.keep and self.folder.exists():   # not published (an error): nothing of it stays behind
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class RunFolder(OwnedFolder):
+    """One generation run's private folder; `publish(run, entries)` makes it part of OUTDIR's manifest."""
+
+    def __init__(self, outdir: str | Path):
+        super().__init__(outdir, STAGING)
+        self.outdir, self.staging = self.root, self.folder
+        self.final = self.outdir / RUNS / self.run_id
 
     def folder_name(self, safe: str) -> str:
         """The manifest's `folder` for a target: its path relative to OUTDIR once published."""

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import numpy as np
 import pytest
 import torch
 from litdata import StreamingDataset

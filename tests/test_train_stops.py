@@ -131,7 +131,8 @@ def test_nan_preference_vectors_fail_check_and_training_names_the_users(world, t
     vectors = emb.user_vectors.copy()
     vectors[3, 1], vectors[5, 0] = np.nan, np.inf
     PreferenceEmbeddings(emb.user_ids, vectors, emb.item_ids, emb.item_vectors, emb.source, emb.meta).save(path)
-    check = subprocess.run([PY, "-m", "data.cli", "check", str(bad), "--no-decode"], cwd=ROOT, env=run_env(),
+    check = subprocess.run([PY, "-m", "data.cli", "check", str(bad), "--no-decode"], cwd=ROOT,
+                           env=dict(run_env(), COLUMNS="400"),  # rich tables fold long cells at 80 columns
                            capture_output=True, text=True, timeout=WAIT_S)
     assert check.returncode == 1
     assert "NaN or Inf" in check.stdout and emb.user_ids[3] in check.stdout

@@ -13,43 +13,25 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-from datetime import datetime, timezone
 from pathlib import Path
 
-from generate.paths import ensure_inside
-from generate.publish import locked
+from generate.publish import OwnedFolder, locked
 
 VERSIONS, CURRENT, LOCK = ".slot", "current", ".lock"
 FILES = ("slot.jsonl", "slot.csv", "slot_summary.json", "slot_check.json", "clips")
 
 
-class SlotVersion:
+class SlotVersion(OwnedFolder):
     """`with SlotVersion(out) as v:` write into v.folder, then `v.publish()`; an unpublished version is removed."""
 
     def __init__(self, out: str | Path):
-        self.out = Path(out).resolve()
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        self.name = f"{stamp}-{os.getpid()}-{secrets.token_hex(3)}"
-        self.folder = self.out / VERSIONS / self.name
-        self._owner = None
-
-    def __enter__(self) -> "SlotVersion":
-        self.out.mkdir(parents=True, exist_ok=True)
-        with locked(self.out / LOCK):
-            self.folder.mkdir(parents=True)
-            ensure_inside(self.out, self.folder)
-            self._owner = locked(self.folder / LOCK)
-            self._owner.__enter__()
-        return self
-
-    def __exit__(self, exc_type, *exc) -> None:
-        self._owner.__exit__(None, None, None)
-        if exc_type is not None:
-            shutil.rmtree(self.folder, ignore_errors=True)
+        super().__init__(out, VERSIONS)
+        self.out, self.name = self.root, self.run_id
 
     def publish(self) -> None:
         """Re-point OUT/current at this version (atomic), make the stable links, drop stale versions."""
         with locked(self.out / LOCK):
+            self.keep = True
             (self.folder / LOCK).unlink(missing_ok=True)
             _symlink(self.out / CURRENT, Path(VERSIONS) / self.name)            # the switch
             for name in FILES:
