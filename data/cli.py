@@ -3,6 +3,7 @@ data.preferences and data.persona; every subcommand ends with a summary."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from data.io import progress
 
 # Piped into a log or a test, rich would assume 80 columns and fold every table cell; a wide console keeps each
 # problem on one greppable line.
-console = Console() if sys.stdout.isatty() else Console(width=240)
+console = Console() if sys.stdout.isatty() or os.environ.get("COLUMNS") else Console(width=240)
 
 EPILOG = """\
 The dataset folder (docs/data.md):
