@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from data import io
+from _results import machine_block, save  # noqa: E402
 from data.bpr import fit_bpr
 from data.contract import load_dataset
 from data.datamodule import ProductClipDataModule
@@ -108,9 +107,7 @@ def main() -> int:
         "clip": f"synthetic, {SIZE[0]}x{SIZE[1]}x{FRAMES}, libx264 mp4; training: configs/demo-cpu.yaml, stride 1",
         "memory": memory, "growth": growth, "growth_target": 0.15,
         "shards_within_target": growth["shards"] <= 0.15, "loader": speed,
-        "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **machine_block(load_before),
     }
     console = Console()
     table = Table(title="peak RSS of one training process")
@@ -127,10 +124,7 @@ def main() -> int:
     for r in speed:
         table.add_row(r["source"], str(r["workers"]), str(r["clips"]), f"{r['clips_per_second']}")
     console.print(table)
-    print(f"load average before/after: {load_before[0]:.1f} / {result['loadavg_after'][0]:.1f}")
-    io.write_json(args.out, result)
-    print(f"wrote {args.out}")
-    return 0
+    return save(result, args.out)
 
 
 if __name__ == "__main__":

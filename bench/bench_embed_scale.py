@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
 import sys
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data import io
+from _results import machine_block, save  # noqa: E402
 from data.bpr import evaluate_ranking, fit_bpr
 from data.contract import EVENT_WEIGHTS, Dataset
 
@@ -97,9 +96,7 @@ def main() -> int:
         "ranking": ranking, "timings": timings, "total_s": round(sum(timings.values()), 1),
         "peak_rss_mib": round(peak, 1), "peak_rss_after_building_log_mib": round(rss_log, 1),
         "target_mib": 4096, "within_target": peak <= 4096,
-        "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **machine_block(load_before),
     }
     k = ranking["k"]
     print(f"{args.users:,} users × {args.clips:,} clips × {args.events:,} events")
@@ -109,10 +106,7 @@ def main() -> int:
     print(f"peak RSS {peak:,.0f} MiB (target 4,096; {rss_log:,.0f} MiB after building the log)")
     print(f"ranking on {ranking['users']:,} users: MF NDCG@{k} {ranking['mf'][f'ndcg@{k}']:.4f}, "
           f"popularity {ranking['popularity'][f'ndcg@{k}']:.4f}")
-    print(f"load average before/after: {load_before[0]:.1f} / {result['loadavg_after'][0]:.1f}")
-    io.write_json(args.out, result)
-    print(f"wrote {args.out}")
-    return 0
+    return save(result, args.out)
 
 
 if __name__ == "__main__":
