@@ -15,6 +15,7 @@ LIMITS = {"cond_dim": 65_536, "frames": 1024, "height": 4096, "width": 4096, "co
           "motion_noise_dim": 4096, "w_dim": 65_536, "embed_dim": 65_536, "mapping_layers": 64,
           "truncation_anchors": 65_536}
 MAX_CHANNELS = 8192
+MAX_ATTRIBUTES, MAX_ATTRIBUTE_VALUES = 64, 65_536
 MAX_PARAMETERS = 4_000_000_000
 
 
@@ -43,6 +44,11 @@ def check_generator_config(config) -> dict:
     if not isinstance(channels, (list, tuple)) or len(channels) != LEVELS or not all(
             isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= MAX_CHANNELS for c in channels):
         raise ValueError(f"generator_config channels={channels!r} must be {LEVELS} integers in [1, {MAX_CHANNELS}]")
+    classes = config.get("attribute_classes", [])
+    if not isinstance(classes, (list, tuple)) or len(classes) > MAX_ATTRIBUTES or not all(
+            isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= MAX_ATTRIBUTE_VALUES for c in classes):
+        raise ValueError(f"generator_config attribute_classes={classes!r} must be at most {MAX_ATTRIBUTES} integers "
+                         f"in [1, {MAX_ATTRIBUTE_VALUES}]")
     if config.get("motion", "gru") not in MOTION_MODULES:
         raise ValueError(f"generator_config motion={config.get('motion')!r}: choose one of {sorted(MOTION_MODULES)}")
     if not isinstance(config.get("motion_kwargs") or {}, dict):

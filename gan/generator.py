@@ -1,12 +1,18 @@
 """The conditional video generator: (z, condition) → video (B, T, C, H, W) in [-1, 1].
 
-z = [content code (content_dim) | motion noise (frames × motion_noise_dim)], so the whole clip is fixed by
-(z, condition): there is no hidden noise. The pipeline:
-    mapping:   normalise(z_content) ⊕ normalise(embed(condition)) → MLP → w          (one style per clip)
+z = [content code (content_dim) | motion noise (frames × motion_noise_dim) | attribute draws (one per product
+attribute, when the generator has them)], so the whole clip is fixed by (z, condition): there is no hidden noise.
+The pipeline:
+    attributes (optional): condition → p(attribute | shopper), one softmax per product attribute (colour,
+               category, ...); each value is drawn from it with z's attribute part, or, in training, is the
+               attribute of the real clip the datamodule paired with the shopper (teacher forcing)
+    mapping:   normalise(z_content) ⊕ normalise(embed(condition)) [⊕ normalise(embed(attributes))] → MLP → w
     motion:    registry module (gan.motion) → per-frame styles w_t and/or moved low-res features
     synthesis: learned constant at (H/8, W/8) → 4 levels of modulated convs, ×2 up per level, RGB skips
 Truncation pulls w towards the average w *of the same condition*, estimated on a fixed set of content codes,
-so it trades diversity for fidelity without forgetting who the clip is for.
+so it trades diversity for fidelity without forgetting who the clip is for. With attributes, truncation < 1 also
+takes each attribute's most likely value for the shopper (its mode) instead of a draw: the discrete counterpart of
+pulling w to its mean, and the way to the data's mode ceiling (a w average of a red and a blue clip is neither).
 """
 from __future__ import annotations
 
@@ -28,17 +34,57 @@ def _normalise(x: torch.Tensor) -> torch.Tensor:
 
 
 class MappingNetwork(nn.Module):
-    """normalise(z_content) ⊕ normalise(embed(c)) → w (B, w_dim)."""
+    """normalise(z_content) ⊕ normalise(embed(c)) [⊕ normalise(embed(one-hot attributes))] → w (B, w_dim)."""
 
-    def __init__(self, content_dim: int, cond_dim: int, w_dim: int, embed_dim: int, layers: int, lr_mul: float):
+    def __init__(self, content_dim: int, cond_dim: int, w_dim: int, embed_dim: int, layers: int, lr_mul: float,
+                 attribute_dim: int = 0):
         super().__init__()
         self.embed = EqualLinear(cond_dim, embed_dim)
-        dims = [content_dim + embed_dim] + [w_dim] * layers
+        self.embed_attributes = EqualLinear(attribute_dim, embed_dim) if attribute_dim else None
+        dims = [content_dim + embed_dim * (2 if attribute_dim else 1)] + [w_dim] * layers
         self.net = nn.Sequential(*[EqualLinear(a, b, lr_mul=lr_mul, activation=True)
                                    for a, b in zip(dims[:-1], dims[1:])])
 
-    def forward(self, z_content: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([_normalise(z_content), _normalise(self.embed(cond))], dim=1))
+    def forward(self, z_content: torch.Tensor, cond: torch.Tensor, attributes: torch.Tensor | None = None):
+        """attributes: (B, Σ classes) concatenated one-hots, required iff the network was built with them."""
+        parts = [_normalise(z_content), _normalise(self.embed(cond))]
+        if self.embed_attributes is not None:
+            parts.append(_normalise(self.embed_attributes(attributes)))
+        return self.net(torch.cat(parts, dim=1))
+
+
+class PreferenceHead(nn.Module):
+    """condition → logits of p(attribute value | shopper), one softmax per product attribute.
+
+    Trained by cross-entropy on the attributes of the real clips the datamodule pairs with each shopper (never on
+    hidden truth). Linear on the normalised condition: the preference vectors are dot-product embeddings.
+    """
+
+    def __init__(self, cond_dim: int, classes: Sequence[int]):
+        super().__init__()
+        self.classes = [int(c) for c in classes]
+        self.linear = nn.Linear(cond_dim, sum(self.classes))
+
+    def forward(self, cond: torch.Tensor) -> list[torch.Tensor]:
+        return list(self.linear(_normalise(cond.float())).split(self.classes, dim=1))
+
+    def loss(self, cond: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """labels (B, A) long, -1 = unknown → mean cross-entropy over the attributes that have labels."""
+        parts = [F.cross_entropy(lg, labels[:, a], ignore_index=-1)
+                 for a, lg in enumerate(self(cond)) if (labels[:, a] >= 0).any()]
+        return torch.stack(parts).mean() if parts else cond.sum() * 0.0
+
+    def choose(self, cond: torch.Tensor, uniforms: torch.Tensor, mode: bool) -> torch.Tensor:
+        """uniforms (B, A) in (0, 1) → attribute indices (B, A): inverse-CDF draws, or each attribute's mode."""
+        picks = []
+        for a, lg in enumerate(self(cond)):
+            if mode:
+                picks.append(lg.argmax(dim=1))
+            else:
+                cdf = lg.softmax(dim=1).cumsum(dim=1)
+                u = uniforms[:, a:a + 1].to(cdf.dtype) * cdf[:, -1:]
+                picks.append(torch.searchsorted(cdf, u).squeeze(1).clamp(max=lg.shape[1] - 1))
+        return torch.stack(picks, dim=1)
 
 
 class VideoGenerator(nn.Module):
@@ -58,6 +104,7 @@ class VideoGenerator(nn.Module):
         channels: Sequence[int] = (256, 256, 128, 64),  # feature channels at H/8, H/4, H/2, H
         motion_kwargs: dict | None = None,      # extra kwargs for the motion module (e.g. {"hidden": 128})
         truncation_anchors: int = 256,          # content codes averaged to get each condition's mean w
+        attribute_classes: Sequence[int] = (),  # values per product attribute G is conditioned on; () = none
     ):
         super().__init__()
         check_video_size(frames=frames, height=height, width=width)
@@ -70,12 +117,18 @@ class VideoGenerator(nn.Module):
                            motion=str(motion), content_dim=int(content_dim), motion_noise_dim=int(motion_noise_dim),
                            w_dim=int(w_dim), embed_dim=int(embed_dim), mapping_layers=int(mapping_layers),
                            mapping_lr_mul=float(mapping_lr_mul), channels=channels,
-                           motion_kwargs=dict(motion_kwargs or {}), truncation_anchors=int(truncation_anchors))
+                           motion_kwargs=dict(motion_kwargs or {}), truncation_anchors=int(truncation_anchors),
+                           attribute_classes=[int(c) for c in attribute_classes])
         self.cond_dim, self.frames, self.height, self.width = int(cond_dim), int(frames), int(height), int(width)
         self.content_dim, self.motion_noise_dim = int(content_dim), int(motion_noise_dim)
-        self.z_dim = self.content_dim + self.frames * self.motion_noise_dim
+        self.attribute_classes = self.config["attribute_classes"]
+        if any(c < 1 for c in self.attribute_classes):
+            raise ValueError(f"attribute_classes must all be >= 1, got {self.attribute_classes}")
+        self.z_dim = self.content_dim + self.frames * self.motion_noise_dim + len(self.attribute_classes)
 
-        self.mapping = MappingNetwork(content_dim, cond_dim, w_dim, embed_dim, mapping_layers, mapping_lr_mul)
+        self.preference = PreferenceHead(cond_dim, self.attribute_classes) if self.attribute_classes else None
+        self.mapping = MappingNetwork(content_dim, cond_dim, w_dim, embed_dim, mapping_layers, mapping_lr_mul,
+                                      attribute_dim=sum(self.attribute_classes))
         self.const = nn.Parameter(torch.randn(channels[0], height // 8, width // 8))
         self.motion = build_motion(motion, w_dim=w_dim, noise_dim=motion_noise_dim, channels=channels[0],
                                    frames=frames, **(motion_kwargs or {}))
@@ -93,27 +146,64 @@ class VideoGenerator(nn.Module):
         self.register_buffer("truncation_z", torch.randn(truncation_anchors, content_dim, generator=g),
                              persistent=False)
 
+    def _one_hot(self, attributes: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """(B, A) indices → (B, Σ classes) concatenated one-hots."""
+        return torch.cat([F.one_hot(attributes[:, a], n) for a, n in enumerate(self.attribute_classes)],
+                         dim=1).to(dtype)
+
+    def attributes_for(self, z: torch.Tensor, cond: torch.Tensor, truncation: float = 1.0,
+                       attributes: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The attribute values (B, A) a clip is made with: given ones where ≥ 0, else drawn by z's attribute part
+        (truncation 1) or each attribute's mode for the shopper (truncation < 1). None without attributes."""
+        if self.preference is None:
+            return None
+        A = len(self.attribute_classes)
+        uniforms = torch.special.ndtr(z[:, -A:].float()).clamp(1e-6, 1 - 1e-6)  # N(0, 1) → U(0, 1)
+        chosen = self.preference.choose(cond, uniforms, mode=float(truncation) < 1.0)
+        if attributes is None:
+            return chosen
+        if attributes.shape != chosen.shape:
+            raise ValueError(f"attributes must be (B, {A}) = one index per product attribute, -1 = choose; "
+                             f"got {tuple(attributes.shape)}")
+        bad = [a for a, n in enumerate(self.attribute_classes) if (attributes[:, a] >= n).any()]
+        if bad:
+            raise ValueError(f"attributes column(s) {bad} hold an index beyond the attribute's "
+                             f"{[self.attribute_classes[a] for a in bad]} values")
+        return torch.where(attributes >= 0, attributes.to(chosen.device), chosen)
+
     @torch.no_grad()
-    def average_w(self, cond: torch.Tensor) -> torch.Tensor:
-        """cond (B, E) → (B, w_dim): mean of mapping(z_k, c) over the fixed anchor codes z_k."""
+    def average_w(self, cond: torch.Tensor, attributes: torch.Tensor | None = None) -> torch.Tensor:
+        """cond (B, E) [, attributes (B, A)] → (B, w_dim): mean of mapping(z_k, c, a) over fixed anchor codes z_k."""
         K = self.truncation_z.shape[0]
         zs = self.truncation_z[None].expand(cond.shape[0], -1, -1).reshape(-1, self.content_dim)
         cs = cond[:, None, :].expand(-1, K, -1).reshape(-1, cond.shape[1])
-        return self.mapping(zs, cs).reshape(cond.shape[0], K, -1).mean(dim=1)
+        one_hot = None
+        if attributes is not None:
+            one_hot = self._one_hot(attributes, cond.dtype).repeat_interleave(K, dim=0)
+        return self.mapping(zs, cs, one_hot).reshape(cond.shape[0], K, -1).mean(dim=1)
 
-    def forward(self, z: torch.Tensor, cond: torch.Tensor, truncation: float = 1.0) -> torch.Tensor:
-        """z (B, z_dim), cond (B, E) → video (B, T, 3, H, W) in [-1, 1]."""
+    def forward(self, z: torch.Tensor, cond: torch.Tensor, truncation: float = 1.0,
+                attributes: torch.Tensor | None = None) -> torch.Tensor:
+        """z (B, z_dim), cond (B, E) → video (B, T, 3, H, W) in [-1, 1].
+
+        attributes (B, A) long, optional: the product attribute values to make (-1 = choose from the shopper's
+        predicted preferences); training passes those of the paired real clips.
+        """
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"z must be (B, {self.z_dim}) = content {self.content_dim} + {self.frames} frames × "
-                             f"{self.motion_noise_dim} motion noise; got {tuple(z.shape)}")
+                             f"{self.motion_noise_dim} motion noise + {len(self.attribute_classes)} attribute "
+                             f"draws; got {tuple(z.shape)}")
         if cond.ndim != 2 or cond.shape[1] != self.cond_dim or cond.shape[0] != z.shape[0]:
             raise ValueError(f"cond must be ({z.shape[0]}, {self.cond_dim}) to match z and the generator's "
                              f"cond_dim; got {tuple(cond.shape)} (does the checkpoint match the embeddings?)")
         B, T = z.shape[0], self.frames
-        w = self.mapping(z[:, :self.content_dim], cond)                        # (B, w_dim)
+        chosen = self.attributes_for(z, cond, truncation, attributes)
+        one_hot = None if chosen is None else self._one_hot(chosen, cond.dtype)
+        w = self.mapping(z[:, :self.content_dim], cond, one_hot)               # (B, w_dim)
         if truncation != 1.0:
-            w = torch.lerp(self.average_w(cond).to(w.dtype), w, float(truncation))
-        noise = z[:, self.content_dim:].reshape(B, T, self.motion_noise_dim)  # (B, T, motion_noise_dim)
+            w = torch.lerp(self.average_w(cond, chosen).to(w.dtype), w, float(truncation))
+        noise = z[:, self.content_dim:self.content_dim + T * self.motion_noise_dim].reshape(
+            B, T, self.motion_noise_dim)                                        # (B, T, motion_noise_dim)
         feats = self.const[None, None].expand(B, T, -1, -1, -1)               # (B, T, C0, H/8, W/8)
         w_frames, feats = self.motion(w, noise, feats)                          # (B, T, w_dim), same feats shape
         x = feats.reshape(B * T, *feats.shape[2:])

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.utilities.rank_zero import rank_zero_info
+from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 from gan.augment import POLICIES, InstanceNoise, ada_adjust, diff_augment
 from gan.discriminators import AttributeHead, VideoDiscriminator, build_image_discriminator
@@ -59,6 +59,9 @@ class ReelGAN(pl.LightningModule):
         same_user_cosine: float = 0.95,         # conditions this close count as the same user (never negatives)
         attribute_classes: Sequence[int] = (),  # classes per product attribute (linked from data.attribute_classes)
         attribute_weight: float = 0.0,          # weight of the paired product-attribute loss (ACGAN-style head)
+        attribute_conditioning: bool = False,   # G makes clips from (shopper, product attributes) with a learned
+                                                # p(attributes | shopper) head; needs data attribute labels
+        preference_weight: float = 1.0,         # weight of that head's cross-entropy on the paired clips' attributes
         ema_half_life_images: float = 10_000,   # G_ema half-life in training images (StyleGAN: 10 kimg)
         ema_rampup: float | None = 0.05,        # half-life ≤ rampup × images seen early on; null = off
         augment_policy: Sequence[str] = POLICIES,  # DiffAugment transforms: colour, translation, cutout
@@ -79,11 +82,15 @@ class ReelGAN(pl.LightningModule):
         bad = [name for name in augment_policy if name not in POLICIES]
         if bad:
             raise ValueError(f"model.augment_policy has unknown entries {bad}; choose from {list(POLICIES)}")
+        if attribute_conditioning and not len(attribute_classes):   # one config serves catalogues with and without
+            rank_zero_warn("model.attribute_conditioning is on but the data has no product attributes (clips.csv "
+                           "columns such as category, colour; data.attribute_labels true): G conditions on the "
+                           "shopper only")
         self.generator = VideoGenerator(cond_dim, frames, height, width, motion=motion, content_dim=content_dim,
                                         motion_noise_dim=motion_noise_dim, w_dim=w_dim, embed_dim=embed_dim,
                                         mapping_layers=mapping_layers, mapping_lr_mul=mapping_lr_mul,
-                                        channels=g_channels,
-                                        motion_kwargs=motion_kwargs)
+                                        channels=g_channels, motion_kwargs=motion_kwargs,
+                                        attribute_classes=attribute_classes if attribute_conditioning else ())
         self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
         image_kwargs = dict(d_image_kwargs or {})
         if d_image_kind == "conv":
@@ -145,7 +152,9 @@ class ReelGAN(pl.LightningModule):
         self._check_batch(real, cond)
         opt_g, opt_d = self.optimizers()
         z = torch.randn(real.shape[0], self.generator.z_dim, generator=self.rng(), device=self.device)
-        fake = self.generator(z, cond)                   # one G pass serves the D step (detached) and the G step
+        conditioned = self.generator.preference is not None and labels is not None
+        # With attributes, G makes the paired real clip's attributes (teacher forcing; -1 = drawn by its head).
+        fake = self.generator(z, cond, attributes=labels if conditioned else None)   # serves the D and G steps
 
         with self.toggled_optimizer(opt_d):             # Dmain (+ Dreg every r1_interval batches)
             d_loss, logs, real_logits = self.loss.d_main(real, fake.detach(), cond, labels)
@@ -156,6 +165,10 @@ class ReelGAN(pl.LightningModule):
             self._step(opt_d, d_loss)
         with self.toggled_optimizer(opt_g):             # Gmain
             g_loss, g_logs = self.loss.g_main(fake, cond, labels)
+            if conditioned and self.hparams.preference_weight > 0:
+                preference = self.generator.preference.loss(cond, labels)
+                g_loss = g_loss + self.hparams.preference_weight * preference
+                g_logs["loss/g_preference"] = preference.detach()
             self._step(opt_g, g_loss)
 
         self._after_step(real.shape[0], real_logits)     # EMA, counters, ADA p
@@ -259,8 +272,8 @@ class ReelGAN(pl.LightningModule):
         saved = checkpoint.get("reelgan")
         if saved is None:
             raise ValueError("this checkpoint has no 'reelgan' section: it was not written by gan.module.ReelGAN")
-        diff = {k: (saved["generator_config"].get(k), v) for k, v in self.generator.config.items()
-                if saved["generator_config"].get(k) != v}
+        stored = {"attribute_classes": [], **saved["generator_config"]}   # older configs predate attributes
+        diff = {k: (stored.get(k), v) for k, v in self.generator.config.items() if stored.get(k) != v}
         if diff:
             pretty = ", ".join(f"{k}: checkpoint {a!r} vs config {b!r}" for k, (a, b) in diff.items())
             raise ValueError(f"cannot resume: the checkpoint is a different architecture ({pretty}); "

@@ -98,3 +98,35 @@ def test_wrong_input_shapes_are_explained():
         g(torch.zeros(2, 3), torch.zeros(2, 6))
     with pytest.raises(ValueError, match="cond_dim"):
         g(torch.zeros(2, g.z_dim), torch.zeros(2, 7))
+
+
+def test_attributes_are_drawn_from_the_shoppers_head_by_the_seed_and_its_mode_under_truncation():
+    torch.manual_seed(2)
+    g = VideoGenerator(6, 4, 16, 16, **SMALL, attribute_classes=[3, 5])
+    assert g.z_dim == 16 + 4 * 4 + 2                         # one draw per attribute at the end of z
+    with torch.no_grad():                                    # a shopper who likes value 4 of attribute 1 (p ≈ 0.6)
+        g.preference.linear.weight.zero_()
+        g.preference.linear.bias.copy_(torch.tensor([0., 0., 0., 0., 0., 0., 0., 1.8]))
+    c = torch.nn.functional.normalize(torch.randn(1, 6), dim=1).repeat(400, 1)
+    z = latents_for_seeds(list(range(400)), g.z_dim)
+    drawn = g.attributes_for(z, c)
+    share = (drawn[:, 1] == 4).float().mean().item()
+    assert 0.5 < share < 0.7 and set(drawn[:, 0].tolist()) == {0, 1, 2}     # draws follow p(a | shopper)
+    assert (g.attributes_for(z, c, truncation=0.7)[:, 1] == 4).all()        # truncation takes the mode
+    assert torch.equal(g.attributes_for(z[:3], c[:3]), drawn[:3])           # the seed fixes the draw
+    # a given value wins over the draw, -1 leaves it to the head, and the clip follows the attributes
+    fixed = g.attributes_for(z[:4], c[:4], attributes=torch.tensor([[2, -1]] * 4))
+    assert fixed[:, 0].tolist() == [2] * 4 and torch.equal(fixed[:, 1], drawn[:4, 1])
+    with torch.no_grad():
+        a = g(z[:2], c[:2], attributes=torch.tensor([[0, 0], [0, 0]]))
+        b = g(z[:2], c[:2], attributes=torch.tensor([[0, 3], [0, 3]]))
+    assert not torch.allclose(a, b)
+    with pytest.raises(ValueError, match="beyond"):
+        g(z[:1], c[:1], attributes=torch.tensor([[3, 0]]))
+    # the head learns p(attribute | shopper) from the paired clips' labels; -1 labels are ignored
+    labels = torch.tensor([[1, 4], [1, -1]])
+    opt = torch.optim.Adam(g.preference.parameters(), lr=0.05)
+    for _ in range(100):
+        loss = g.preference.loss(c[:2], labels)
+        opt.zero_grad(); loss.backward(); opt.step()
+    assert g.attributes_for(z[:1], c[:1], truncation=0.5).tolist() == [[1, 4]]

@@ -174,7 +174,7 @@ def _label(text: str, height: int, width: int) -> np.ndarray:
     draw = ImageDraw.Draw(img)
     for i, line in enumerate(text.split("\n")):
         draw.text((6, 6 + 14 * i), line, fill=(235, 235, 235))
-    return np.asarray(img)
+    return np.array(img)  # a writable copy: torch.from_numpy warns on read-only arrays
 
 
 def compose_grid(rows: list[tuple[str, np.ndarray, np.ndarray]], min_row_px: int = 256,
