@@ -105,14 +105,21 @@ def _users(rng: np.random.Generator, n_users: int, heldout_fraction: float) -> t
     return pd.DataFrame(rows, columns=["user_id", "persona", "split"]), truth
 
 
+def utility(taste: dict, values: dict[str, np.ndarray]) -> np.ndarray:
+    """The choice model: one user's noise-free utility (a `hidden_truth.json` entry) of N items given by their
+    attribute values (equal-length arrays, any subset of ATTRIBUTES) → (N,). The offline slot check reuses it."""
+    out = np.zeros(len(next(iter(values.values()))))
+    for a, v in values.items():
+        out += taste["weights"][a] * (v == taste[a])
+    if "colour" in values:  # half the colour weight for the user's second colour
+        out += 0.5 * taste["weights"]["colour"] * (values["colour"] == taste.get("second_colour"))
+    return out
+
+
 def utilities(truth: dict, clips: pd.DataFrame) -> np.ndarray:
     """Noise-free utility matrix (users in `truth` order × clips): what `hidden_truth.json` defines."""
-    out = np.zeros((len(truth), len(clips)))
-    for r, t in enumerate(truth.values()):
-        for a in ATTRIBUTES:
-            out[r] += t["weights"][a] * (clips[a].to_numpy() == t[a])
-        out[r] += 0.5 * t["weights"]["colour"] * (clips["colour"].to_numpy() == t["second_colour"])
-    return out
+    values = {a: clips[a].to_numpy() for a in ATTRIBUTES}
+    return np.stack([utility(t, values) for t in truth.values()]) if truth else np.zeros((0, len(clips)))
 
 
 def _interactions(rng: np.random.Generator, truth: dict, clips: pd.DataFrame, test_fraction: float) -> pd.DataFrame:

@@ -91,7 +91,9 @@ class ReelGAN(pl.LightningModule):
                                         mapping_layers=mapping_layers, mapping_lr_mul=mapping_lr_mul,
                                         channels=g_channels, motion_kwargs=motion_kwargs,
                                         attribute_classes=attribute_classes if attribute_conditioning else ())
-        self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
+        # G_ema is never trained, but stays in train mode: G has no mode-dependent layers (no BatchNorm or dropout),
+        # so the mode changes nothing, and Lightning's warning about modules left in eval mode stays meaningful.
+        self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
         image_kwargs = dict(d_image_kwargs or {})
         if d_image_kind == "conv":
             image_kwargs.setdefault("channels", d_image_channels)
@@ -215,6 +217,26 @@ class ReelGAN(pl.LightningModule):
             p_ema.lerp_(p.detach(), 1 - beta)
         for b_ema, b in zip(self.generator_ema.buffers(), self.generator.buffers()):
             b_ema.copy_(b)
+
+    @torch.no_grad()
+    def validation_step(self, batch, batch_idx):
+        """D's scores on held-out products' clips (data.val_fraction > 0) against its scores on G_ema's clips for
+        the same shoppers. Training real scores that rise while these fall is D overfitting (Karras et al. 2020)."""
+        real, cond = batch[0], batch[1]
+        self._check_batch(real, cond)
+        g = torch.Generator(device=self.device).manual_seed(batch_idx)   # not the training stream: resume stays exact
+        z = torch.randn(real.shape[0], self.generator_ema.z_dim, generator=g, device=self.device)
+        fake = self.generator_ema(z, cond)
+        idx = torch.linspace(0, real.shape[1] - 1, self.hparams.d_image_frames, device=self.device).round().long()
+        idx = idx[None].expand(real.shape[0], -1)
+        scores = {}
+        for name, video in (("real", real), ("fake", fake)):
+            h = self.image_discriminator.features(video, idx)
+            logits = torch.cat([self.image_discriminator.score(h, cond),
+                                self.video_discriminator(video, cond)], dim=1).float()
+            scores[name] = logits.mean()
+        self.log_dict({"val/scores_real": scores["real"], "val/scores_fake": scores["fake"]},
+                      batch_size=real.shape[0], sync_dist=True)
 
     def _check_batch(self, real: torch.Tensor, cond: torch.Tensor) -> None:
         h = self.hparams

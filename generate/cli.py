@@ -49,7 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--num", type=int, help="clips per target: seeds 0..NUM-1 (default 1)")
     how.add_argument("--seeds", help="explicit seeds, e.g. 0-7,12 (instead of --num)")
     how.add_argument("--truncation", type=float, default=1.0,
-                     help="1 = full diversity; < 1 pulls towards the condition's average style (default 1.0)")
+                     help="1 = full diversity; < 1 pulls towards the condition's average style and, for an "
+                          "attribute-conditioned generator, shows each shopper's most likely product attributes "
+                          "(colour, category, ...) instead of drawing them (default 1.0)")
     how.add_argument("--fps", type=int, default=8, help="frames per second of written videos (default 8)")
     how.add_argument("--format", default="mp4", help="comma list of mp4,webm,gif,grid (grid = PNG contact sheet)")
     how.add_argument("--outdir", default="samples", help="output folder; one sub-folder per target (default samples)")

@@ -130,6 +130,25 @@ def test_training_before_embed_is_one_clear_message(world, tmp_path):
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+def test_validation_scores_held_out_products_without_touching_the_training_stream(world, tmp_path):
+    import pandas as pd
+
+    runs = {}
+    for name, val in (("val", {"limit_val_batches": 2, "val_check_interval": 2}), ("plain", {})):
+        run = tmp_path / name
+        cfg = write_config(tmp_path / f"{name}.yaml", world, run, max_steps=8, ckpt_every=8,
+                           data={"val_fraction": 0.3}, trainer=val)
+        build_cli(["fit", "-c", str(cfg)])
+        runs[name] = run
+    metrics = pd.read_csv(runs["val"] / "metrics.csv")
+    scores = metrics[["val/scores_real", "val/scores_fake"]].dropna()
+    assert len(scores) == 2 and scores.abs().to_numpy().max() > 0        # after batch 2 and batch 4
+    assert "val/scores_real" not in pd.read_csv(runs["plain"] / "metrics.csv")
+    # the validation pass draws its own z: the trained weights are those of the run without validation
+    a, b = (torch.load(r / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"] for r in runs.values())
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_small_catalogue_training_reads_well(tmp_path):
     """24 clips at batch 16: one batch per epoch. The bar covers the run (batches / planned, optimiser step,
     epoch, clips/s), not `Epoch 7/-2`; the CSV logs every N batches across epochs."""

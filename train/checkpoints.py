@@ -18,6 +18,7 @@ import signal
 import threading
 import urllib.error
 import urllib.request
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -120,7 +121,12 @@ class RunCheckpoint(ModelCheckpoint):
             handler(signum, None)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        # Lightning warns that with manual optimisation a checkpoint holds the state *after* the optimiser steps.
+        # For a GAN that is the state to resume from (G, Ds, G_ema and both optimisers after the same batch), so
+        # this callback, which owns the decision, drops that one warning.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         self._run_requeue()
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from data.contract import EVENT_WEIGHTS
+from data.synth import utility
 
 
 class HiddenTruth:
@@ -40,16 +41,11 @@ class HiddenTruth:
         self._gh_w = self._gh_w / self._gh_w.sum()
 
     def _utility(self, user_id: str) -> np.ndarray:
-        """Noise-free utility of every attribute combination for the user: (n_combos,)."""
-        t = self.users[user_id]
-        u = np.zeros(len(self.combos))
-        for k, combo in enumerate(self.combos):
-            for a, idx in zip(self.names, combo):
-                value = self.attributes[a][idx]
-                u[k] += t["weights"][a] * (value == t[a])
-                if a == "colour" and value == t.get("second_colour"):
-                    u[k] += 0.5 * t["weights"]["colour"]
-        return u
+        """Noise-free utility of every attribute combination for the user: (n_combos,), by the world's own
+        choice model (data.synth.utility)."""
+        values = {a: np.array([self.attributes[a][combo[j]] for combo in self.combos], dtype=object)
+                  for j, a in enumerate(self.names)}
+        return utility(self.users[user_id], values)
 
     def click_probability(self, user_id: str) -> np.ndarray:
         """E_ε P(click | view) for every combination: (n_combos,)."""
