@@ -63,3 +63,24 @@ def generate_clips(generator: VideoGenerator, conditions: torch.Tensor, seeds: S
         if progress is not None:
             progress(min(start + step, n), n)
     return torch.cat(out)[:n]
+
+
+def generate_clips_across_processes(generator: VideoGenerator, conditions: torch.Tensor, seeds: Sequence[int],
+                                    truncation: float = 1.0, batch_size: int = 16,
+                                    device: str | torch.device = "cpu") -> torch.Tensor:
+    """generate_clips with its rows shared by the processes of a torch.distributed group (e.g. `reelgan-eval
+    align --devices N`): rank r makes rows r, r + N, ...; every rank gets all rows back. A clip depends only on its
+    seed and condition, so the result equals one process's. Without a group it is generate_clips."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return generate_clips(generator, conditions, seeds, truncation, batch_size, device)
+    world, rank = dist.get_world_size(), dist.get_rank()
+    mine = list(range(rank, len(seeds), world))
+    part = generate_clips(generator, torch.as_tensor(conditions)[mine], [seeds[i] for i in mine], truncation,
+                          batch_size, device)
+    parts: list = [None] * world
+    dist.all_gather_object(parts, part)                     # gloo: CPU tensors, pickled by torch.distributed
+    out = torch.empty(len(seeds), *part.shape[1:], dtype=part.dtype)
+    for r, p in enumerate(parts):
+        out[r::world] = p
+    return out

@@ -40,7 +40,7 @@ from evaluation.features.realclips import RealClips
 from evaluation.personalisation.preferences import revealed_preferences
 from evaluation.metrics.stats import GaussianStats
 from evaluation.metrics.frechet import frechet_distance
-from generate.sampler import generate_clips
+from generate.sampler import generate_clips_across_processes
 
 
 @dataclass
@@ -146,7 +146,8 @@ def preference_alignment(generator, embeddings, ds, domain: DomainClassifier, re
     runs = {"own": conds, "shuffled": conds[torch.as_tensor(perm)]}
     read, clips = {}, {}
     for i, (name, c) in enumerate(runs.items()):
-        video = generate_clips(generator, c.repeat_interleave(k, 0), seeds, cfg.truncation, cfg.batch_size, device)
+        video = generate_clips_across_processes(generator, c.repeat_interleave(k, 0), seeds, cfg.truncation,
+                                                cfg.batch_size, device)   # shared by --devices processes
         clips[name] = model_to_uint8(video)                                 # video (U·K, T, C, H, W) in [-1, 1]
         read[name] = _read(domain, clips[name])
         if progress is not None:

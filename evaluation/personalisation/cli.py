@@ -32,6 +32,7 @@ def register(subparsers) -> None:
     p.add_argument("--truncation", type=float, default=1.0)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--group-attribute", default="colour", help="attribute that groups users for conditional FVD")
+    common.add_devices(p)
     common.add_output(p, threads=1)
     p.set_defaults(func=run_align)
 
@@ -65,14 +66,19 @@ def _load_common(args):
 
 
 def run_align(args) -> int:
+    common.launch_devices(args)  # --devices N: each process makes its share of the clips, rank 0 writes
+    from evaluation.metrics.stats import rank_zero
     from evaluation.personalisation.alignment import AlignmentConfig, load_truth, preference_alignment
     from generate.loading import load_generator
 
+    if rank_zero():  # one process trains a missing domain classifier; the others wait, then load it
+        ensure_domain(args.dataset, args.domain, not args.no_progress)
+    common.barrier()
     ds, emb, domain, dinfo, real = _load_common(args)
     generator, ginfo = load_generator(args.checkpoint, device=args.device)
     cfg = AlignmentConfig(clips_per_user=args.clips_per_user, seed=args.seed, truncation=args.truncation,
                           batch_size=args.batch_size, group_attribute=args.group_attribute, max_users=args.max_users)
-    with progress(not args.no_progress, console=common.console) as bar:
+    with progress(not args.no_progress and rank_zero(), console=common.console) as bar:
         task = bar.add_task("generate + read (own, shuffled)", total=2)
         res = preference_alignment(generator, emb, ds, domain, real, cfg,
                                    real_accuracy=(dinfo.get("report") or {}).get("val_accuracy"),
@@ -94,8 +100,10 @@ def run_align(args) -> int:
     result = common.made_by(args, checkpoint=str(args.checkpoint), checkpoint_sha256=ginfo.get("sha256"),
                             dataset=str(args.dataset), domain_sha256=dinfo["sha256"], embeddings_hash=emb.hash,
                             domain_classifier=classifier_trust(dinfo.get("report"), domain.vocab),
-                            metrics_from=source, metrics=metrics, skipped_clips=len(real.skipped or []), **res)
-    common.emit(result, args.out)
+                            metrics_from=source, metrics=metrics, skipped_clips=len(real.skipped or []),
+                            processes=args.devices * args.num_nodes, **res)
+    if rank_zero():
+        common.emit(result, args.out)
     return 0
 
 
