@@ -229,12 +229,9 @@ class ReelGAN(pl.LightningModule):
         fake = self.generator_ema(z, cond)
         idx = torch.linspace(0, real.shape[1] - 1, self.hparams.d_image_frames, device=self.device).round().long()
         idx = idx[None].expand(real.shape[0], -1)
-        scores = {}
-        for name, video in (("real", real), ("fake", fake)):
-            h = self.image_discriminator.features(video, idx)
-            logits = torch.cat([self.image_discriminator.score(h, cond),
-                                self.video_discriminator(video, cond)], dim=1).float()
-            scores[name] = logits.mean()
+        scores = {name: self.loss._scores((self.image_discriminator.features(video, idx),     # no augmentation
+                                           self.video_discriminator.features(video)), cond).mean()
+                  for name, video in (("real", real), ("fake", fake))}
         self.log_dict({"val/scores_real": scores["real"], "val/scores_fake": scores["fake"]},
                       batch_size=real.shape[0], sync_dist=True)
 
