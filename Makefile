@@ -4,6 +4,9 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 RUN     ?= runs/demo
+# Test files run on this many worker processes (pytest-xdist; a file's tests stay on one worker and share its
+# fixtures). 1 = the plain serial run.
+TEST_WORKERS ?= 2
 export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -25,7 +28,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	bash scripts/install_chromium.sh
 	bash scripts/install_postgresql.sh
-	WANDB_MODE=disabled $(BIN)/python -m pytest -q --timeout 900
+	WANDB_MODE=disabled $(BIN)/python -m pytest -q --timeout 900 -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
