@@ -144,3 +144,18 @@ def test_non_finite_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     saved = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
     assert saved["global_step"] == 10                 # 5 good batches, nothing from the poisoned one
     assert all(torch.isfinite(v).all() for v in saved["state_dict"].values() if v.is_floating_point())
+
+
+def test_last_is_the_final_step_when_a_run_stops_between_periodic_checkpoints(tmp_path):
+    from train.checkpoints import RunCheckpoint
+
+    ckpt = RunCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=4, save_last=True, save_top_k=-1,
+                         filename="step{step:07d}", auto_insert_metric_name=False)
+    trainer = pl.Trainer(max_steps=10, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         accelerator="cpu", devices=1, precision="32-true", default_root_dir=str(tmp_path),
+                         callbacks=[ckpt])
+    trainer.fit(_module(0), DataLoader(_FixedClips(), batch_size=BATCH))   # stops at step 10 (by max_steps here,
+    # by max_time in a timed run): the newest periodic checkpoint is step 8
+    assert sorted(p.name for p in (tmp_path / "ckpt").glob("step*.ckpt")) == ["step0000004.ckpt",
+                                                                            "step0000008.ckpt"]
+    assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)["global_step"] == 10

@@ -97,6 +97,15 @@ class RunCheckpoint(ModelCheckpoint):
         if self.save_last:
             self._last_written_step = trainer.global_step
 
+    def on_train_end(self, trainer, pl_module) -> None:
+        # Lightning writes `last` at the end only if the run never wrote one, so a run stopped by max_time (or a
+        # max_steps that is not a multiple of every_n_train_steps) kept a `last` up to a whole interval old.
+        # Training ends between batches: the state is a whole step, so `last` is brought up to it.
+        if self.save_last is True and self._last_written_step != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        else:
+            super().on_train_end(trainer, pl_module)
+
     # ----- SLURM: Lightning's requeue handler (SLURMEnvironment(auto_requeue=True)) saves RUN/hpc_ckpt_N.ckpt
     # and calls `scontrol requeue`. Run from the signal it would save in the middle of a step (D updated, G not);
     # deferred to the next batch end it saves a whole step, like every other checkpoint.
