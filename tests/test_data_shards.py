@@ -124,3 +124,21 @@ def test_each_rank_streams_disjoint_chunks(shards, tmp_path):
     assert a and b and not a & b                                                   # disjoint
     assert len(a | b) == read_shard_info(shards)["clips"]["train"]               # and together all of them
     assert (shards / INFO_FILE).is_file()
+
+
+def test_reelgan_train_fit_trains_from_a_shard_folder(world, shards, tmp_path):
+    from train_world import run_env, train_cmd, write_config
+
+    run = tmp_path / "run"
+    cfg = write_config(tmp_path / "cfg.yaml", shards, run, max_steps=4, ckpt_every=4,
+                       data={"frames": 4, "height": 16, "width": 24, "batch_size": 4, "cache_clips": False})
+    result = subprocess.run(train_cmd(cfg), cwd=ROOT, env=run_env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == 4 and saved["reelgan"]["images_seen"] == 8
+    broken = tmp_path / "broken"
+    shutil.copytree(shards, broken)
+    (broken / INFO_FILE).write_text("{")
+    result = subprocess.run(train_cmd(cfg, "--data.root", str(broken)), cwd=ROOT, env=run_env(),
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0 and INFO_FILE in result.stderr and "Traceback" not in result.stderr

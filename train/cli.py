@@ -84,15 +84,23 @@ class InputError(ValueError):
 
 
 def _check_inputs(data) -> None:
-    """Before anything is built: the dataset folder and its embeddings exist (the usual first-run slip is
-    training before `reelgan-data embed`)."""
+    """Before anything is built: the dataset folder (or shard folder) and its embeddings exist (the usual
+    first-run slip is training before `reelgan-data embed`)."""
     from data.preferences import read_header
+    from data.shards import ShardError, is_shard_folder, read_shard_info
 
     root = Path(data.root)
-    for need in (root / "clips.csv", root / "interactions.csv"):
-        if not need.is_file():
-            raise InputError(f"{need}: not found (data.root={root}). Fix: point data.root at a dataset folder "
-                             "(`reelgan-data import` or `reelgan-data synth` make one)")
+    if is_shard_folder(root):       # `reelgan-data shard` output: carries its embeddings
+        try:
+            read_shard_info(root)
+        except ShardError as err:
+            raise InputError(str(err)) from None
+    else:
+        for need in (root / "clips.csv", root / "interactions.csv"):
+            if not need.is_file():
+                raise InputError(f"{need}: not found (data.root={root}). Fix: point data.root at a dataset folder "
+                                 "(`reelgan-data import` or `reelgan-data synth` make one) or at a shard folder "
+                                 "(`reelgan-data shard`)")
     try:
         read_header(data.embeddings or root / DEFAULT_EMBEDDINGS)
     except (FileNotFoundError, ValueError) as err:
