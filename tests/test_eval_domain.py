@@ -127,4 +127,9 @@ def test_bad_datasets_are_named(tmp_path, world):
     clips.to_csv(root / "clips.csv", index=False)
     with pytest.raises(ValueError, match=r"row 5 .*'colour'"):
         load_real_clips(root, 4, 32, 32)
+    # a sample decodes only its rows, and an error in it still names the csv row
+    sample = load_real_clips(root, 4, 32, 32, rows=[7, 0, 9])
+    assert sample.clip_ids == [clips["clip_id"][i] for i in (0, 7, 9)] and len(sample.video) == 3
+    with pytest.raises(ValueError, match=r"row 5 .*'colour'"):
+        load_real_clips(root, 4, 32, 32, rows=[3, 8])
 

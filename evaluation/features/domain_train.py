@@ -94,13 +94,13 @@ def train_domain_classifier(root: str | os.PathLike | None = None, config: Domai
     gen = torch.Generator().manual_seed(cfg.seed)
     labels = clips.labels()
     train_idx, val_idx = split_by_product(clips.product_ids, cfg.val_fraction, cfg.seed)
-    video = model.prepare(clips.video)  # (N, T, C, H, W) float, decoded once
+    video = clips.video  # uint8 (N, T, C, H, W): made float one batch at a time (a quarter of the memory)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)
     for idx in track(epoch_batches(torch.as_tensor(train_idx), cfg.batch_size, cfg.steps, gen), "train domain classifier",
                      progress, total=cfg.steps):
         model.train()
-        _, logits = model(_augment(video[idx], gen, cfg.blur_p))
+        _, logits = model(_augment(model.prepare(video[idx]), gen, cfg.blur_p))
         loss = sum(F.cross_entropy(logits[k], labels[k][idx]) for k in logits) / len(logits)
         opt.zero_grad(set_to_none=True)
         loss.backward()

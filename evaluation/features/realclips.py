@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,14 +85,18 @@ def attribute_vocab(root: Path, clips: pd.DataFrame, names: list[str]) -> dict[s
 
 
 def load_real_clips(root: str | os.PathLike, frames: int, height: int, width: int,
-                    attributes: list[str] | None = None, progress: bool = False) -> RealClips:
-    """Decode every clip of DATASET/clips.csv → RealClips (uint8 (N, T, C, H, W)).
+                    attributes: list[str] | None = None, progress: bool = False,
+                    rows: Sequence[int] | None = None) -> RealClips:
+    """Decode every clip of DATASET/clips.csv (or only `rows`, 0-based row indices) → RealClips (uint8 (N, T, C, H, W)).
 
     attributes: which attribute columns to label (default: all non-reserved columns of clips.csv).
+    rows: a subset to decode (e.g. a seeded sample), so that a large catalogue is not decoded to use a few clips.
     A clip with a missing attribute value is an error naming the row and the fix.
     """
     root = Path(root)
     clips = load_dataset(root).clips
+    if rows is not None:
+        clips = clips.iloc[sorted(int(r) for r in rows)]   # keeps the index: errors name the csv row
     paths = [Path(f) for f in clips["file"]]
     names = list(attributes) if attributes is not None else attribute_columns(clips)
     if not names:
