@@ -6,6 +6,9 @@ two warm-up batches. FLOPs are counted with torch.utils.flop_counter on one R1 b
 amortised the same way. The peak is a 4096² matmul in the same precision, measured in this process.
 
     python bench/bench_train_throughput.py [--configs demo-cpu tryon-64] [--precisions 32-true bf16-mixed]
+                                           [--windows 0 4]
+--windows measures each config at these `model.train_window` values too (0 = the whole clip), each row says
+which; without it, each config's own value.
 """
 from __future__ import annotations
 
@@ -46,8 +49,10 @@ class _Probe(pl.Callback):
             self._mode = None
 
 
-def measure(name: str, precision: str) -> dict:
+def measure(name: str, precision: str, window: int | None = None) -> dict:
     cfg = load_config(name)
+    if window is not None:
+        cfg["model"]["train_window"] = window
     interval = cfg["model"].get("r1_interval", 16)
     batches = WARMUP + interval
     module = build_module(cfg)
@@ -61,6 +66,7 @@ def measure(name: str, precision: str) -> dict:
     flops = probe.flops[1] + (probe.flops[0] - probe.flops[1]) / interval
     clips = bsz * interval
     return {"config": name, "precision": precision, "batch_size": bsz,
+            "train_window": cfg["model"].get("train_window", 0),
             "clip": f"{cfg['data']['frames']}x{cfg['data']['height']}x{cfg['data']['width']}",
             "batches_timed": interval, "clips_per_s": clips / wall, "s_per_batch": wall / interval,
             "cpu_s_per_batch": cpu / interval, "clips_per_cpu_s": clips / cpu, "gflop_per_batch": flops / 1e9,
@@ -71,29 +77,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", nargs="+", default=["demo-cpu", "tryon-64"])
     parser.add_argument("--precisions", nargs="+", default=["32-true", "bf16-mixed"])
+    parser.add_argument("--windows", nargs="+", type=int, help="model.train_window values to measure (0 = whole clip)")
     args = parser.parse_args()
     info = machine()
     peaks = {"32-true": matmul_peak(torch.float32), "bf16-mixed": matmul_peak(torch.bfloat16)}
     rows = []
     for name in args.configs:
         for precision in args.precisions:
-            row = measure(name, precision)
-            row["peak_matmul_gflops"] = peaks[precision]
-            row["fraction_of_peak"] = row["achieved_gflops"] / peaks[precision]
-            rows.append(row)
-            print(f"  done {name} {precision}: {row['clips_per_s']:.2f} clips/s", flush=True)
+            for window in args.windows or [None]:
+                row = measure(name, precision, window)
+                row["peak_matmul_gflops"] = peaks[precision]
+                row["fraction_of_peak"] = row["achieved_gflops"] / peaks[precision]
+                rows.append(row)
+                print(f"  done {name} {precision} window {row['train_window']}: {row['clips_per_s']:.2f} clips/s",
+                      flush=True)
     info["loadavg_1m_at_end"] = os.getloadavg()[0]
-    header = f"{'config':10s} {'precision':11s} {'clip':9s} {'clips/s':>8s} {'s/batch':>8s} {'cpu s/b':>8s} " \
+    header = f"{'config':10s} {'precision':11s} {'clip':9s} {'window':>6s} {'clips/s':>8s} {'s/batch':>8s} {'cpu s/b':>8s} " \
              f"{'clip/cpu-s':>10s} {'GFLOP/b':>8s} {'GFLOP/s':>8s} {'peak':>7s} {'%peak':>6s}"
     print(header)
     for r in rows:
-        print(f"{r['config']:10s} {r['precision']:11s} {r['clip']:9s} {r['clips_per_s']:8.2f} {r['s_per_batch']:8.3f} "
+        print(f"{r['config']:10s} {r['precision']:11s} {r['clip']:9s} {r['train_window']:6d} {r['clips_per_s']:8.2f} {r['s_per_batch']:8.3f} "
               f"{r['cpu_s_per_batch']:8.3f} {r['clips_per_cpu_s']:10.2f} {r['gflop_per_batch']:8.1f} {r['achieved_gflops']:8.1f} "
               f"{r['peak_matmul_gflops']:7.0f} {100 * r['fraction_of_peak']:5.1f}%")
-    for cfg in args.configs:
-        by = {r["precision"]: r for r in rows if r["config"] == cfg}
+    for cfg, window in dict.fromkeys((r["config"], r["train_window"]) for r in rows):
+        by = {r["precision"]: r for r in rows if (r["config"], r["train_window"]) == (cfg, window)}
         if {"32-true", "bf16-mixed"} <= by.keys():
-            print(f"{cfg}: bf16-mixed / fp32 speed-up {by['bf16-mixed']['clips_per_s'] / by['32-true']['clips_per_s']:.2f}x")
+            print(f"{cfg} (window {window}): bf16-mixed / fp32 speed-up "
+                  f"{by['bf16-mixed']['clips_per_s'] / by['32-true']['clips_per_s']:.2f}x")
     path = write_result("bench_train_throughput", {
         "how": "pl.Trainer on ReelGAN built from configs/<name>.yaml (cond_dim 16), in-memory clips; timed "
                "r1_interval batches after 2 warm-up batches; FLOPs by torch.utils.flop_counter (R1 amortised); "

@@ -183,11 +183,14 @@ class VideoGenerator(nn.Module):
         return self.mapping(zs, cs, one_hot).reshape(cond.shape[0], K, -1).mean(dim=1)
 
     def forward(self, z: torch.Tensor, cond: torch.Tensor, truncation: float = 1.0,
-                attributes: torch.Tensor | None = None) -> torch.Tensor:
+                attributes: torch.Tensor | None = None, window: tuple[int, int] | None = None) -> torch.Tensor:
         """z (B, z_dim), cond (B, E) → video (B, T, 3, H, W) in [-1, 1].
 
         attributes (B, A) long, optional: the product attribute values to make (-1 = choose from the shopper's
         predicted preferences); training passes those of the paired real clips.
+        window (start, length), optional: synthesise only frames start … start+length-1 of the clip (training's
+        temporal window, StyleGAN-V's sparse-frame idea). The motion still runs over the whole clip, so these are
+        exactly the frames the whole clip has; only the costly synthesis is skipped for the others.
         """
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"z must be (B, {self.z_dim}) = content {self.content_dim} + {self.frames} frames × "
@@ -206,6 +209,11 @@ class VideoGenerator(nn.Module):
             B, T, self.motion_noise_dim)                                        # (B, T, motion_noise_dim)
         feats = self.const[None, None].expand(B, T, -1, -1, -1)               # (B, T, C0, H/8, W/8)
         w_frames, feats = self.motion(w, noise, feats)                          # (B, T, w_dim), same feats shape
+        if window is not None:
+            start, T = int(window[0]), int(window[1])
+            if start < 0 or T < 1 or start + T > self.frames:
+                raise ValueError(f"window {tuple(window)} is not inside the clip's {self.frames} frames")
+            w_frames, feats = w_frames[:, start:start + T], feats[:, start:start + T]
         x = feats.reshape(B * T, *feats.shape[2:])
         ws = w_frames.reshape(B * T, -1)
         rgb = None

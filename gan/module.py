@@ -39,6 +39,9 @@ class ReelGAN(pl.LightningModule):
         mapping_lr_mul: float = 0.01,           # mapping learns this much slower than the rest (StyleGAN)
         g_channels: Sequence[int] = (256, 256, 128, 64),        # G widths at H/8, H/4, H/2, H
         motion_kwargs: dict | None = None,      # extra motion-module kwargs, e.g. {hidden: 64}
+        train_window: int = 0,                  # frames of each clip G synthesises and the Ds see in training: a
+                                                # random window of this many (0 = the whole clip; generation always
+                                                # makes the whole clip). Fewer frames per step = more clips per second
         d_image_kind: str = "conv",             # image D: conv (trained from scratch) | projected (frozen EffNet-Lite0)
         d_image_channels: Sequence[int] = (64, 128, 256, 256),  # conv image D widths at H, H/2, H/4, H/8
         d_image_frames: int = 2,                # frames per clip the image D scores
@@ -79,6 +82,9 @@ class ReelGAN(pl.LightningModule):
         self.save_hyperparameters()
         self.automatic_optimization = False
         check_video_size(frames, height, width, min_frames=VideoDiscriminator.min_frames, prefix="model.")
+        if train_window and not VideoDiscriminator.min_frames <= int(train_window) <= frames:
+            raise ValueError(f"model.train_window={train_window} must be 0 (whole clip) or between "
+                             f"{VideoDiscriminator.min_frames} (the video D's least) and model.frames={frames}")
         bad = [name for name in augment_policy if name not in POLICIES]
         if bad:
             raise ValueError(f"model.augment_policy has unknown entries {bad}; choose from {list(POLICIES)}")
@@ -155,8 +161,13 @@ class ReelGAN(pl.LightningModule):
         opt_g, opt_d = self.optimizers()
         z = torch.randn(real.shape[0], self.generator.z_dim, generator=self.rng(), device=self.device)
         conditioned = self.generator.preference is not None and labels is not None
+        window = None
+        if self.hparams.train_window and self.hparams.train_window < real.shape[1]:   # same window for real and fake
+            k = int(self.hparams.train_window)
+            start = int(torch.randint(real.shape[1] - k + 1, (1,), generator=self.rng(), device=self.device))
+            window, real = (start, k), real[:, start:start + k]
         # With attributes, G makes the paired real clip's attributes (teacher forcing; -1 = drawn by its head).
-        fake = self.generator(z, cond, attributes=labels if conditioned else None)   # serves the D and G steps
+        fake = self.generator(z, cond, attributes=labels if conditioned else None, window=window)  # D and G steps
 
         with self.toggled_optimizer(opt_d):             # Dmain (+ Dreg every r1_interval batches)
             d_loss, logs, real_logits = self.loss.d_main(real, fake.detach(), cond, labels)

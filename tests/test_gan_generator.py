@@ -41,6 +41,19 @@ def test_deterministic_no_hidden_noise_and_condition_matters():
     assert torch.equal(rebuilt(z, c), g(z, c))
 
 
+@pytest.mark.parametrize("motion", sorted(MOTION_MODULES))
+def test_a_training_window_is_exactly_those_frames_of_the_whole_clip(motion):
+    torch.manual_seed(0)
+    kw = {"motion_kwargs": {"heads": 2}} if motion == "attention" else {}
+    g = VideoGenerator(6, 8, 16, 16, motion=motion, **SMALL, **kw)
+    z, c = latents_for_seeds([1, 2], g.z_dim), torch.nn.functional.normalize(torch.randn(2, 6), dim=1)
+    whole = g(z, c)
+    for start, length in ((0, 4), (3, 5), (4, 4)):
+        torch.testing.assert_close(g(z, c, window=(start, length)), whole[:, start:start + length])
+    with pytest.raises(ValueError, match="not inside the clip's 8 frames"):
+        g(z, c, window=(5, 4))
+
+
 def test_truncation_pulls_towards_the_condition_mean():
     torch.manual_seed(1)
     g = VideoGenerator(6, 4, 16, 16, **SMALL)

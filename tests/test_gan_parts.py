@@ -93,3 +93,28 @@ def test_loss_phases_and_mismatch_negatives():
     img.zero_grad()
     r1.backward()                                     # double backward reaches D's weights
     assert img.from_rgb.weight.grad.abs().sum() > 0
+
+
+def test_a_training_window_trains_on_that_many_frames_and_still_generates_whole_clips():
+    import warnings
+
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader
+
+    from _tiny_gan import TINY, _Clips, _collate
+    from gan.module import ReelGAN
+
+    with pytest.raises(ValueError, match="train_window=3 must be 0"):
+        ReelGAN(**{**TINY, "frames": 8}, train_window=3)
+    torch.manual_seed(0)
+    model = ReelGAN(**{**TINY, "frames": 8}, train_window=4)
+    seen, features = [], model.video_discriminator.features
+    model.video_discriminator.features = lambda video: (seen.append(video.shape[1]), features(video))[1]
+    loader = DataLoader(_Clips(frames=8), batch_size=4, collate_fn=_collate)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pl.Trainer(max_steps=4, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                   enable_progress_bar=False, enable_model_summary=False).fit(model, loader)
+    assert seen and set(seen) == {4}           # real and fake windows of 4 of the clip's 8 frames
+    z = torch.randn(2, model.generator.z_dim)
+    assert model.generator_ema(z, torch.nn.functional.normalize(torch.randn(2, 8), dim=1)).shape[1] == 8
