@@ -86,15 +86,18 @@ def attribute_vocab(root: Path, clips: pd.DataFrame, names: list[str]) -> dict[s
 
 def load_real_clips(root: str | os.PathLike, frames: int, height: int, width: int,
                     attributes: list[str] | None = None, progress: bool = False,
-                    rows: Sequence[int] | None = None) -> RealClips:
+                    rows: Sequence[int] | None = None, sample: int | None = None, seed: int = 0) -> RealClips:
     """Decode every clip of DATASET/clips.csv (or only `rows`, 0-based row indices) → RealClips (uint8 (N, T, C, H, W)).
 
     attributes: which attribute columns to label (default: all non-reserved columns of clips.csv).
-    rows: a subset to decode (e.g. a seeded sample), so that a large catalogue is not decoded to use a few clips.
+    rows: a subset to decode, so that a large catalogue is not decoded to use a few clips.
+    sample: decode a seeded random subset of this many rows (`seed`) instead (the dataset files are read once either way).
     A clip with a missing attribute value is an error naming the row and the fix.
     """
     root = Path(root)
     clips = load_dataset(root).clips
+    if sample is not None:
+        rows = np.random.default_rng(seed).permutation(len(clips))[:sample]
     if rows is not None:
         clips = clips.iloc[sorted(int(r) for r in rows)]   # keeps the index: errors name the csv row
     paths = [Path(f) for f in clips["file"]]

@@ -55,11 +55,10 @@ class CandidateScorer:
 
 def real_feature_rows(root: Path, domain, max_clips: int = 512, seed: int = 0) -> np.ndarray:
     """Domain features (float64 (N, d)) of up to `max_clips` real clips (a seeded subset), for the density."""
-    from data.contract import load_dataset
     from evaluation.features.realclips import load_real_clips
 
-    rows = np.random.default_rng(seed).permutation(len(load_dataset(root).clips))[:max_clips]
-    clips = load_real_clips(root, domain.frames, domain.height, domain.width, list(domain.vocab), rows=rows)
+    clips = load_real_clips(root, domain.frames, domain.height, domain.width, list(domain.vocab), sample=max_clips,
+                            seed=seed)
     with torch.no_grad():   # only the sample is decoded: a 10⁵-clip catalogue costs what 512 clips cost
         feats = [domain(domain.prepare(clips.video[i:i + 64]))[0] for i in range(0, len(clips), 64)]
     return torch.cat(feats).double().numpy()
