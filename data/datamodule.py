@@ -187,6 +187,38 @@ class ProductClipDataModule(pl.LightningDataModule):
             if isinstance(dataset, ClipConditionDataset):
                 dataset.skipped = self._skipped
 
+    def preference_pairs(self) -> dict[str, torch.Tensor] | None:
+        """The (shopper, clip attributes) pairs of the training stream with their probabilities, for fitting the
+        model's p(attribute | shopper) head exactly: {conditions float32 (N, E), labels long (N, A), weights
+        float64 (N,)}. A pair's weight is its share of the stream: 1/clips × the user's draw probability. None
+        when there are no attribute labels, or the shards predate attributes in entries.json (re-shard)."""
+        self.setup("fit")
+        ds = self.train_dataset
+        if not self.attribute_vocab or not isinstance(ds, (ClipConditionDataset, ShardClipDataset)):
+            return None
+        shards = isinstance(ds, ShardClipDataset)
+        conditions, rows = (ds.reel_conditions, ds.reel_rows) if shards else (ds.conditions, ds.user_rows)
+        picks, labels, weights = [], [], []
+        entries = ds.entries
+        for entry in entries:
+            if "labels" in entry:
+                lab = entry["labels"]
+            elif "attributes" in entry:
+                lab = attribute_labels_of(entry["attributes"], self.attribute_vocab)
+            else:
+                return None
+            known = [(u, float(p)) for u, p in zip(entry["users"], entry["probs"]) if u in rows]
+            total = sum(p for _, p in known)
+            for user, p in known:
+                picks.append(rows[user])
+                labels.append(lab)
+                weights.append(p / total / len(entries))
+        if not picks:
+            return None
+        return {"conditions": torch.from_numpy(np.asarray(conditions)[picks]).float(),
+                "labels": torch.tensor(labels, dtype=torch.long).reshape(len(picks), -1),
+                "weights": torch.tensor(weights, dtype=torch.float64)}
+
     @property
     def skipped_clips(self) -> int:
         """Clips skipped because they failed to decode (at cache time or in any worker)."""

@@ -121,7 +121,8 @@ def write_shards(dataset: str | os.PathLike, out: str | os.PathLike, size: tuple
                      keep_data_ordered=True, start_method="spawn")
             counts[name] = _count_items(tmp / name)
             write_json(tmp / name / ENTRIES, [{"clip_id": e["clip_id"], "file": e["file"], "product_id": e["product_id"],
-                                               "users": e["users"], "probs": [float(p) for p in e["probs"]]}
+                                               "users": e["users"], "probs": [float(p) for p in e["probs"]],
+                                               "attributes": {k: str(v) for k, v in e["attributes"].items()}}
                                               for e in part])
         (tmp / EMBEDDINGS).parent.mkdir(parents=True)
         shutil.copy2(emb_path, tmp / EMBEDDINGS)
@@ -163,8 +164,9 @@ class ShardClipDataset(StreamingDataset):
 
     @property
     def entries(self) -> list[dict]:
-        """The split's clips without video (clip_id, source file, product_id, users, probs), read on first use:
-        what train.callbacks.SampleGrid picks its shoppers and real clips from."""
+        """The split's clips without video (clip_id, source file, product_id, users, probs, attributes; shards
+        written before attributes were added lack them), read on first use: what train.callbacks.SampleGrid picks
+        its shoppers and real clips from, and ProductClipDataModule.preference_pairs reads."""
         if getattr(self, "_reel_entries", None) is None:
             self._reel_entries = json.loads((Path(self.reel_dir) / ENTRIES).read_text())
         return self._reel_entries

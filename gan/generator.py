@@ -74,6 +74,42 @@ class PreferenceHead(nn.Module):
                  for a, lg in enumerate(self(cond)) if (labels[:, a] >= 0).any()]
         return torch.stack(parts).mean() if parts else cond.sum() * 0.0
 
+    @torch.enable_grad()
+    def fit(self, cond: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, l2: float = 1e-4,
+            max_iter: int = 500) -> float:
+        """Fit the head exactly: weighted multinomial logistic regression by full-batch L-BFGS, in float64.
+
+        cond (N, E) the conditions of the data's (shopper, clip) pairs, labels (N, A) long (-1 = unknown), weights
+        (N,) each pair's share of the training stream. Why not by SGD beside the GAN: the head is a convex model
+        of p(attribute | shopper); batches of 16 and Adam without momentum leave its modes jittering by a few
+        users out of 72 (held-out colour mode accuracy 0.83-0.88 across one run's checkpoints), while the exact
+        fit sits at the optimum every time. Deterministic. Returns the final weighted cross-entropy.
+        """
+        x = _normalise(cond.double())
+        w = weights.double() / weights.double().sum()
+        weight = self.linear.weight.detach().double().clone().requires_grad_(True)
+        bias = self.linear.bias.detach().double().clone().requires_grad_(True)
+        opt = torch.optim.LBFGS([weight, bias], max_iter=max_iter, line_search_fn="strong_wolfe",
+                                tolerance_grad=1e-9, tolerance_change=1e-12)
+
+        def objective():
+            logits = (x @ weight.T + bias).split(self.classes, dim=1)
+            ce = sum((F.cross_entropy(lg, labels[:, a], ignore_index=-1, reduction="none") * w).sum()
+                     for a, lg in enumerate(logits) if (labels[:, a] >= 0).any())
+            return ce + l2 * weight.pow(2).sum()
+
+        def closure():
+            opt.zero_grad()
+            loss = objective()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        with torch.no_grad():
+            self.linear.weight.copy_(weight.to(self.linear.weight.dtype))
+            self.linear.bias.copy_(bias.to(self.linear.bias.dtype))
+            return float(objective() - l2 * weight.pow(2).sum())
+
     def choose(self, cond: torch.Tensor, uniforms: torch.Tensor, mode: bool) -> torch.Tensor:
         """uniforms (B, A) in (0, 1) → attribute indices (B, A): inverse-CDF draws, or each attribute's mode."""
         picks = []

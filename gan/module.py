@@ -65,6 +65,8 @@ class ReelGAN(pl.LightningModule):
         attribute_conditioning: bool = False,   # G makes clips from (shopper, product attributes) with a learned
                                                 # p(attributes | shopper) head; needs data attribute labels
         preference_weight: float = 1.0,         # weight of that head's cross-entropy on the paired clips' attributes
+        preference_fit: bool = True,            # fit that head exactly (L-BFGS) on the datamodule's pairs at the
+                                                # start of a new run and keep it fixed; false = SGD beside the GAN
         ema_half_life_images: float = 10_000,   # G_ema half-life in training images (StyleGAN: 10 kimg)
         ema_rampup: float | None = 0.05,        # half-life ≤ rampup × images seen early on; null = off
         augment_policy: Sequence[str] = POLICIES,  # DiffAugment transforms: colour, translation, cutout
@@ -125,6 +127,7 @@ class ReelGAN(pl.LightningModule):
                                 attribute_head=self.attribute_head, attribute_weight=attribute_weight)
         self._rng: torch.Generator | None = None
         self._rng_state: torch.Tensor | None = None                  # restored state, applied on first use
+        self._preference_fitted = False                              # head fitted exactly (kept in the checkpoint)
 
     # ----- the training RNG stream: z, frame picks, augmentation, instance noise -----
     def rng(self) -> torch.Generator:
@@ -178,7 +181,7 @@ class ReelGAN(pl.LightningModule):
             self._step(opt_d, d_loss)
         with self.toggled_optimizer(opt_g):             # Gmain
             g_loss, g_logs = self.loss.g_main(fake, cond, labels)
-            if conditioned and self.hparams.preference_weight > 0:
+            if conditioned and self.hparams.preference_weight > 0 and not self._preference_fitted:
                 preference = self.generator.preference.loss(cond, labels)
                 g_loss = g_loss + self.hparams.preference_weight * preference
                 g_logs["loss/g_preference"] = preference.detach()
@@ -266,6 +269,26 @@ class ReelGAN(pl.LightningModule):
         if data_hash and self.hparams.embeddings_hash and data_hash != self.hparams.embeddings_hash:
             raise ValueError(f"the model was built for embeddings {self.hparams.embeddings_hash[:12]}… but the "
                              f"datamodule serves {data_hash[:12]}…; conditions would mean different users")
+        if self.generator.preference is not None and self.hparams.preference_fit and int(self.images_seen) == 0:
+            self._fit_preference(dm)
+
+    def _fit_preference(self, dm) -> None:
+        """A new run: fit p(attribute | shopper) exactly on the training pairs (rank 0's fit on every rank)."""
+        pairs = dm.preference_pairs() if hasattr(dm, "preference_pairs") else None
+        if pairs is None:
+            rank_zero_warn("model.preference_fit: the datamodule gives no (shopper, attributes) pairs (no "
+                           "attribute labels, or shards written before entries.json held attributes: re-shard), "
+                           "so the preference head is trained beside the GAN instead")
+            return
+        head = self.generator.preference
+        loss = head.fit(pairs["conditions"].to(self.device), pairs["labels"].to(self.device),
+                        pairs["weights"].to(self.device))
+        state = self.trainer.strategy.broadcast({k: v.detach().cpu() for k, v in head.state_dict().items()}, src=0)
+        head.load_state_dict(state)
+        self.generator_ema.preference.load_state_dict(state)
+        self._preference_fitted = True
+        rank_zero_info(f"preference head fitted on {len(pairs['weights'])} (shopper, clip) pairs: weighted "
+                       f"cross-entropy {loss:.4f} (summed over attributes); it stays fixed while the GAN trains")
 
     def on_train_start(self) -> None:
         # A resumed run gets the optimisers' saved state, learning rates included; the configured rates win,
@@ -287,6 +310,7 @@ class ReelGAN(pl.LightningModule):
             "embeddings_hash": str(self.hparams.embeddings_hash),
             "ada_p": float(self.ada_p),
             "images_seen": int(self.images_seen),
+            "preference_fitted": bool(self._preference_fitted),
             "rng": {  # weights_only-safe: tensors, ints, floats, lists
                 "module": self.rng().get_state().cpu(),
                 "torch": torch.get_rng_state(),
@@ -319,6 +343,7 @@ class ReelGAN(pl.LightningModule):
                 saved["embeddings_hash"] != self.hparams.embeddings_hash:
             raise ValueError("cannot resume: the checkpoint was trained on other preference embeddings "
                              f"({saved['embeddings_hash'][:12]}… vs {self.hparams.embeddings_hash[:12]}…)")
+        self._preference_fitted = bool(saved.get("preference_fitted", False))
         rng = saved["rng"]
         if self.global_rank == rng.get("rank", 0):
             self._rng_state = rng["module"]
