@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 from gan.augment import POLICIES, InstanceNoise, ada_adjust, diff_augment
@@ -67,6 +68,8 @@ class ReelGAN(pl.LightningModule):
         preference_weight: float = 1.0,         # weight of that head's cross-entropy on the paired clips' attributes
         preference_fit: bool = True,            # fit that head exactly (L-BFGS) on the datamodule's pairs at the
                                                 # start of a new run and keep it fixed; false = SGD beside the GAN
+        d_attribute_projection: bool = False,   # both Ds project on (shopper, product attributes of the clip), not
+                                                # on the shopper alone: class-conditional D for the attributes
         ema_half_life_images: float = 10_000,   # G_ema half-life in training images (StyleGAN: 10 kimg)
         ema_rampup: float | None = 0.05,        # half-life ≤ rampup × images seen early on; null = off
         augment_policy: Sequence[str] = POLICIES,  # DiffAugment transforms: colour, translation, cutout
@@ -106,10 +109,12 @@ class ReelGAN(pl.LightningModule):
         if d_image_kind == "conv":
             image_kwargs.setdefault("channels", d_image_channels)
             image_kwargs.setdefault("features", d_features)
-        self.image_discriminator = build_image_discriminator(d_image_kind, cond_dim=cond_dim, height=height,
+        # With d_attribute_projection the Ds' condition is [shopper ⊕ attribute one-hots] (see _d_condition).
+        d_cond_dim = cond_dim + (sum(attribute_classes) if d_attribute_projection else 0)
+        self.image_discriminator = build_image_discriminator(d_image_kind, cond_dim=d_cond_dim, height=height,
                                                              width=width, frames_per_clip=d_image_frames,
                                                              **image_kwargs)
-        self.video_discriminator = VideoDiscriminator(cond_dim, frames, height, width, kind=d_video_kind,
+        self.video_discriminator = VideoDiscriminator(d_cond_dim, frames, height, width, kind=d_video_kind,
                                                       spatial_downsample=d_video_downsample,
                                                       channels=d_video_channels, features=d_features)
         self.attribute_head = (AttributeHead(self.image_discriminator.feature_dim, attribute_classes)
@@ -171,16 +176,17 @@ class ReelGAN(pl.LightningModule):
             window, real = (start, k), real[:, start:start + k]
         # With attributes, G makes the paired real clip's attributes (teacher forcing; -1 = drawn by its head).
         fake = self.generator(z, cond, attributes=labels if conditioned else None, window=window)  # D and G steps
+        d_cond = self._d_condition(cond, labels)        # real clip i and fake i share it: same shopper, attributes
 
         with self.toggled_optimizer(opt_d):             # Dmain (+ Dreg every r1_interval batches)
-            d_loss, logs, real_logits = self.loss.d_main(real, fake.detach(), cond, labels)
+            d_loss, logs, real_logits = self.loss.d_main(real, fake.detach(), d_cond, labels)
             if int(self.batches_seen) % self.hparams.r1_interval == 0:
-                r1_loss, r1_logs = self.loss.d_reg(real, cond)
+                r1_loss, r1_logs = self.loss.d_reg(real, d_cond)
                 d_loss = d_loss + r1_loss
                 logs.update(r1_logs)
             self._step(opt_d, d_loss)
         with self.toggled_optimizer(opt_g):             # Gmain
-            g_loss, g_logs = self.loss.g_main(fake, cond, labels)
+            g_loss, g_logs = self.loss.g_main(fake, d_cond, labels)
             if conditioned and self.hparams.preference_weight > 0 and not self._preference_fitted:
                 preference = self.generator.preference.loss(cond, labels)
                 g_loss = g_loss + self.hparams.preference_weight * preference
@@ -192,6 +198,21 @@ class ReelGAN(pl.LightningModule):
         self.log_dict(logs, on_step=True, prog_bar=False)
         self.log_dict({"d": logs["loss/d"], "g": logs["loss/g"], "p": self.ada_p}, prog_bar=True, logger=False)
         return {"loss_d": d_loss.detach(), "loss_g": g_loss.detach()}
+
+    def _d_condition(self, cond: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """What the Ds are conditioned on: the shopper, or with d_attribute_projection [shopper ⊕ one-hots of the
+        clip's product attributes / √A] (unknown values: zeros). Both halves have unit norm, so a rolled or
+        in-batch negative differs in the shopper, the attributes or both, and two pairs count as the same only
+        when both halves agree (same_user_cosine)."""
+        classes = self.hparams.attribute_classes
+        if not self.hparams.d_attribute_projection or not len(classes):
+            return cond
+        if labels is None:
+            raise ValueError("model.d_attribute_projection needs the clips' product attributes in every batch "
+                             "(data.attribute_labels true and attribute columns in clips.csv)")
+        hot = torch.cat([F.one_hot(labels[:, a].clamp(min=0), n) * (labels[:, a:a + 1] >= 0)
+                         for a, n in enumerate(classes)], dim=1).to(cond.dtype)
+        return torch.cat([cond, hot / len(classes) ** 0.5], dim=1)
 
     def _step(self, opt, loss: torch.Tensor) -> None:
         opt.zero_grad(set_to_none=True)
@@ -237,14 +258,17 @@ class ReelGAN(pl.LightningModule):
         """D's scores on held-out products' clips (data.val_fraction > 0) against its scores on G_ema's clips for
         the same shoppers. Training real scores that rise while these fall is D overfitting (Karras et al. 2020)."""
         real, cond = batch[0], batch[1]
+        labels = batch[4] if len(batch) > 4 else None
         self._check_batch(real, cond)
         g = torch.Generator(device=self.device).manual_seed(batch_idx)   # not the training stream: resume stays exact
         z = torch.randn(real.shape[0], self.generator_ema.z_dim, generator=g, device=self.device)
-        fake = self.generator_ema(z, cond)
+        conditioned = self.generator_ema.preference is not None and labels is not None
+        fake = self.generator_ema(z, cond, attributes=labels if conditioned else None)   # the real clips' attributes
+        d_cond = self._d_condition(cond, labels)
         idx = torch.linspace(0, real.shape[1] - 1, self.hparams.d_image_frames, device=self.device).round().long()
         idx = idx[None].expand(real.shape[0], -1)
         scores = {name: self.loss._scores((self.image_discriminator.features(video, idx),     # no augmentation
-                                           self.video_discriminator.features(video)), cond).mean()
+                                           self.video_discriminator.features(video)), d_cond).mean()
                   for name, video in (("real", real), ("fake", fake))}
         self.log_dict({"val/scores_real": scores["real"], "val/scores_fake": scores["fake"]},
                       batch_size=real.shape[0], sync_dist=True)
@@ -339,6 +363,13 @@ class ReelGAN(pl.LightningModule):
                              f"({len(theirs - mine)} weights only in the checkpoint, {len(mine - theirs)} only in the "
                              "config). Train with the checkpoint's model settings (its hparams.yaml) or start a new run "
                              "directory")
+        mine_sd, theirs_sd = self.state_dict(), checkpoint.get("state_dict", {})
+        shapes = sorted(k for k in mine_sd if tuple(mine_sd[k].shape) != tuple(theirs_sd[k].shape))
+        if shapes:  # e.g. d_attribute_projection switched: the Ds' projection reads another condition size
+            raise ValueError(f"cannot resume: weights of other shapes in {sorted({k.split('.')[0] for k in shapes})} "
+                             f"(e.g. {shapes[0]}: checkpoint {tuple(theirs_sd[shapes[0]].shape)} vs config "
+                             f"{tuple(mine_sd[shapes[0]].shape)}). Train with the checkpoint's model settings (its "
+                             "hparams.yaml) or start a new run directory")
         if saved["embeddings_hash"] and self.hparams.embeddings_hash and \
                 saved["embeddings_hash"] != self.hparams.embeddings_hash:
             raise ValueError("cannot resume: the checkpoint was trained on other preference embeddings "

@@ -28,10 +28,12 @@ def check_options(forward_batch: int, precision: str) -> None:
 @torch.no_grad()
 def generate_clips(generator: VideoGenerator, conditions: torch.Tensor, seeds: Sequence[int],
                    truncation: float = 1.0, batch_size: int = 16, device: str | torch.device = "cpu",
-                   progress=None, forward_batch: int = FORWARD_BATCH, precision: str = "fp32") -> torch.Tensor:
+                   progress=None, forward_batch: int = FORWARD_BATCH, precision: str = "fp32",
+                   attributes: torch.Tensor | None = None) -> torch.Tensor:
     """conditions (N, E) float, seeds N ints → video float32 (N, T, C, H, W) in [-1, 1] on the CPU.
 
-    `progress(done, total)` is called after each batch when given.
+    attributes (N, A) long, optional: the product attribute values each clip is made with (attribute-conditioned
+    generators; -1 = the shopper's own draw or mode). `progress(done, total)` is called after each batch when given.
     """
     check_options(forward_batch, precision)
     conditions = torch.as_tensor(conditions, dtype=torch.float32)
@@ -51,6 +53,11 @@ def generate_clips(generator: VideoGenerator, conditions: torch.Tensor, seeds: S
     pad = (-n) % forward_batch
     z = latents_for_seeds(list(seeds) + [seeds[-1]] * pad, generator.z_dim)
     conditions = torch.cat([conditions, conditions[-1:].expand(pad, -1)])
+    if attributes is not None:
+        attributes = torch.as_tensor(attributes, dtype=torch.long)
+        if attributes.shape[0] != n:
+            raise ValueError(f"one attribute row per condition row: got {attributes.shape[0]} for {n}")
+        attributes = torch.cat([attributes, attributes[-1:].expand(pad, -1)])
     step = -(-int(batch_size) // forward_batch) * forward_batch
     dtype = PRECISIONS[precision]
     out = []
@@ -58,7 +65,9 @@ def generate_clips(generator: VideoGenerator, conditions: torch.Tensor, seeds: S
         for lo in range(start, min(start + step, n + pad), forward_batch):
             hi = lo + forward_batch
             with torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None):
-                video = generator(z[lo:hi].to(device), conditions[lo:hi].to(device), truncation=float(truncation))
+                given = {} if attributes is None else {"attributes": attributes[lo:hi].to(device)}
+                video = generator(z[lo:hi].to(device), conditions[lo:hi].to(device), truncation=float(truncation),
+                                  **given)
             out.append(video.float().cpu())
         if progress is not None:
             progress(min(start + step, n), n)
@@ -67,17 +76,18 @@ def generate_clips(generator: VideoGenerator, conditions: torch.Tensor, seeds: S
 
 def generate_clips_across_processes(generator: VideoGenerator, conditions: torch.Tensor, seeds: Sequence[int],
                                     truncation: float = 1.0, batch_size: int = 16,
-                                    device: str | torch.device = "cpu") -> torch.Tensor:
+                                    device: str | torch.device = "cpu",
+                                    attributes: torch.Tensor | None = None) -> torch.Tensor:
     """generate_clips with its rows shared by the processes of a torch.distributed group (e.g. `reelgan-eval
     align --devices N`): rank r makes rows r, r + N, ...; every rank gets all rows back. A clip depends only on its
     seed and condition, so the result equals one process's. Without a group it is generate_clips."""
     dist = torch.distributed
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return generate_clips(generator, conditions, seeds, truncation, batch_size, device)
+        return generate_clips(generator, conditions, seeds, truncation, batch_size, device, attributes=attributes)
     world, rank = dist.get_world_size(), dist.get_rank()
     mine = list(range(rank, len(seeds), world))
     part = generate_clips(generator, torch.as_tensor(conditions)[mine], [seeds[i] for i in mine], truncation,
-                          batch_size, device)
+                          batch_size, device, attributes=None if attributes is None else torch.as_tensor(attributes)[mine])
     parts: list = [None] * world
     dist.all_gather_object(parts, part)                     # gloo: CPU tensors, pickled by torch.distributed
     out = torch.empty(len(seeds), *part.shape[1:], dtype=part.dtype)

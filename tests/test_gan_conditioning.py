@@ -113,6 +113,37 @@ def test_resuming_a_checkpoint_of_other_networks_is_refused_clearly():
         other.on_load_checkpoint(ckpt)
 
 
+def test_attribute_projection_conditions_the_ds_on_shopper_and_attributes():
+    model = ReelGAN(**TINY, attribute_classes=[2, 3], attribute_conditioning=True, d_attribute_projection=True)
+    assert model.image_discriminator.head.embed.weight.shape[1] == 8 + 5
+    assert model.video_discriminator.head.embed.weight.shape[1] == 8 + 5
+    cond = torch.nn.functional.normalize(torch.randn(3, 8), dim=1)
+    labels = torch.tensor([[1, 2], [0, -1], [1, 2]])
+    d_cond = model._d_condition(cond, labels)
+    assert torch.equal(d_cond[:, :8], cond)
+    s = 2 ** -0.5
+    assert torch.allclose(d_cond[:, 8:], torch.tensor([[0, s, 0, 0, s], [s, 0, 0, 0, 0], [0, s, 0, 0, s]]))
+    # the same shopper with other attributes is a negative; the same shopper and attributes is not
+    same = ReelGANLoss(model.image_discriminator, model.video_discriminator, lambda x: x,
+                       lambda b, t: torch.zeros(b, 1, dtype=torch.long))._same_user
+    twin = torch.cat([cond[:1], cond[:1], cond[1:2]])
+    assert same(model._d_condition(twin, labels)).tolist() == [[True, False, False], [False, True, False],
+                                                               [False, False, True]]
+    with pytest.raises(ValueError, match="d_attribute_projection needs the clips' product attributes"):
+        model._d_condition(cond, None)
+    plain = ReelGAN(**TINY, attribute_classes=[2, 3], attribute_conditioning=True)
+    assert plain._d_condition(cond, labels) is cond
+
+
+def test_resuming_with_the_attribute_projection_switched_is_refused_clearly():
+    saved = ReelGAN(**TINY, attribute_classes=[2, 3], attribute_conditioning=True)
+    ckpt = {"state_dict": saved.state_dict(), "reelgan": {"generator_config": saved.generator.config,
+                                                          "embeddings_hash": "", "rng": {}}}
+    other = ReelGAN(**TINY, attribute_classes=[2, 3], attribute_conditioning=True, d_attribute_projection=True)
+    with pytest.raises(ValueError, match=r"weights of other shapes in \['image_discriminator', 'video_discriminator'\]"):
+        other.on_load_checkpoint(ckpt)
+
+
 def test_a_generator_trained_against_effnet_features_says_so(tmp_path):
     """load_generator reports the feature networks a projected D trained G against (they make biased judges)."""
     from generate.loading import load_generator

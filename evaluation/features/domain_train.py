@@ -91,22 +91,10 @@ def train_domain_classifier(root: str | os.PathLike | None = None, config: Domai
     with torch.random.fork_rng():  # seeded parameter init without touching the caller's RNG state
         torch.manual_seed(cfg.seed)
         model = DomainClassifier(clips.vocab, cfg.frames, cfg.height, cfg.width, cfg.channels, cfg.feature_dim)
-    gen = torch.Generator().manual_seed(cfg.seed)
     labels = clips.labels()
     train_idx, val_idx = split_by_product(clips.product_ids, cfg.val_fraction, cfg.seed)
     video = clips.video  # uint8 (N, T, C, H, W): made float one batch at a time (a quarter of the memory)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)
-    for idx in track(epoch_batches(torch.as_tensor(train_idx), cfg.batch_size, cfg.steps, gen), "train domain classifier",
-                     progress, total=cfg.steps):
-        model.train()
-        _, logits = model(_augment(model.prepare(video[idx]), gen, cfg.blur_p))
-        loss = sum(F.cross_entropy(logits[k], labels[k][idx]) for k in logits) / len(logits)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-    model.eval()
+    fit_classifier(model, video, labels, train_idx, cfg, progress)
     val_labels = {k: v[val_idx] for k, v in labels.items()}
     report = DomainTrainReport(
         clips_train=len(train_idx), clips_val=len(val_idx),
@@ -118,6 +106,25 @@ def train_domain_classifier(root: str | os.PathLike | None = None, config: Domai
     if out is not None:
         save_domain_classifier(model, out, report, dataset=str(clips.root))
     return model, report
+
+
+def fit_classifier(model: DomainClassifier, video: torch.Tensor, labels: dict[str, torch.Tensor], train_idx,
+                   cfg: DomainTrainConfig, progress: bool = False, what: str = "train domain classifier") -> None:
+    """The training recipe, on clips `video[train_idx]` (uint8) with integer labels per attribute: real clips for
+    the domain classifier, generated ones for the classification-accuracy score. Leaves the model in eval mode."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)
+    for idx in track(epoch_batches(torch.as_tensor(train_idx), cfg.batch_size, cfg.steps, gen), what, progress,
+                     total=cfg.steps):
+        model.train()
+        _, logits = model(_augment(model.prepare(video[idx]), gen, cfg.blur_p))
+        loss = sum(F.cross_entropy(logits[k], labels[k][idx]) for k in logits) / len(logits)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    model.eval()
 
 
 def domain_path(dataset: str | os.PathLike) -> Path:

@@ -14,10 +14,10 @@ from their preference vectors with fixed seeds; the frozen `domain` classifier r
 - Ceilings (data.ceilings): what the training data allows for these users and favourites: `sampling` (a perfect
   conditional generator at truncation 1) and `mode` (truncation towards each user's mean style), so a hit rate
   reads as "0.55 of a possible 0.66".
-- Classification-accuracy score (CAS): the classifier's accuracy on generated clips, where a generated clip's
-  label is the attribute value it was made to show (hidden truth, else revealed favourite), divided by its
-  accuracy on real held-out clips (from its training report). 1.0 = generated clips carry their intended
-  attributes as legibly as real clips carry theirs.
+- Classification-accuracy score (CAS, Ravuri & Vinyals 2019; evaluation.personalisation.cas): the domain
+  classifier's recipe trained on generated clips only, labelled with what each was made to show (the attributes
+  an attribute-conditioned G was given, else the shopper's favourite), scored on real held-out clips; beside it
+  the same recipe trained on real clips.
 - Conditional FVD: fvd[domain] per group of users sharing a favourite value of one attribute (colour by
   default): their generated clips against the real clips showing that value. `matched` (own value's real clips)
   should be lower than `mismatched` (each other value's real clips, averaged) when the generator follows the
@@ -34,6 +34,8 @@ import torch
 
 from data.ceilings import conditional_ceilings
 from data.tensors import model_to_uint8
+from data.conditioning import attribute_vocabulary
+from evaluation.personalisation.cas import attribute_training_set, classification_accuracy_score, train_config
 from evaluation.personalisation.colour_reader import applies_to, reader_hits
 from evaluation.features.domain import DomainClassifier, DomainFeatures
 from evaluation.features.realclips import RealClips
@@ -51,6 +53,7 @@ class AlignmentConfig:
     batch_size: int = 16
     group_attribute: str = "colour"  # users are grouped by their favourite value of this for conditional FVD
     max_users: int | None = None   # cap on held-out users (first ones by id); None = all
+    cas_clips: int = 1024          # generated clips the CAS classifier trains on (attribute-conditioned G)
 
 
 def heldout_users(ds, embeddings, max_users: int | None = None) -> list[str]:
@@ -125,13 +128,14 @@ def _read(domain: DomainClassifier, video_u8: torch.Tensor) -> tuple[dict[str, n
 def preference_alignment(generator, embeddings, ds, domain: DomainClassifier, real: RealClips,
                          cfg: AlignmentConfig | None = None, real_accuracy: dict[str, float] | None = None,
                          truth: dict | None = None, device: str = "cpu", progress=None,
-                         real_chance: dict[str, float] | None = None) -> dict:
+                         real_chance: dict[str, float] | None = None, domain_report: dict | None = None) -> dict:
     """Alignment, CAS and conditional FVD for the held-out users (see module docstring). JSON-ready dict.
 
     generator: VideoGenerator; embeddings: PreferenceEmbeddings; ds: data.contract.Dataset; real: the catalogue
     decoded at the classifier's size; real_accuracy / real_chance: {attribute: accuracy on real held-out clips /
     majority-class accuracy there} (the classifier's training report; CAS is withheld for an attribute the
-    classifier reads no better than chance); truth: hidden_truth.json's "users" dict (synthetic world) or None;
+    classifier reads no better than chance); domain_report: that report whole (the CAS classifier copies its
+    training recipe and validation products; None = the default recipe); truth: hidden_truth.json's "users" dict (synthetic world) or None;
     progress(done, total): optional, called after each of the two generation runs.
     """
     cfg = cfg or AlignmentConfig()
@@ -177,14 +181,17 @@ def preference_alignment(generator, embeddings, ds, domain: DomainClassifier, re
     if truth is not None and applies_to(vocab) and "colour" in alignment.get("hidden_truth", {}):
         alignment["hidden_truth"]["colour"]["colour_reader"] = reader_hits(clips, [truth[u]["colour"] for u in users], k)
     label_source = "hidden_truth" if "hidden_truth" in alignment else "revealed"
-    cas = {}
-    for a, row in alignment[label_source].items():
-        real_acc, chance = (real_accuracy or {}).get(a), (real_chance or {}).get(a, 0.0)
-        legible = real_acc is not None and real_acc > chance + 0.05
-        cas[a] = {"generated_accuracy": row["hit_rate"], "real_accuracy": real_acc, "real_chance": chance,
-                  "score": row["hit_rate"] / real_acc if legible else None,
-                  **({} if legible else {"note": "withheld: the classifier reads this attribute on real clips no "
-                                                 "better than chance"})}
+    recipe = train_config(domain_report)
+    made = attribute_training_set(generator, attribute_vocabulary(ds.clips), real, conds, recipe, cfg.cas_clips,
+                                  cfg.truncation, cfg.seed, cfg.batch_size, device)
+    if made is not None:
+        cas_video, cas_labels, cas_source = *made, "given_attributes"
+    else:   # a generator without product attributes was made to show its shopper's favourites
+        fav = targets[label_source]
+        shown = [a for a in vocab if all(a in fav[u] for u in users)]
+        cas_video, cas_source = clips["own"], label_source
+        cas_labels = {a: torch.tensor([min(fav[u][a]) for u in users for _ in range(k)]) for a in shown}
+    cas = classification_accuracy_score(cas_video, cas_labels, real, recipe, real_accuracy, real_chance)
     g = cfg.group_attribute
     group_of = {u: vocab[g][int(np.argmax(prefs[u][g]))] for u in users}
     if label_source == "hidden_truth":
@@ -198,7 +205,7 @@ def preference_alignment(generator, embeddings, ds, domain: DomainClassifier, re
         "derangement": perm.tolist(), "config": asdict(cfg), "alignment": alignment, "ceilings": ceilings, "cas": cas,
         "favourites": {source: {u: {a: [vocab[a][i] for i in sorted(fav[u][a])] for a in fav[u]} for u in users}
                        for source, fav in targets.items()},
-        "cas_labels": label_source, "conditional_fvd": cond_fvd,
+        "cas_labels": cas_source, "conditional_fvd": cond_fvd,
         "per_user": {u: {a: read["own"][0][a][i * k:(i + 1) * k].mean(0).round(4).tolist() for a in vocab}
                      for i, u in enumerate(users)},
         "vocab": vocab,

@@ -32,6 +32,8 @@ def register(subparsers) -> None:
     p.add_argument("--truncation", type=float, default=1.0)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--group-attribute", default="colour", help="attribute that groups users for conditional FVD")
+    p.add_argument("--cas-clips", type=int, default=1024,
+                   help="generated clips the CAS classifier trains on (an attribute-conditioned generator)")
     common.add_devices(p)
     common.add_output(p, threads=1)
     p.set_defaults(func=run_align)
@@ -77,12 +79,14 @@ def run_align(args) -> int:
     ds, emb, domain, dinfo, real = _load_common(args)
     generator, ginfo = load_generator(args.checkpoint, device=args.device)
     cfg = AlignmentConfig(clips_per_user=args.clips_per_user, seed=args.seed, truncation=args.truncation,
-                          batch_size=args.batch_size, group_attribute=args.group_attribute, max_users=args.max_users)
+                          batch_size=args.batch_size, group_attribute=args.group_attribute, max_users=args.max_users,
+                          cas_clips=args.cas_clips)
     with progress(not args.no_progress and rank_zero(), console=common.console) as bar:
         task = bar.add_task("generate + read (own, shuffled)", total=2)
         res = preference_alignment(generator, emb, ds, domain, real, cfg,
                                    real_accuracy=(dinfo.get("report") or {}).get("val_accuracy"),
                                    real_chance=(dinfo.get("report") or {}).get("chance"),
+                                   domain_report=dinfo.get("report"),
                                    truth=load_truth(args.dataset), device=args.device,
                                    progress=lambda done, total: bar.update(task, completed=done))
     source = "hidden_truth" if "hidden_truth" in res["alignment"] else "revealed"
