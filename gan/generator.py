@@ -33,6 +33,12 @@ def _normalise(x: torch.Tensor) -> torch.Tensor:
     return x * (x.square().mean(dim=1, keepdim=True) + 1e-8).rsqrt()
 
 
+def attribute_one_hot(attributes: torch.Tensor, classes: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
+    """(B, A) indices → (B, Σ classes) concatenated one-hots; an unknown value (-1) is all zeros."""
+    return torch.cat([F.one_hot(attributes[:, a].clamp(min=0), n) * (attributes[:, a:a + 1] >= 0)
+                      for a, n in enumerate(classes)], dim=1).to(dtype)
+
+
 class MappingNetwork(nn.Module):
     """normalise(z_content) ⊕ normalise(embed(c)) [⊕ normalise(embed(one-hot attributes))] → w (B, w_dim)."""
 
@@ -183,9 +189,7 @@ class VideoGenerator(nn.Module):
                              persistent=False)
 
     def _one_hot(self, attributes: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """(B, A) indices → (B, Σ classes) concatenated one-hots."""
-        return torch.cat([F.one_hot(attributes[:, a], n) for a, n in enumerate(self.attribute_classes)],
-                         dim=1).to(dtype)
+        return attribute_one_hot(attributes, self.attribute_classes, dtype)
 
     def attributes_for(self, z: torch.Tensor, cond: torch.Tensor, truncation: float = 1.0,
                        attributes: torch.Tensor | None = None) -> torch.Tensor | None:

@@ -15,12 +15,11 @@ from collections.abc import Sequence
 import numpy as np
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 from gan.augment import POLICIES, InstanceNoise, ada_adjust, diff_augment
 from gan.discriminators import AttributeHead, VideoDiscriminator, build_image_discriminator
-from gan.generator import VideoGenerator, check_video_size
+from gan.generator import VideoGenerator, attribute_one_hot, check_video_size
 from gan.losses import ReelGANLoss
 
 
@@ -210,9 +209,7 @@ class ReelGAN(pl.LightningModule):
         if labels is None:
             raise ValueError("model.d_attribute_projection needs the clips' product attributes in every batch "
                              "(data.attribute_labels true and attribute columns in clips.csv)")
-        hot = torch.cat([F.one_hot(labels[:, a].clamp(min=0), n) * (labels[:, a:a + 1] >= 0)
-                         for a, n in enumerate(classes)], dim=1).to(cond.dtype)
-        return torch.cat([cond, hot / len(classes) ** 0.5], dim=1)
+        return torch.cat([cond, attribute_one_hot(labels, classes, cond.dtype) / len(classes) ** 0.5], dim=1)
 
     def _step(self, opt, loss: torch.Tensor) -> None:
         opt.zero_grad(set_to_none=True)
@@ -356,14 +353,14 @@ class ReelGAN(pl.LightningModule):
             pretty = ", ".join(f"{k}: checkpoint {a!r} vs config {b!r}" for k, (a, b) in diff.items())
             raise ValueError(f"cannot resume: the checkpoint is a different architecture ({pretty}); "
                              f"train with the checkpoint's settings or start a new run directory")
-        mine, theirs = set(self.state_dict()), set(checkpoint.get("state_dict", {}))
+        mine_sd, theirs_sd = self.state_dict(), checkpoint.get("state_dict", {})
+        mine, theirs = set(mine_sd), set(theirs_sd)
         if mine != theirs:  # e.g. a conv image D checkpoint resumed with d_image_kind=projected, or no attribute head
             parts = sorted({k.split(".")[0] for k in mine ^ theirs})
             raise ValueError(f"cannot resume: the checkpoint's networks differ from this config in {parts} "
                              f"({len(theirs - mine)} weights only in the checkpoint, {len(mine - theirs)} only in the "
                              "config). Train with the checkpoint's model settings (its hparams.yaml) or start a new run "
                              "directory")
-        mine_sd, theirs_sd = self.state_dict(), checkpoint.get("state_dict", {})
         shapes = sorted(k for k in mine_sd if tuple(mine_sd[k].shape) != tuple(theirs_sd[k].shape))
         if shapes:  # e.g. d_attribute_projection switched: the Ds' projection reads another condition size
             raise ValueError(f"cannot resume: weights of other shapes in {sorted({k.split('.')[0] for k in shapes})} "
