@@ -20,7 +20,9 @@ from data.synth import sample_look
 from data.synth_render import render_clip
 from data.tensors import clip_to_model
 from evaluation.features.domain import load_domain_classifier
-from evaluation.personalisation.alignment import AlignmentConfig, derangement, load_truth, preference_alignment
+from evaluation.personalisation.alignment import (AlignmentConfig, clip_seeds, derangement, load_truth,
+                                                  preference_alignment)
+from evaluation.personalisation.hits import hit_stats
 from evaluation.features.realclips import load_real_clips
 
 import _eval_world as _world
@@ -88,12 +90,23 @@ def test_derangement_has_no_fixed_point():
         derangement(1, np.random.default_rng(0))
 
 
+def test_each_user_gets_its_own_seeds_and_the_hit_rate_its_standard_error_over_users():
+    seeds = clip_seeds(3, 2, seed=5)
+    assert seeds == [5, 6, 7, 8, 9, 10]            # user i's clip j: seed + i*K + j, all distinct
+    # Users are the sampling unit: user rates 1, 0, 0.5 → mean 0.5, se = std(ddof=1) / sqrt(3) = 0.5 / sqrt(3).
+    rate, se = hit_stats(np.array([[1, 1], [0, 0], [1, 0]], dtype=bool))
+    assert rate == pytest.approx(0.5) and se == pytest.approx(0.5 / np.sqrt(3))
+    # The same 6 hits spread evenly over users have no spread between users.
+    assert hit_stats(np.array([[1, 0], [1, 0], [0, 1]], dtype=bool))[1] == pytest.approx(0.0)
+    assert hit_stats(np.array([[1, 0]], dtype=bool)) == (0.5, None)
+
+
 def test_oracle_generator_is_aligned_and_shuffling_breaks_it(setup):
     world, ds, emb, domain, info, real, truth = setup
     oracle = OracleGenerator(emb, truth, _world.FRAMES, _world.SIZE)
     res = preference_alignment(oracle, emb, ds, domain, real, AlignmentConfig(clips_per_user=3),
                                real_accuracy=info["report"]["val_accuracy"], truth=truth,
-                               real_chance=info["report"]["chance"])
+                               real_chance=info["report"]["chance"], domain_report=info["report"])
     assert len(res["users"]) >= 10 and set(res["users"]) <= ds.heldout_users
     hid = res["alignment"]["hidden_truth"]
     assert hid["colour"]["hit_rate"] >= 0.7 and hid["category"]["hit_rate"] >= 0.6
@@ -117,10 +130,12 @@ def test_untrained_generator_from_checkpoint_is_not_aligned(setup):
     world, ds, emb, domain, info, real, truth = setup
     ckpt = _tiny.tiny_checkpoint(cond_dim=emb.dim)
     generator, _ = load_generator(ckpt)
-    res = preference_alignment(generator, emb, ds, domain, real, AlignmentConfig(clips_per_user=2, max_users=8),
-                               real_accuracy=info["report"]["val_accuracy"], truth=truth)
-    assert len(res["users"]) == 8 and res["clips_per_user"] == 2 and res["seeds"] == [0, 1]
+    res = preference_alignment(generator, emb, ds, domain, real, AlignmentConfig(clips_per_user=2, max_users=8, cas_clips=64),
+                               real_accuracy=info["report"]["val_accuracy"], truth=truth,
+                               domain_report=info["report"])   # the CAS copies the classifier's short recipe
+    assert len(res["users"]) == 8 and res["clips_per_user"] == 2 and res["seeds"] == list(range(16))
     hid = res["alignment"]["hidden_truth"]["colour"]
+    assert 0 <= hid["hit_rate_se"] < 0.2 and 0 <= hid["shuffled_se"] < 0.2   # std of 8 rates in [0, 1] / √8
     # Noise clips: whatever colour the classifier guesses, it does not follow the user.
     assert hid["hit_rate"] < 0.6
     assert set(res["per_user"]) == set(res["users"])
@@ -137,7 +152,7 @@ def test_cas_trains_on_generated_clips_and_exposes_a_confused_attribute(setup):
 
     world, ds, emb, domain, info, real, truth = setup
     vocab = attribute_vocabulary(ds.clips)
-    cfg = AlignmentConfig(clips_per_user=1, max_users=8, cas_clips=256)
+    cfg = AlignmentConfig(clips_per_user=1, max_users=8, cas_clips=128)
     kw = dict(real_accuracy=info["report"]["val_accuracy"], real_chance=info["report"]["chance"],
               domain_report=info["report"], truth=truth)
     faithful = preference_alignment(AttributeOracle(emb, truth, _world.FRAMES, _world.SIZE, vocab),
@@ -148,7 +163,7 @@ def test_cas_trains_on_generated_clips_and_exposes_a_confused_attribute(setup):
     assert faithful["cas_labels"] == "given_attributes"
     good, bad = faithful["cas"], swapped["cas"]
     for a in ("colour", "category"):
-        assert good[a]["generated_clips"] == 256 and good[a]["real_test_clips"] > 0
+        assert good[a]["generated_clips"] == 128 and good[a]["real_test_clips"] > 0
         assert good[a]["ratio"] > 0.8, good
     assert bad["category"]["score"] < good["category"]["score"] - 0.2, (good, bad)
     assert bad["colour"]["score"] > 0.8 * good["colour"]["score"]

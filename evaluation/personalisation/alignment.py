@@ -1,7 +1,8 @@
 """Does a clip fit the user it was made for? Preference alignment, classification-accuracy score, conditional FVD.
 
 For the held-out users (users.csv split=heldout: the GAN never conditioned on them), K clips each are generated
-from their preference vectors with fixed seeds; the frozen `domain` classifier reads each clip's attributes.
+from their preference vectors with fixed seeds, each user its own (clip_seeds); the frozen `domain` classifier
+reads each clip's attributes.
 
 - Alignment hit rate (per attribute): share of clips whose predicted value is the user's favourite, where the
   favourite is (a) revealed: the top value of the user's *train* interactions weighted by event strength
@@ -9,6 +10,7 @@ from their preference vectors with fixed seeds; the frozen `domain` classifier r
   Baselines: `random` = the expected hit rate of a random catalogue clip (the catalogue's attribute mix);
   `uniform` = 1/V; `shuffled` = the same generator and seeds with the conditions permuted among the users (a
   derangement), read against the original owners' favourites. Conditioning works when hit > shuffled ≈ random.
+  Each hit rate carries its standard error over users (`*_se`: the spread of the users' own hit rates / √U).
 - On the synthetic world, a second judge that ReelGAN never trains: a pixel reader of garment colour
   (colour_reader), reported beside the classifier's colour hit rate.
 - Ceilings (data.ceilings): what the training data allows for these users and favourites: `sampling` (a perfect
@@ -37,6 +39,7 @@ from data.tensors import model_to_uint8
 from data.conditioning import attribute_vocabulary
 from evaluation.personalisation.cas import attribute_training_set, classification_accuracy_score, train_config
 from evaluation.personalisation.colour_reader import applies_to, reader_hits
+from evaluation.personalisation.hits import hit_stats
 from evaluation.features.domain import DomainClassifier, DomainFeatures
 from evaluation.features.realclips import RealClips
 from evaluation.personalisation.preferences import revealed_preferences
@@ -48,7 +51,7 @@ from generate.sampler import generate_clips_across_processes
 @dataclass
 class AlignmentConfig:
     clips_per_user: int = 4        # K generated clips per held-out user
-    seed: int = 0                  # clip k of every user uses seed + k; also seeds the derangement
+    seed: int = 0                  # user i's clip j uses seed + i·K + j (clip_seeds); also seeds the derangement
     truncation: float = 1.0
     batch_size: int = 16
     group_attribute: str = "colour"  # users are grouped by their favourite value of this for conditional FVD
@@ -75,13 +78,21 @@ def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
+def clip_seeds(n_users: int, k: int, seed: int = 0) -> list[int]:
+    """User i's clip j uses seed + i·K + j. Each user gets seeds of its own because a seed also fixes the uniform
+    that draws an attribute-conditioned G's colour and category: with one seed set for everyone, the same K draws
+    repeat for every user, and their luck does not average out over users. The shuffled run reuses the list by
+    position, so the two runs differ only in their conditions."""
+    return [int(seed) + i * int(k) + j for i in range(int(n_users)) for j in range(int(k))]
+
+
 def _favourites(prefs: dict[str, np.ndarray]) -> dict[str, set[int]]:
     return {a: set(np.flatnonzero(q == q.max()).tolist()) for a, q in prefs.items()}
 
 
-def _hit_rate(pred: np.ndarray, targets: list[set[int]]) -> float:
-    """pred (U, K) class indices; targets[u]: the favourite indices of user u."""
-    return float(np.mean([[p in targets[u] for p in row] for u, row in enumerate(pred)]))
+def _hits(pred: np.ndarray, targets: list[set[int]]) -> np.ndarray:
+    """pred (U, K) class indices; targets[u]: the favourite indices of user u → (U, K) bool."""
+    return np.array([[p in targets[u] for p in row] for u, row in enumerate(pred)], dtype=bool)
 
 
 def _fd(a: torch.Tensor, b: torch.Tensor) -> float | None:
@@ -144,7 +155,7 @@ def preference_alignment(generator, embeddings, ds, domain: DomainClassifier, re
         raise ValueError(f"group_attribute {cfg.group_attribute!r} is not one of the classifier's heads {list(vocab)}")
     users = heldout_users(ds, embeddings, cfg.max_users)
     k = int(cfg.clips_per_user)
-    seeds = [cfg.seed + j for j in range(k)] * len(users)
+    seeds = clip_seeds(len(users), k, cfg.seed)
     conds = embeddings.conditions(users)                                    # (U, E)
     perm = derangement(len(users), np.random.default_rng(cfg.seed))
     runs = {"own": conds, "shuffled": conds[torch.as_tensor(perm)]}
@@ -174,7 +185,8 @@ def preference_alignment(generator, embeddings, ds, domain: DomainClassifier, re
                 continue
             t = [fav[u][a] for u in users]
             pred = {n: r[0][a].argmax(1).reshape(len(users), k) for n, r in read.items()}
-            per[a] = {"hit_rate": _hit_rate(pred["own"], t), "shuffled": _hit_rate(pred["shuffled"], t),
+            (hit, hit_se), (shuffled, shuffled_se) = (hit_stats(_hits(pred[n], t)) for n in ("own", "shuffled"))
+            per[a] = {"hit_rate": hit, "hit_rate_se": hit_se, "shuffled": shuffled, "shuffled_se": shuffled_se,
                       "random": float(np.mean([np.isin(catalogue[a], list(s)).mean() for s in t])),
                       "uniform": float(np.mean([len(s) / len(vocab[a]) for s in t]))}
         alignment[source] = per
@@ -201,7 +213,8 @@ def preference_alignment(generator, embeddings, ds, domain: DomainClassifier, re
                                real_feats, real.attributes[g])
     cond_fvd["attribute"], cond_fvd["grouped_by"] = g, label_source
     return {
-        "users": users, "clips_per_user": k, "seeds": sorted(set(seeds)), "truncation": cfg.truncation,
+        "users": users, "clips_per_user": k, "seeds": seeds, "seed_rule": "user i's clip j: seed + i*K + j",
+        "truncation": cfg.truncation,
         "derangement": perm.tolist(), "config": asdict(cfg), "alignment": alignment, "ceilings": ceilings, "cas": cas,
         "favourites": {source: {u: {a: [vocab[a][i] for i in sorted(fav[u][a])] for a in fav[u]} for u in users}
                        for source, fav in targets.items()},

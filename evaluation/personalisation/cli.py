@@ -146,7 +146,7 @@ def _score_generated(args, scorer, emb, ds, inputs) -> dict:
     """P(click) of clips generated for held-out users, vs a random catalogue clip and vs shuffled conditions."""
     import torch
 
-    from evaluation.personalisation.alignment import derangement, heldout_users
+    from evaluation.personalisation.alignment import clip_seeds, derangement, heldout_users
     from generate.loading import load_generator
     from generate.sampler import generate_clips
 
@@ -154,7 +154,7 @@ def _score_generated(args, scorer, emb, ds, inputs) -> dict:
     users = heldout_users(ds, emb)
     k = args.clips_per_user
     conds = emb.conditions(users).repeat_interleave(k, 0)
-    seeds = [args.seed + j for j in range(k)] * len(users)
+    seeds = clip_seeds(len(users), k, args.seed)
     rng = np.random.default_rng(args.seed)
     perm = torch.as_tensor(derangement(len(users), rng)).repeat_interleave(k) * k + torch.arange(k).repeat(len(users))
     own = scorer.score(conds, generate_clips(generator, conds, seeds, device=args.device))["click"]

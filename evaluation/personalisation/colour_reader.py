@@ -14,6 +14,7 @@ import torch
 
 from data.synth import ATTRIBUTES, COLOUR_RGB
 from data.synth_render import CREAM, HAIR_TONES, NEUTRAL_BOTTOM, NEUTRAL_TOP, SHOE, SKIN_TONES
+from evaluation.personalisation.hits import hit_stats
 
 COLOURS = ATTRIBUTES["colour"]
 _PALETTE = np.concatenate([np.array([COLOUR_RGB[c] for c in COLOURS], np.float32), SKIN_TONES, HAIR_TONES,
@@ -48,7 +49,8 @@ def reader_hits(videos: dict[str, torch.Tensor], favourites: list[str], k: int) 
     out = {"method": "pixel palette reader (evaluation.personalisation.colour_reader), no learned model"}
     for name, video in videos.items():
         pred = read_garment_colour(video).reshape(len(fav), k)
-        out["hit_rate" if name == "own" else name] = float((pred == fav).mean())
+        key = "hit_rate" if name == "own" else name
+        out[key], out[f"{key}_se"] = hit_stats(pred == fav)
         if name == "own":
             out["no_garment_colour"] = float((pred == -1).mean())
     return out

@@ -24,6 +24,12 @@ def _aligns(metrics: list[dict]) -> list[dict]:
     return [m for m in metrics if isinstance(m.get("data"), dict) and isinstance(m["data"].get("alignment"), dict)]
 
 
+def _with_se(row: dict, key: str) -> str:
+    """"0.55 ± 0.02" when the row has the rate's standard error over users (`key_se`), else the rate alone."""
+    se = row.get(f"{key}_se")
+    return f"{_fmt(row.get(key))} ± {_fmt(se)}" if isinstance(se, (int, float)) else _fmt(row.get(key))
+
+
 def ceilings_table(metrics: list[dict]) -> Markup:
     rows = []
     for m in _aligns(metrics):
@@ -32,17 +38,18 @@ def ceilings_table(metrics: list[dict]) -> Markup:
             for attr, v in (d["alignment"].get(source) or {}).items():
                 ceil = (d.get("ceilings", {}).get(source) or {}).get(attr, {})
                 reader = v.get("colour_reader", {})
-                hit, samp = v.get("hit_rate"), ceil.get("sampling")
-                of = f"{_fmt(hit)} of a possible {_fmt(samp)}" if samp else _fmt(hit)
+                hit, samp = _with_se(v, "hit_rate"), ceil.get("sampling")
+                of = f"{hit} of a possible {_fmt(samp)}" if samp else hit
                 rows.append([Path(m["file"]).name, _fmt(d.get("truncation")), source.replace("_", " "), attr, of,
-                             _fmt(reader.get("hit_rate")), _fmt(v.get("shuffled")), _fmt(reader.get("shuffled")),
+                             _with_se(reader, "hit_rate"), _fmt(v.get("shuffled")), _fmt(reader.get("shuffled")),
                              _fmt(v.get("random")), _fmt(samp), _fmt(ceil.get("mode"))])
     if not rows:
         return Markup("")
     return Markup("<p>Hit rate = share of held-out users' generated clips that show the user's favourite value. "
             "<b>Sampling ceiling</b>: what a perfect conditional generator reaches at truncation 1 on this data; "
             "<b>mode ceiling</b>: what it reaches by truncating towards each user's mean style. The colour reader "
-            "is a pixel-palette judge that ReelGAN never trains (synthetic world only).</p>" + _table(
+            "is a pixel-palette judge that ReelGAN never trains (synthetic world only). ± is the standard error over "
+            "users.</p>" + _table(
                 ["file", "truncation", "favourite", "attribute", "hit (classifier)", "hit (colour reader)",
                  "shuffled (classifier)", "shuffled (reader)", "random clip", "sampling ceiling", "mode ceiling"],
                 rows))
