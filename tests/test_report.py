@@ -46,7 +46,8 @@ def make_run(tmp_path):
         "metric": "fvd[domain]", "value": 151.2, "protocol": {"network": "domain", "weights_sha256": "ab" * 32,
                                                               "frames": 16, "clips": {"real": 256, "fake": 256}}})
     atomic_write_json(run / "eval" / "align.json", {
-        "alignment": {"hidden_truth": {"colour": {"hit_rate": 0.61, "shuffled": 0.14, "random": 0.125, "uniform": 0.125},
+        "alignment": {"hidden_truth": {"colour": {"hit_rate": 0.61, "hit_rate_se": 0.03, "shuffled": 0.14, "random": 0.125,
+                                                  "uniform": 0.125},
                                        "pattern": {"hit_rate": 0.35, "shuffled": 0.27, "random": 0.25}},
                       "revealed": {"colour": {"hit_rate": 0.5, "shuffled": 0.2, "random": 0.13}}},
         "per_user": {u: {"colour": [0.8 if v == u else 0.1 for v in COLOURS]} for u in COLOURS},
@@ -98,7 +99,8 @@ def test_report_is_self_contained_and_complete(tmp_path):
     assert out["images"] == 21
     gifs = [s for s in srcs if s.startswith("data:image/gif")]
     assert len(gifs) == 15
-    assert "0.61 of a possible 0.66" in page and "likes colour: red" in page and "real c0" in page
+    assert "0.61 ± 0.03 of a possible 0.66" in page and "likes colour: red" in page and "real c0" in page
+    assert "<b>Sampling ceiling</b>" in page and "&lt;b&gt;" not in page    # the ceilings' legend is markup, not text
     first = Image.open(io.BytesIO(base64.b64decode(gifs[0].split(",", 1)[1])))
     assert first.n_frames == 8  # really animated
     md = (run / "report.md").read_text()

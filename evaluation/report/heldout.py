@@ -45,14 +45,15 @@ def ceilings_table(metrics: list[dict]) -> Markup:
                              _fmt(v.get("random")), _fmt(samp), _fmt(ceil.get("mode"))])
     if not rows:
         return Markup("")
+    # Markup + Markup: a plain str on the left of a Markup would be escaped, showing the tags as text.
     return Markup("<p>Hit rate = share of held-out users' generated clips that show the user's favourite value. "
             "<b>Sampling ceiling</b>: what a perfect conditional generator reaches at truncation 1 on this data; "
             "<b>mode ceiling</b>: what it reaches by truncating towards each user's mean style. The colour reader "
             "is a pixel-palette judge that ReelGAN never trains (synthetic world only). ± is the standard error over "
-            "users.</p>" + _table(
+            "users.</p>") + _table(
                 ["file", "truncation", "favourite", "attribute", "hit (classifier)", "hit (colour reader)",
                  "shuffled (classifier)", "shuffled (reader)", "random clip", "sampling ceiling", "mode ceiling"],
-                rows))
+                rows)
 
 
 def _real_gifs(dataset: Path, favourites: dict, frames: int, limit: int = 2) -> list[tuple[bytes, str]]:
