@@ -96,7 +96,7 @@ def test_each_user_gets_its_own_seeds_and_the_hit_rate_its_standard_error_over_u
     # Users are the sampling unit: user rates 1, 0, 0.5 → mean 0.5, se = std(ddof=1) / sqrt(3) = 0.5 / sqrt(3).
     rate, se = hit_stats(np.array([[1, 1], [0, 0], [1, 0]], dtype=bool))
     assert rate == pytest.approx(0.5) and se == pytest.approx(0.5 / np.sqrt(3))
-    # The same 6 hits spread evenly over users have no spread between users.
+    # One hit per user: no spread between users.
     assert hit_stats(np.array([[1, 0], [1, 0], [0, 1]], dtype=bool))[1] == pytest.approx(0.0)
     assert hit_stats(np.array([[1, 0]], dtype=bool)) == (0.5, None)
 
