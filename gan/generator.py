@@ -188,9 +188,6 @@ class VideoGenerator(nn.Module):
         self.register_buffer("truncation_z", torch.randn(truncation_anchors, content_dim, generator=g),
                              persistent=False)
 
-    def _one_hot(self, attributes: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        return attribute_one_hot(attributes, self.attribute_classes, dtype)
-
     def attributes_for(self, z: torch.Tensor, cond: torch.Tensor, truncation: float = 1.0,
                        attributes: torch.Tensor | None = None) -> torch.Tensor | None:
         """The attribute values (B, A) a clip is made with: given ones where ≥ 0, else drawn by z's attribute part
@@ -219,7 +216,7 @@ class VideoGenerator(nn.Module):
         cs = cond[:, None, :].expand(-1, K, -1).reshape(-1, cond.shape[1])
         one_hot = None
         if attributes is not None:
-            one_hot = self._one_hot(attributes, cond.dtype).repeat_interleave(K, dim=0)
+            one_hot = attribute_one_hot(attributes, self.attribute_classes, cond.dtype).repeat_interleave(K, dim=0)
         return self.mapping(zs, cs, one_hot).reshape(cond.shape[0], K, -1).mean(dim=1)
 
     def forward(self, z: torch.Tensor, cond: torch.Tensor, truncation: float = 1.0,
@@ -241,7 +238,7 @@ class VideoGenerator(nn.Module):
                              f"cond_dim; got {tuple(cond.shape)} (does the checkpoint match the embeddings?)")
         B, T = z.shape[0], self.frames
         chosen = self.attributes_for(z, cond, truncation, attributes)
-        one_hot = None if chosen is None else self._one_hot(chosen, cond.dtype)
+        one_hot = None if chosen is None else attribute_one_hot(chosen, self.attribute_classes, cond.dtype)
         w = self.mapping(z[:, :self.content_dim], cond, one_hot)               # (B, w_dim)
         if truncation != 1.0:
             w = torch.lerp(self.average_w(cond, chosen).to(w.dtype), w, float(truncation))

@@ -177,6 +177,7 @@ def preference_alignment(generator, embeddings, ds, domain: DomainClassifier, re
                                                  {u: {vocab[a][i] for i in fav[u][a]} for u in users})
                          for a in vocab if a in ds.clips.columns and all(a in fav[u] for u in users)}
                 for source, fav in targets.items()}
+    pred = {a: {n: r[0][a].argmax(1).reshape(len(users), k) for n, r in read.items()} for a in vocab}  # (U, K)
     alignment = {}
     for source, fav in targets.items():
         per = {}
@@ -184,8 +185,7 @@ def preference_alignment(generator, embeddings, ds, domain: DomainClassifier, re
             if any(a not in fav[u] for u in users):
                 continue
             t = [fav[u][a] for u in users]
-            pred = {n: r[0][a].argmax(1).reshape(len(users), k) for n, r in read.items()}
-            (hit, hit_se), (shuffled, shuffled_se) = (hit_stats(_hits(pred[n], t)) for n in ("own", "shuffled"))
+            (hit, hit_se), (shuffled, shuffled_se) = (hit_stats(_hits(pred[a][n], t)) for n in ("own", "shuffled"))
             per[a] = {"hit_rate": hit, "hit_rate_se": hit_se, "shuffled": shuffled, "shuffled_se": shuffled_se,
                       "random": float(np.mean([np.isin(catalogue[a], list(s)).mean() for s in t])),
                       "uniform": float(np.mean([len(s) / len(vocab[a]) for s in t]))}

@@ -15,19 +15,13 @@ from pathlib import Path
 import pandas as pd
 from markupsafe import Markup
 
-from evaluation.report.sections import Section, _fmt, _gif_bytes, _missing, _table, html, img_tag, join
+from evaluation.report.sections import Section, _fmt, _fmt_pm, _gif_bytes, _missing, _table, html, img_tag, join
 
 _SOURCE = ("hidden_truth", "revealed")
 
 
 def _aligns(metrics: list[dict]) -> list[dict]:
     return [m for m in metrics if isinstance(m.get("data"), dict) and isinstance(m["data"].get("alignment"), dict)]
-
-
-def _with_se(row: dict, key: str) -> str:
-    """"0.55 ± 0.02" when the row has the rate's standard error over users (`key_se`), else the rate alone."""
-    se = row.get(f"{key}_se")
-    return f"{_fmt(row.get(key))} ± {_fmt(se)}" if isinstance(se, (int, float)) else _fmt(row.get(key))
 
 
 def ceilings_table(metrics: list[dict]) -> Markup:
@@ -38,10 +32,11 @@ def ceilings_table(metrics: list[dict]) -> Markup:
             for attr, v in (d["alignment"].get(source) or {}).items():
                 ceil = (d.get("ceilings", {}).get(source) or {}).get(attr, {})
                 reader = v.get("colour_reader", {})
-                hit, samp = _with_se(v, "hit_rate"), ceil.get("sampling")
+                hit, samp = _fmt_pm(v.get("hit_rate"), v.get("hit_rate_se")), ceil.get("sampling")
                 of = f"{hit} of a possible {_fmt(samp)}" if samp else hit
                 rows.append([Path(m["file"]).name, _fmt(d.get("truncation")), source.replace("_", " "), attr, of,
-                             _with_se(reader, "hit_rate"), _fmt(v.get("shuffled")), _fmt(reader.get("shuffled")),
+                             _fmt_pm(reader.get("hit_rate"), reader.get("hit_rate_se")), _fmt(v.get("shuffled")),
+                             _fmt(reader.get("shuffled")),
                              _fmt(v.get("random")), _fmt(samp), _fmt(ceil.get("mode"))])
     if not rows:
         return Markup("")

@@ -50,6 +50,13 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def _fmt_pm(value, spread) -> str:
+    """"value ± spread" (a std or standard error) when the spread is a number, else the value alone."""
+    if isinstance(spread, (int, float)) and not isinstance(spread, bool):
+        return f"{_fmt(value)} ± {_fmt(spread)}"
+    return _fmt(value)
+
+
 def _reason(data, key: str) -> str:
     """The reason a result JSON gives for an undefined figure (a `reasons` mapping anywhere inside it)."""
     stack = [data]
@@ -112,7 +119,7 @@ def metric_values(data: dict) -> dict[str, float | str]:
     if isinstance(data.get("metric"), str) and "value" in data:
         vals[data["metric"]] = data["value"]
         if "std" in data and data["std"] is not None:
-            vals[data["metric"]] = f"{_fmt(data['value'])} ± {_fmt(data['std'])}"
+            vals[data["metric"]] = _fmt_pm(data["value"], data["std"])
     if isinstance(data.get("metrics"), dict):
         for k, v in data["metrics"].items():
             if isinstance(v, (int, float)) and not isinstance(v, bool):
@@ -120,7 +127,7 @@ def metric_values(data: dict) -> dict[str, float | str]:
             elif v is None:  # undefined: say why, never "nan"
                 vals[k] = f"undefined: {_reason(data, k)}"
             elif isinstance(v, dict) and "value" in v:
-                vals[k] = v["value"] if v.get("std") is None else f"{_fmt(v['value'])} ± {_fmt(v['std'])}"
+                vals[k] = v["value"] if v.get("std") is None else _fmt_pm(v["value"], v["std"])
     if not vals:
         vals = {k: v for k, v in data.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     return vals
