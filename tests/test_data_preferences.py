@@ -177,3 +177,42 @@ def test_imported_vectors_load_back_exactly_and_check_agrees(world, tmp_path, ca
     assert main(["check", str(target), "--no-decode"]) == 0
     out = capsys.readouterr().out
     assert "cannot load" not in out and "usable" in out
+
+
+def _hand_ranking(scores: np.ndarray, seen: np.ndarray, relevant: np.ndarray, k: int) -> tuple[float, float]:
+    """Recall@k and NDCG@k by hand: unseen clips by score (ties: lower column first), binary gains."""
+    recalls, ndcgs = [], []
+    for s, sn, rel in zip(scores, seen, relevant):
+        ranked = sorted((c for c in range(len(s)) if not sn[c]), key=lambda c: (-s[c], c))[:k]
+        hits = [i for i, c in enumerate(ranked) if rel[c]]
+        recalls.append(len(hits) / rel.sum())
+        ideal = sum(1 / np.log2(i + 2) for i in range(min(int(rel.sum()), k)))
+        ndcgs.append(sum(1 / np.log2(i + 2) for i in hits) / ideal)
+    return float(np.mean(recalls)), float(np.mean(ndcgs))
+
+
+@pytest.mark.parametrize("candidates", [1, 5, 9, 10])
+def test_ranking_with_fewer_candidates_than_k_matches_a_hand_computation(candidates):
+    """A shop's first catalogue: fewer than k = 10 unseen clips per user. The two seen clips score highest (and
+    one is also a held-out clip of user 0): masked, they must never enter the top k."""
+    import scipy.sparse as sp
+
+    from data.ranking import ranking_metrics
+
+    clips, k = candidates + 2, 10
+    rng = np.random.default_rng(candidates)
+    scores = rng.normal(size=(3, clips))
+    seen = np.zeros((3, clips), bool)
+    seen[:, :2] = True
+    scores[:, :2] = 100.0  # seen clips would top every list
+    relevant = np.zeros((3, clips), bool)
+    relevant[0, [0, 2]] = True                # one seen, one candidate
+    relevant[1, 2:] = True                    # every candidate
+    relevant[2, clips - 1] = True             # the last candidate only
+    scores[2, clips - 1] = scores[2].min() - 1.0
+    got = ranking_metrics(lambda r: scores[r], np.arange(3), sp.csr_matrix(seen.astype(float)),
+                          sp.csr_matrix(relevant.astype(float)), k=k, batch=2)
+    recall, ndcg = _hand_ranking(scores, seen, relevant, k)
+    assert got["users"] == 3
+    assert got[f"recall@{k}"] == pytest.approx(recall, abs=1e-6)  # torchmetrics sums in float32
+    assert got[f"ndcg@{k}"] == pytest.approx(ndcg, abs=1e-6)
