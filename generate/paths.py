@@ -64,3 +64,16 @@ def ensure_inside(root: str | Path, path: str | Path) -> Path:
             "(a symlink or an id with path characters?). Remove the link or choose another --outdir."
         )
     return resolved
+
+
+def recorded_path(path: str | Path | None, base: str | Path) -> str | None:
+    """How a JSON output records a file it used, without the user's machine in it: relative to `base` (the run
+    folder) when the file is inside it, as given when it was given as a relative path, and otherwise its file
+    name only (the sha256 recorded beside it says which file it was)."""
+    if path is None or str(path) == "":
+        return None
+    path = Path(path)
+    try:
+        return path.resolve().relative_to(Path(base).resolve()).as_posix()
+    except ValueError:
+        return path.as_posix() if not path.is_absolute() and ".." not in path.parts else path.name

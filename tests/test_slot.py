@@ -341,3 +341,46 @@ def test_slot_killed_between_its_writes_keeps_the_previous_slot(small_world, tmp
     assert summary["candidates"] == 6 == len([r for r in rows if r["candidate"] is not None])
     assert len(list((out / ".slot").iterdir())) == 1
     assert not [p for p in out.rglob("*.tmp*")]
+
+
+def test_slot_published_to_postgres_keeps_secrets_and_machine_paths_out(small_world, tmp_path, capfd):
+    """`slot --publish` to a real PostgreSQL with a password in the URL's user part and in ?password=: the password
+    is in no output and no file, the store is recorded redacted, and slot_summary.json holds no absolute path of
+    this machine (the checkpoint and engagement model sit outside OUT: their names and sha256s are recorded)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import _tiny_gan
+    from _postgres import PostgresServer
+
+    from evaluation.cli import main
+    from evaluation.slot.publish import read_slot
+
+    w = small_world
+    ckpt = _tiny_gan.tiny_checkpoint(cond_dim=w["emb"].dim)
+    eng = tmp_path / "engagement.safetensors"
+    w["scorer"].save(eng)
+    out, secrets = tmp_path / "slot", ("Hunter2Secret", "Query2Secret")
+    server = PostgresServer().start()
+    try:
+        url = (f"postgresql://postgres:{secrets[0]}@127.0.0.1:{server.port}/postgres?password={secrets[1]}"
+               "&sslmode=disable")
+        user = sorted(w["ds"].heldout_users)[0]
+        assert main(["slot", "--checkpoint", str(ckpt), "--dataset", str(w["root"]), "--engagement", str(eng),
+                     "--users", user, "--candidates", "1", "--out", str(out), "--no-progress",
+                     "--publish", url]) == 0
+        printed = "".join(capfd.readouterr())
+        shown = f"postgresql://postgres@127.0.0.1:{server.port}/postgres?password=***&sslmode=disable"
+        assert f"published version 1 to {shown}" in printed
+        assert read_slot(url, user)["version"] == 1
+    finally:
+        server.stop()
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert files and not any(s.encode() in p.read_bytes() for p in files for s in secrets)
+    assert not any(s in printed for s in secrets)
+    summary_text = (out / "slot_summary.json").read_text()
+    summary = json.loads(summary_text)
+    assert summary["published"] == {"store": shown, "version": 1}
+    assert summary["engagement_model"] == "engagement.safetensors" and summary["checkpoint"] == Path(ckpt).name
+    assert summary["files"] == {"jsonl": "slot.jsonl", "csv": "slot.csv"}
+    assert str(tmp_path) not in summary_text and str(Path(ckpt).parent) not in summary_text

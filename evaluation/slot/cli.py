@@ -47,6 +47,11 @@ def register(subparsers) -> None:
 
 
 def run_cli(args) -> int:
+    publish_store = None
+    if args.publish is not None:  # checked (parsed, and reached) before any model is loaded or clip generated
+        from evaluation.slot.storeurl import check_store
+
+        publish_store = check_store(args.publish or f"sqlite:///{(args.out / 'slot.db').resolve()}")
     cfg = load_slot_config(args.config, candidates=args.candidates)
     if args.users:
         users = [u.strip() for u in args.users.split(",") if u.strip()]
@@ -61,17 +66,14 @@ def run_cli(args) -> int:
     if not Path(engagement).is_file():
         raise FileNotFoundError(f"{engagement}: no engagement model; train it with "
                                 f"`reelgan-eval engagement --dataset {args.dataset}` or pass --engagement")
-    publish_url = None
-    if args.publish is not None:
-        publish_url = args.publish or f"sqlite:///{(args.out / 'slot.db').resolve()}"
     s = run.run_slot(args.checkpoint, args.dataset, users, engagement, args.out, cfg, fvd_json=args.fvd_json,
-                     device=args.device, progress=not args.no_progress, publish_url=publish_url)
+                     device=args.device, progress=not args.no_progress, publish_url=publish_store)
     print(f"slot: {s['users']} users, {s['candidates']} candidates, {s['passed']} passed, {s['served']} served; "
-          f"checkpoint gate: {s['checkpoint_gate']} → {s['files']['jsonl']}")
+          f"checkpoint gate: {s['checkpoint_gate']} → {args.out / s['files']['jsonl']}")
     if s["classifier_gate"] != "passed":
         print(f"gate failed closed: {s['classifier_gate']}")
     if "published" in s:
-        print(f"published version {s['published']['version']} to {s['published']['store']}")
+        print(f"published version {s['published']['version']} to {publish_store.shown}")
     if "check" in s:
         print(f"offline check: {s['check']['verdict']}")
     return 0

@@ -3,6 +3,8 @@
     sqlite:///relative/path.db  sqlite:////absolute/path.db   (embedded, the default)
     postgresql://user@host:port/dbname                         (production; psycopg 3)
 
+URLs are parsed, shown and connected by evaluation.slot.storeurl: only a redacted form is ever printed or stored.
+
 Each publish is one slot *version*: the version row and all its slot rows are written in one transaction, and
 the pointer `slot_current` moves to the new version in that same transaction. A reader asks for the rows of the
 pointer's version in one statement, so it sees the old complete version or the new one, never a mix. Publishers
@@ -14,8 +16,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from pathlib import Path
-from urllib.parse import urlparse
+
+from evaluation.slot.storeurl import StoreError, StoreURL, connect, parse_store_url  # noqa: F401 (StoreError: API)
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS slot_versions (version {serial} PRIMARY KEY, created TEXT NOT NULL,
@@ -31,31 +33,10 @@ ROW_FIELDS = ("user_id", "served", "passed", "rank", "source", "clip_uri", "seed
 PG_LOCK = 742_001  # advisory lock key of the slot publishers
 
 
-class StoreError(ValueError):
-    """A slot store URL or its content is unusable; the message says what to pass instead."""
-
-
-def _connect(url: str):
-    """→ (connection, placeholder style 'sqlite' | 'pg')."""
-    parsed = urlparse(url)
-    if parsed.scheme == "sqlite":
-        path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else ""
-        if not path:
-            raise StoreError(f"{url}: a SQLite URL is sqlite:///relative.db or sqlite:////absolute/path.db")
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, timeout=120, isolation_level=None)  # explicit BEGIN/COMMIT below
-        conn.execute("PRAGMA journal_mode=WAL")  # readers keep reading the old version while a publish writes
-        return conn, "sqlite"
-    if parsed.scheme in ("postgresql", "postgres"):
-        try:
-            import psycopg
-        except ImportError as e:
-            raise StoreError("postgresql:// needs psycopg 3: pip install 'psycopg[binary]'") from e
-        try:
-            return psycopg.connect(url, connect_timeout=60), "pg"
-        except psycopg.OperationalError as e:
-            raise StoreError(f"{parsed.hostname}:{parsed.port}: cannot connect ({str(e).strip()})") from e
-    raise StoreError(f"{url}: unknown store; use sqlite:///path.db or postgresql://user@host:port/db")
+def _connect(url, write: bool = True):
+    """→ (connection, placeholder style 'sqlite' | 'pg', StoreURL)."""
+    store = parse_store_url(url)
+    return (*connect(store, write=write), store)
 
 
 def _q(sql: str, style: str) -> str:
@@ -73,7 +54,7 @@ def _begin_write(conn, style: str) -> None:
             conn.execute(stmt.format(serial="SERIAL"))
 
 
-def publish(url: str, rows: list[dict], summary: dict, on_rows_written=None) -> int:
+def publish(url: str | StoreURL, rows: list[dict], summary: dict, on_rows_written=None) -> int:
     """Write one slot version and point readers at it, atomically; returns the version number.
 
     rows: slot rows with user_id, served, passed, rank, source, clip_uri, seed, candidate, scores, reasons.
@@ -83,7 +64,7 @@ def publish(url: str, rows: list[dict], summary: dict, on_rows_written=None) -> 
     missing = [f for f in ROW_FIELDS if rows and f not in rows[0]]
     if missing:
         raise StoreError(f"slot rows lack {missing}; publish rows made by `reelgan-eval slot`")
-    conn, style = _connect(url)
+    conn, style, _ = _connect(url)
     try:
         if style == "pg":
             with conn.transaction():
@@ -125,10 +106,11 @@ def _write(conn, style: str, rows: list[dict], summary: dict, on_rows_written) -
     return version
 
 
-def read_slot(url: str, user_id: str | None = None) -> dict:
+def read_slot(url: str | StoreURL, user_id: str | None = None) -> dict:
     """What a recommender gets: {version, created, rows} of the current version (one user's rows, served first,
-    or every row). One statement, so the rows all come from one complete version."""
-    conn, style = _connect(url)
+    or every row). One statement, so the rows all come from one complete version. Reads only: a SQLite file is
+    opened read-only, and a missing one is an error (nothing is created)."""
+    conn, style, store = _connect(url, write=False)
     try:
         where = " AND r.user_id = ?" if user_id is not None else ""
         try:
@@ -139,14 +121,14 @@ def read_slot(url: str, user_id: str | None = None) -> dict:
                 (user_id,) if user_id is not None else ())
             found = cur.fetchall()
         except (sqlite3.OperationalError, _pg_undefined_table()) as e:
-            raise StoreError(f"{_redact(url)}: no slot published there yet ({str(e).strip()}); publish with "
-                             "`reelgan-eval slot --publish URL`") from e
+            raise StoreError(f"{store.shown}: no slot published there yet ({store.scrub(str(e).strip())}); publish "
+                             "with `reelgan-eval slot --publish URL`") from None
         if style == "pg":
             conn.rollback()
     finally:
         conn.close()
     if not found:  # no rows for this user (or an empty slot): say which version was asked
-        conn, style = _connect(url)
+        conn, style, _ = _connect(store, write=False)
         try:
             got = conn.execute("SELECT version FROM slot_current WHERE id = 1").fetchone()
         finally:
@@ -168,7 +150,3 @@ def _pg_undefined_table():
     except ImportError:
         return sqlite3.OperationalError
 
-
-def _redact(url: str) -> str:
-    p = urlparse(url)
-    return url.replace(p.password, "***") if p.password else url

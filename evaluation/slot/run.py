@@ -97,8 +97,11 @@ def _find_key(obj, key):
 
 def run_slot(checkpoint: str | Path, data: str | Path, users: list[str], engagement: str | Path, outdir: str | Path,
              cfg: SlotConfig, fvd_json: str | Path | None = None, device: str = "cpu", progress: bool = True,
-             preferences: str | Path | None = None, publish_url: str | None = None) -> dict:
-    """Generate, score, gate, rank and write the slot for `users`; returns the summary written to slot_summary.json."""
+             preferences: str | Path | None = None, publish_url=None) -> dict:
+    """Generate, score, gate, rank and write the slot for `users`; returns the summary written to slot_summary.json.
+
+    publish_url: a store URL (str) or a StoreURL of evaluation.slot.storeurl; it is validated (and reached) first.
+    Paths in the summary are relative to `outdir` where they can be (generate.paths.recorded_path)."""
     from data.contract import load_dataset
     from data.preferences import PreferenceEmbeddings
     from evaluation.personalisation.engagement import EngagementScorer
@@ -107,6 +110,10 @@ def run_slot(checkpoint: str | Path, data: str | Path, users: list[str], engagem
     from generate.run import generate_to_folders
     from generate.targets import user_targets
 
+    from evaluation.slot.storeurl import check_store
+    from generate.paths import recorded_path
+
+    store = check_store(publish_url) if publish_url else None  # a bad or unreachable store fails before any work
     t0 = time.perf_counter()
     data, outdir = Path(data), Path(outdir)
     prefs_path = Path(preferences) if preferences else data / "embeddings" / "preferences.safetensors"
@@ -166,14 +173,15 @@ def run_slot(checkpoint: str | Path, data: str | Path, users: list[str], engagem
         jsonl, csv_path = write_slot(ranked, folder)
         probs = {u: {a: np.stack(v) for a, v in d.items()} for u, d in probs_by_user.items()}
         summary = {
-            "made_by": "reelgan-eval slot", "checkpoint": str(checkpoint), "checkpoint_sha256": info.get("sha256"),
-            "engagement_model": str(engagement), "engagement_sha256": scorer_model.info.get("sha256"),
+            "made_by": "reelgan-eval slot", "checkpoint": recorded_path(checkpoint, outdir),
+            "checkpoint_sha256": info.get("sha256"),
+            "engagement_model": recorded_path(engagement, outdir), "engagement_sha256": scorer_model.info.get("sha256"),
             "config": config_dict(cfg), "fvd[domain]": fvd, "checkpoint_gate": ckpt_reason or "passed",
             "domain_classifier": trust, "classifier_gate": classifier_reason or "passed",
             "users": len(users), "candidates": len(rows), "passed": int(sum(r["passed"] for r in ranked)),
             "served": int(sum(r["served"] for r in ranked)), "random_alignment": random_alignment(vocab),
             "realism_reference": {"fit_clips": realism.n_fit, "reference_clips": realism.n_ref},
-            "files": {"jsonl": str(outdir / jsonl.name), "csv": str(outdir / csv_path.name)}, "seconds": round(time.perf_counter() - t0, 2),
+            "files": {"jsonl": jsonl.name, "csv": csv_path.name}, "seconds": round(time.perf_counter() - t0, 2),
         }
         truth_path = data / "hidden_truth.json"
         if truth_path.is_file():
@@ -186,7 +194,9 @@ def run_slot(checkpoint: str | Path, data: str | Path, users: list[str], engagem
         if publish_url:
             from evaluation.slot.publish import publish
 
-            summary["published"] = {"store": publish_url.split("@")[-1], "version": publish(publish_url, ranked, summary)}
+            where = ({"store": "sqlite", "path": recorded_path(store.path, outdir)} if store.kind == "sqlite"
+                     else {"store": store.shown})  # the redacted URL: never a secret
+            summary["published"] = {**where, "version": publish(store, ranked, summary)}
         write_json(folder / "slot_summary.json", summary)
         version.publish()
         return summary
