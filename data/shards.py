@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import time
 import warnings
@@ -44,12 +45,59 @@ class ShardError(ValueError):
     """A shard folder cannot be used; the message names the file and the fix."""
 
 
+# The litdata data formats `write_shards` writes (video and probs: numpy arrays; the rest: str). Any other one
+# (pickle, and the serializers that unpickle, torch.load or import on read) is refused before litdata opens a chunk.
+DATA_FORMATS = re.compile(r"numpy|str|no_header_numpy:\d+")
+
+
 def is_shard_folder(path: str | os.PathLike) -> bool:
     return (Path(path) / INFO_FILE).is_file()
 
 
+def _leaf_names(spec, n: int) -> list[str]:
+    """The item field of each data_format entry (`write_shards` items are flat dicts), else `data_format[i]`."""
+    try:
+        keys = json.loads(json.loads(spec)[1]["context"]) if isinstance(spec, str) else None
+    except (ValueError, TypeError, KeyError, IndexError):
+        keys = None
+    if isinstance(keys, list) and len(keys) == n:
+        return [f"field {k!r}" for k in keys]
+    return [f"data_format[{i}]" for i in range(n)]
+
+
+def check_split_index(split_dir: str | os.PathLike) -> None:
+    """Refuse a split whose index.json declares anything `reelgan-data shard` does not write: shard folders come
+    from shared buckets, and litdata deserialises each field by the format its index.json names (`pickle` runs
+    code). Called before litdata reads index.json or opens a chunk; raises ShardError naming the file and field."""
+    file = Path(split_dir) / "index.json"
+    fix = "use shards you made with `reelgan-data shard DATASET OUT`, or re-make them from a dataset you trust"
+    try:
+        index = json.loads(file.read_text())
+    except (OSError, ValueError) as err:
+        raise ShardError(f"{file}: unreadable ({err}). Fix: {fix}")
+    config = index.get("config") if isinstance(index, dict) else None
+    if not isinstance(config, dict) or not isinstance(index.get("chunks"), list) or "shards" in index:
+        raise ShardError(f"{file}: not a litdata chunk index as `reelgan-data shard` writes (`config` and `chunks`). "
+                         f"Fix: {fix}")
+    formats = config.get("data_format")
+    if not isinstance(formats, list) or not formats:
+        raise ShardError(f"{file}: config.data_format is missing. Fix: {fix}")
+    for name, fmt in zip(_leaf_names(config.get("data_spec"), len(formats)), formats):
+        if not isinstance(fmt, str) or not DATA_FORMATS.fullmatch(fmt):
+            raise ShardError(f"{file}: {name} has data format {fmt!r}; ReelGAN shards hold only numpy, str and "
+                             f"no_header_numpy fields, and a shard folder must never run code. Fix: {fix}")
+    for key in ("compression", "encryption"):
+        if config.get(key) is not None:
+            raise ShardError(f"{file}: config.{key} is {config[key]!r}; `reelgan-data shard` writes none. Fix: {fix}")
+    for chunk in index["chunks"]:
+        name = chunk.get("filename") if isinstance(chunk, dict) else None
+        if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+            raise ShardError(f"{file}: chunk filename {name!r} is not a file name inside {Path(split_dir).name}/. "
+                             f"Fix: {fix}")
+
+
 def read_shard_info(path: str | os.PathLike) -> dict:
-    """The shard folder's reelgan-shards.json, checked."""
+    """The shard folder's reelgan-shards.json, checked, with every split's index.json (check_split_index)."""
     file = Path(path) / INFO_FILE
     try:
         info = json.loads(file.read_text())
@@ -58,6 +106,9 @@ def read_shard_info(path: str | os.PathLike) -> dict:
     if info.get("format") != FORMAT:
         raise ShardError(f"{file}: format {info.get('format')!r}, expected {FORMAT!r}. "
                          f"Fix: re-run `reelgan-data shard DATASET {path}` with this version")
+    for split in SPLITS:  # the splits the datamodule opens
+        if (Path(path) / split / "index.json").is_file():
+            check_split_index(Path(path) / split)
     return info
 
 
@@ -156,6 +207,7 @@ class ShardClipDataset(StreamingDataset):
 
     def __init__(self, split_dir: str | os.PathLike, conditions: np.ndarray, user_rows: dict[str, int],
                  attribute_vocab: dict[str, list[str]], frames: int, stride: int, train: bool, seed: int):
+        check_split_index(split_dir)
         super().__init__(input_dir=str(split_dir), shuffle=train, drop_last=train, seed=seed)
         # prefixed names: litdata's own attributes (seed, shuffle, transform, ...) must stay untouched
         self.reel_conditions, self.reel_rows, self.reel_vocab = conditions, user_rows, attribute_vocab

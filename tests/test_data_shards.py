@@ -142,3 +142,41 @@ def test_reelgan_train_fit_trains_from_a_shard_folder(world, shards, tmp_path):
     result = subprocess.run(train_cmd(cfg, "--data.root", str(broken)), cwd=ROOT, env=run_env(),
                             capture_output=True, text=True, timeout=600)
     assert result.returncode != 0 and INFO_FILE in result.stderr and "Traceback" not in result.stderr
+
+
+class _RunsCode:
+    """A field value whose unpickling runs a shell command (what a crafted shard folder carries)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def _crafted_item(index: int, items: list[dict], marker: Path) -> dict:
+    return {**items[index], "attributes": _RunsCode(marker)}
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_a_shard_folder_that_declares_a_pickle_field_is_refused_before_any_chunk_is_read(shards, tmp_path, split):
+    """A real `reelgan-data shard` output whose SPLIT/ was re-made with litdata's optimize, one field a pickle
+    (litdata's PickleSerializer) that touches a marker file when read: refused, naming index.json and the field."""
+    import functools
+
+    from litdata import optimize
+
+    crafted, marker = tmp_path / "crafted", tmp_path / "ran-code"
+    shutil.copytree(shards, crafted)
+    items = list(StreamingDataset(str(shards / split)))
+    shutil.rmtree(crafted / split)
+    optimize(fn=functools.partial(_crafted_item, items=items, marker=marker), inputs=list(range(len(items))),
+             output_dir=str(crafted / split), chunk_size=4, num_workers=1, start_method="fork")
+    shutil.copy2(shards / split / "entries.json", crafted / split / "entries.json")
+    assert "pickle" in (crafted / split / "index.json").read_text()
+    with pytest.raises(ShardError, match=rf"{split}/index\.json: field 'attributes' has data format 'pickle'"):
+        dm = ProductClipDataModule(str(crafted), frames=8, height=16, width=24, batch_size=4)
+        dm.setup("fit")
+        next(iter(dm.train_dataloader()))
+        next(iter(dm.val_dataloader()))
+    assert not marker.exists()
