@@ -30,6 +30,7 @@ from data.video import SUFFIXES, VideoError, _open, _to_rgb, cover_size, probe, 
 VIDEO_SUFFIXES = tuple(sorted(set(SUFFIXES) | {".m4v"}))
 RESERVED = {"clip_id", "path", *PROVENANCE_COLUMNS}
 FORMAT_VERSION = 1  # bump when the transcode changes, so re-runs re-encode
+UNDECODABLE = "re-encode it (e.g. `ffmpeg -i IN -c:v libx264 -pix_fmt yuv420p OUT.mp4`) or remove it from SOURCE_DIR"
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,9 @@ def decode_segments(path: Path, settings: ImportSettings) -> tuple[list[np.ndarr
     """Decode `path` once → upright uint8 (T, h, w, 3) arrays, one per clip, at `settings.fps` and a size that covers
     the target (framing happens after), plus the probe facts. Raises VideoError when no clip can be made."""
     facts = probe(path)
+    if facts["width"] < 1 or facts["height"] < 1:  # FFmpeg refused the declared frame size (e.g. 20000x20000)
+        raise VideoError(path, f"undecodable: probes as {facts['width']}x{facts['height']} (its header declares a "
+                         "frame size FFmpeg will not decode)", UNDECODABLE)
     turns = facts["rotation"] // 90
     shown = (facts["width"], facts["height"]) if turns % 2 else (facts["height"], facts["width"])
     decode_size = cover_size(*shown, *settings.size)
@@ -173,6 +177,8 @@ def decode_segments(path: Path, settings: ImportSettings) -> tuple[list[np.ndarr
     clips = [np.stack(chosen[i:i + per_clip]) for i in range(0, len(chosen), per_clip)]
     # A trailing piece shorter than half a clip repeats the previous clip's scene: drop it.
     clips = [c for j, c in enumerate(clips) if len(c) >= settings.min_frames and (j == 0 or 2 * len(c) >= per_clip)]
+    if not chosen and error:
+        raise VideoError(path, f"undecodable: no frame decodes ({error})", UNDECODABLE)
     if not clips:
         seconds = len(chosen) / settings.fps
         why = f"too short: {seconds:.2f} s gives {len(chosen)} frames at {settings.fps} fps, fewer than " \
@@ -250,6 +256,10 @@ def _import_one(source_dir: Path, rel: str, stem: str, table, attributes, settin
         result.skipped.append(Skipped(str(path), "listed in products.csv but not found",
                                       "fix the `file` column (relative to SOURCE_DIR) or add the file"))
         return
+    if not path.resolve().is_relative_to(source_dir.resolve()):  # --products rows are checked in read_products
+        result.skipped.append(Skipped(str(path), "a symlink that leads outside SOURCE_DIR",
+                                      "copy the video into SOURCE_DIR, or remove the link"))
+        return
     if table is None and path.suffix.lower() not in VIDEO_SUFFIXES:
         result.skipped.append(Skipped(str(path), f"not a video file (suffix {path.suffix or 'none'!r})",
                                       f"supported: {', '.join(VIDEO_SUFFIXES)}"))
@@ -264,6 +274,9 @@ def _import_one(source_dir: Path, rel: str, stem: str, table, attributes, settin
             clips, facts = decode_segments(path, settings)
         except VideoError as e:
             result.skipped.append(Skipped(str(path), e.problem, e.fix))
+            return
+        except (av.error.FFmpegError, ArithmeticError, ValueError, MemoryError) as e:  # one bad file never ends it
+            result.skipped.append(Skipped(str(path), f"undecodable ({type(e).__name__}: {e})", UNDECODABLE))
             return
         rows = []
         per_clip = max(1, int(round(settings.clip_seconds * settings.fps)))

@@ -61,6 +61,34 @@ def random_bytes(path, size: int = 4096, seed: int = 0) -> Path:
     return path
 
 
+def huge_frame_size(path, declared: int = 20_000, header_too: bool = True) -> Path:
+    """A Matroska/MJPEG file whose every JPEG frame header (and, with `header_too`, the container header) declares
+    `declared`×`declared` pixels, beyond what FFmpeg decodes: it opens, probes as 0×0 (or as the container's size
+    without `header_too`) and no frame decodes."""
+    path = Path(path)
+    with av.open(str(path), "w", format="matroska") as container:
+        stream = container.add_stream("mjpeg", rate=8)
+        stream.width = stream.height = 256  # two-byte sizes in both headers, so the patch keeps every length
+        stream.pix_fmt = "yuvj420p"
+        for img in ramp_frames(16, 256, 256):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuvj420p")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    raw, size = bytearray(path.read_bytes()), declared.to_bytes(2, "big")
+    at = 0
+    while (at := raw.find(b"\xff\xc0", at)) >= 0:  # JPEG SOF0: marker, length (2), precision (1), height, width
+        raw[at + 5: at + 9] = size + size
+        at += 2
+    if header_too:
+        for element in (b"\xb0\x82\x01\x00", b"\xba\x82\x01\x00"):  # Matroska PixelWidth / PixelHeight = 256
+            at = raw.index(element)
+            raw[at + 2: at + 4] = size
+    path.write_bytes(bytes(raw))
+    return path
+
+
 def zero_frame(path) -> Path:
     """A container with a video stream header and no frames."""
     with av.open(str(path), "w") as container:
