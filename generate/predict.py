@@ -1,10 +1,12 @@
 """Mass generation on N devices through Lightning's predict loop (`reelgan-generate --devices N [--strategy ddp]`).
 
-Lightning gives each rank its share of the (target, seed) jobs (no repeats in predict); `ClipWriter`, a
-BasePredictionWriter, writes that rank's clips as each batch is made and, at the end, a manifest shard
-OUTDIR/.manifest-rankNNN.json. Rank 0 waits for every rank, merges the shards in job order into
-OUTDIR/manifest.json and deletes them. A clip depends only on (seed, condition, truncation, forward batch,
-precision), so 2 processes write exactly the clips 1 process writes.
+One publish path for 1 or N processes (generate.publish): rank 0 opens the run's staging folder
+OUTDIR/.staging/<run id> and broadcasts it. Lightning gives each rank its share of the (target, seed) jobs (no
+repeats in predict); `ClipWriter`, a BasePredictionWriter, writes that rank's clips into the staging folder as each
+batch is made and, at the end, a manifest shard .manifest-rankNNN.json beside them. After a barrier rank 0 merges
+the shards in job order, removes them and publishes the run: OUTDIR/runs/<run id>/<target>/… and one atomic
+manifest switch, exactly as one process does. A killed run publishes nothing. A clip depends only on (seed,
+condition, truncation, forward batch, precision), so 2 processes write exactly the clips 1 process writes.
 """
 from __future__ import annotations
 
@@ -19,8 +21,9 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
 
 from data.io import write_json
-from generate.manifest import MANIFEST_NAME, load_manifest, merge_manifest
-from generate.paths import child_dir
+from generate.manifest import MANIFEST_NAME, load_manifest
+from generate.paths import child_dir, ensure_inside
+from generate.publish import RunFolder
 from generate.run import run_record, write_clips
 from generate.sampler import FORWARD_BATCH, check_options, generate_clips
 from generate.targets import Target
@@ -61,28 +64,69 @@ class GeneratorPredictor(pl.LightningModule):
 
 
 class ClipWriter(BasePredictionWriter):
-    """Writes each predicted batch's clips, then this rank's manifest shard."""
+    """Every rank writes its clips into the one run folder of generate.publish (OUTDIR/.staging/<run id>, made and
+    held by rank 0, its path broadcast to the others), then its manifest shard there; after a barrier rank 0
+    merges the shards in job order and publishes the run as one process would (rename + manifest switch)."""
 
-    def __init__(self, jobs, outdir: Path, folders: dict[str, Path], formats: list[str], fps: int,
-                 truncation: float, ckpt_sha: str | None):
+    def __init__(self, jobs, targets: list[Target], outdir: Path, formats: list[str], fps: int, truncation: float,
+                 ckpt_sha: str | None, make_run):
         super().__init__(write_interval="batch")
-        self.jobs, self.outdir, self.folders, self.formats = jobs, outdir, folders, formats
-        self.fps, self.truncation, self.ckpt_sha = fps, truncation, ckpt_sha
+        self.jobs, self.targets, self.outdir, self.formats = jobs, targets, outdir, formats
+        self.fps, self.truncation, self.ckpt_sha, self.make_run = fps, truncation, ckpt_sha, make_run
         self.rows: list[tuple[int, dict]] = []
         self.write_s = 0.0
+        self.run_folder: RunFolder | None = None   # rank 0 only
+        self.manifest: dict | None = None          # rank 0, once published
+
+    def setup(self, trainer, pl_module, stage):
+        if trainer.is_global_zero:                 # the process group is up here: broadcast works
+            self.run_folder = RunFolder(self.outdir).__enter__()
+        ours = (str(self.run_folder.staging), self.run_folder.run_id) if self.run_folder else None
+        staging, run_id = trainer.strategy.broadcast(ours, src=0)
+        self.staging = Path(staging)
+        ensure_inside(self.outdir, self.staging)
+        self.folder_name = lambda safe: RunFolder.published_folder(run_id, safe)
+        self.folders = {t.name: child_dir(self.staging, t.name) for t in self.targets}
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
         index, video = prediction
         t0 = time.perf_counter()
-        entries = write_clips([self.jobs[i] for i in index], video, self.outdir, self.folders, self.formats,
-                              self.fps, self.truncation, self.ckpt_sha)
+        entries = write_clips([self.jobs[i] for i in index], video, self.staging, self.folders, self.formats,
+                              self.fps, self.truncation, self.ckpt_sha, self.folder_name)
         self.rows += zip(index, entries)
         self.write_s += time.perf_counter() - t0
 
     def on_predict_epoch_end(self, trainer, pl_module):
-        write_json(self.outdir / f".manifest-rank{trainer.global_rank:03d}.json", {
+        write_json(self.staging / f".manifest-rank{trainer.global_rank:03d}.json", {
             "rank": trainer.global_rank, "rows": [[i, e] for i, e in self.rows],
             "generate_s": round(pl_module.generate_s, 3), "write_s": round(self.write_s, 3)})
+
+    def on_predict_end(self, trainer, pl_module):
+        trainer.strategy.barrier()                 # every rank's clips and shard are in the staging folder
+        if not trainer.is_global_zero:
+            return
+        paths = sorted(self.staging.glob(SHARD_GLOB))
+        shards = [load_shard(p) for p in paths]
+        rows = sorted((i, e) for shard in shards for i, e in shard["rows"])
+        if [i for i, _ in rows] != list(range(len(self.jobs))):
+            raise RuntimeError(f"{self.staging}: the ranks' manifest shards cover {len(rows)} of {len(self.jobs)} "
+                               "jobs; re-run")
+        for p in paths:
+            p.unlink()
+        entries = [e for _, e in rows]
+        self.manifest = self.run_folder.publish(self.make_run(trainer, entries, shards), entries)
+        self._close()
+
+    def teardown(self, trainer, pl_module, stage):
+        self._close()
+
+    def on_exception(self, trainer, pl_module, exception):
+        self._close()                              # unpublished: the staging folder goes, the manifest stays
+
+    def _close(self):
+        if self.run_folder is not None:
+            self.run_folder.__exit__(None, None, None)
+            self.run_folder = None
 
 
 def _accelerator(device: str) -> str:
@@ -102,43 +146,31 @@ def generate_distributed(generator, info: dict, targets: list[Target], seeds: li
     started = time.perf_counter()
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    old = load_manifest(outdir / MANIFEST_NAME)  # fail on a corrupt manifest before spending minutes generating
-    folders = {t.name: child_dir(outdir, t.name) for t in targets}
+    load_manifest(outdir / MANIFEST_NAME)  # fail on a corrupt manifest before spending minutes generating
     jobs = [(t, s) for t in targets for s in seeds]
-    writer = ClipWriter(jobs, outdir, folders, formats, fps, truncation, info.get("sha256"))
+
+    def make_run(trainer, entries, shards) -> dict:
+        gen_s = max(s["generate_s"] for s in shards)
+        return run_record(
+            info, targets, seeds, len(entries), command, outdir, device=str(trainer.strategy.root_device.type),
+            devices=trainer.world_size, strategy=type(trainer.strategy).__name__, batch_size=forward_batch,
+            forward_batch=forward_batch, precision=precision, truncation=truncation, fps=fps, formats=formats,
+            timings={"generate_s": round(gen_s, 3), "write_s": round(max(s["write_s"] for s in shards), 3),
+                     "total_s": round(time.perf_counter() - started, 3),
+                     "clips_per_s_model": round(len(entries) / max(gen_s, 1e-9), 3),
+                     "per_rank": [{k: s[k] for k in ("rank", "generate_s", "write_s")} for s in shards]})
+
+    writer = ClipWriter(jobs, targets, outdir, formats, fps, truncation, info.get("sha256"), make_run)
     trainer = pl.Trainer(accelerator=_accelerator(device), devices=devices, strategy=strategy, num_nodes=num_nodes,
                          precision="32-true",
                          logger=False, enable_checkpointing=False, enable_model_summary=False,
                          enable_progress_bar=progress, callbacks=[writer], default_root_dir=str(outdir))
-    if trainer.is_global_zero:
-        for stale in outdir.glob(SHARD_GLOB):  # left by a killed run: never merge them into this one
-            stale.unlink()
-    trainer.strategy.barrier()
     module = GeneratorPredictor(generator, truncation, forward_batch, precision)
     loader = DataLoader(GenerationJobs(jobs), batch_size=forward_batch, shuffle=False)
     trainer.predict(module, loader, return_predictions=False)
-    trainer.strategy.barrier()                # every rank's shard is on disk
     if not trainer.is_global_zero:
         return None
-    shards = [load_shard(p) for p in sorted(outdir.glob(SHARD_GLOB))]
-    rows = sorted((i, e) for shard in shards for i, e in shard["rows"])
-    if [i for i, _ in rows] != list(range(len(jobs))):
-        raise RuntimeError(f"{outdir}: the ranks' manifest shards cover {len(rows)} of {len(jobs)} jobs; re-run")
-    entries = [e for _, e in rows]
-    gen_s = max(s["generate_s"] for s in shards)
-    run = run_record(info, targets, seeds, len(entries), command, device=str(trainer.strategy.root_device.type),
-                     devices=trainer.world_size, strategy=type(trainer.strategy).__name__, batch_size=forward_batch,
-                     forward_batch=forward_batch, precision=precision, truncation=truncation, fps=fps,
-                     formats=formats,
-                     timings={"generate_s": round(gen_s, 3), "write_s": round(max(s["write_s"] for s in shards), 3),
-                              "total_s": round(time.perf_counter() - started, 3),
-                              "clips_per_s_model": round(len(entries) / max(gen_s, 1e-9), 3),
-                              "per_rank": [{k: s[k] for k in ("rank", "generate_s", "write_s")} for s in shards]})
-    manifest = merge_manifest(old, run, entries)
-    write_json(outdir / MANIFEST_NAME, manifest)
-    for p in outdir.glob(SHARD_GLOB):
-        p.unlink()
-    return manifest
+    return writer.manifest if writer.manifest is not None else load_manifest(outdir / MANIFEST_NAME)
 
 
 def load_shard(path: Path) -> dict:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from data.io import write_json
 from generate.manifest import MANIFEST_NAME, load_manifest, merge_manifest
-from generate.paths import ensure_inside
+from generate.paths import UnsafePathError, ensure_inside
 
 RUNS = "runs"
 STAGING = ".staging"
@@ -34,8 +34,15 @@ LOCK = ".lock"
 @contextmanager
 def locked(path: Path, blocking: bool = True):
     """An exclusive flock on `path` (created); yields False instead of waiting when blocking=False and it is held.
-    The kernel drops the lock when its process dies, so a killed run never blocks the next one."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    The kernel drops the lock when its process dies, so a killed run never blocks the next one. A symlink planted
+    at `path` is refused (O_NOFOLLOW): the lock file is never created through it."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    except OSError as e:
+        if Path(path).is_symlink():
+            raise UnsafePathError(f"refusing to open {path}: it is a symlink (planted?). Remove the link or choose "
+                                  "another output folder.") from None
+        raise
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
@@ -63,8 +70,8 @@ class OwnedFolder:
     def __enter__(self):
         self.root.mkdir(parents=True, exist_ok=True)
         with locked(self.root / LOCK):
-            self.folder.mkdir(parents=True)
-            ensure_inside(self.root, self.folder)     # a planted symlink must not lead writes outside ROOT
+            make_inside(self.root, self.folder.parent)   # checked before it is made: a planted symlink is refused
+            make_inside(self.root, self.folder)          # before anything is created outside ROOT
             self._owner = locked(self.folder / LOCK)
             self._owner.__enter__()
         return self
@@ -85,20 +92,34 @@ class RunFolder(OwnedFolder):
 
     def folder_name(self, safe: str) -> str:
         """The manifest's `folder` for a target: its path relative to OUTDIR once published."""
-        return f"{RUNS}/{self.run_id}/{safe}"
+        return self.published_folder(self.run_id, safe)
+
+    @staticmethod
+    def published_folder(run_id: str, safe: str) -> str:
+        """runs/<run id>/<safe target>: where a target's clips of run `run_id` sit once published (also for the
+        ranks of a multi-device run, which write into rank 0's staging folder: generate.predict)."""
+        return f"{RUNS}/{run_id}/{safe}"
 
     def publish(self, run: dict, entries: list[dict]) -> dict:
         """Move the staged clips to runs/<run id> and switch manifest.json to include them; returns the manifest."""
         with locked(self.outdir / LOCK):
             old = load_manifest(self.outdir / MANIFEST_NAME)
             (self.staging / LOCK).unlink(missing_ok=True)
-            self.final.parent.mkdir(exist_ok=True)
-            ensure_inside(self.outdir, self.final.parent / "x")   # nor a planted runs/ symlink
+            make_inside(self.outdir, self.final.parent)            # nor a planted runs/ symlink
+            ensure_inside(self.outdir, self.final)
             os.replace(self.staging, self.final)
             manifest = merge_manifest(old, {**run, "run_id": self.run_id}, entries)
             write_json(self.outdir / MANIFEST_NAME, manifest)       # the switch
             tidy(self.outdir, manifest)
         return manifest
+
+
+def make_inside(root: Path, folder: Path) -> Path:
+    """Create `folder` (one level, its parent exists) only after checking it resolves inside `root`, and check
+    again once made (a link planted in between); nothing is created outside `root`."""
+    ensure_inside(root, folder)
+    folder.mkdir(exist_ok=True)
+    return ensure_inside(root, folder)
 
 
 def tidy(outdir: Path, manifest: dict) -> None:

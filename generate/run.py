@@ -13,7 +13,7 @@ import torch
 from data.io import progress as progress_bar
 from data.tensors import model_to_clip
 from generate.manifest import MANIFEST_NAME, condition_hash, load_manifest
-from generate.paths import child_dir, ensure_inside
+from generate.paths import child_dir, ensure_inside, recorded_path
 from generate.publish import RunFolder
 from generate.sampler import FORWARD_BATCH, check_options, generate_clips
 from generate.targets import Target
@@ -53,13 +53,15 @@ def write_clips(jobs: list[tuple[Target, int]], video: torch.Tensor, outdir: Pat
     return entries
 
 
-def run_record(info: dict, targets: list[Target], seeds: list[int], clips: int, command: str | None, **how) -> dict:
-    """The manifest's record of one run: what was asked, with which generator and options, and its timings."""
+def run_record(info: dict, targets: list[Target], seeds: list[int], clips: int, command: str | None,
+               base: str | Path, **how) -> dict:
+    """The manifest's record of one run: what was asked, with which generator and options, and its timings. The
+    checkpoint's path is recorded relative to `base` (OUTDIR) where it can be (generate.paths.recorded_path)."""
     ckpt_sha = info.get("sha256")
     return {
         "made": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": command or " ".join(sys.argv),
-        "checkpoint": {"path": str(info.get("path", "")), "sha256": ckpt_sha,
+        "checkpoint": {"path": recorded_path(info.get("path"), base), "sha256": ckpt_sha,
                        "embeddings_hash": info.get("embeddings_hash"), "kind": info.get("kind")},
         "generator_config": info.get("config"),
         **how, "clips": clips, "targets": [t.name for t in targets], "seeds": seeds,
@@ -114,7 +116,7 @@ def generate_to_folders(generator, info: dict, targets: list[Target], seeds: lis
                 bar.update(task, advance=len(chunk),
                            rate=f"{(lo + len(chunk)) / max(gen_s, 1e-9):.2f} clips/s (model)")
         total = time.perf_counter() - started
-        run = run_record(info, targets, seeds, len(entries), command, device=device, devices=1,
+        run = run_record(info, targets, seeds, len(entries), command, outdir, device=device, devices=1,
                          batch_size=batch_size, forward_batch=forward_batch, precision=precision,
                          truncation=truncation, fps=fps, formats=formats,
                          timings={"generate_s": round(gen_s, 3), "write_s": round(write_s, 3),

@@ -45,3 +45,27 @@ def test_symlink_escape_is_refused(tmp_path):
         ensure_inside(out, out / ".." / "outside" / "f")
     with pytest.raises(UnsafePathError):
         ensure_inside(out, out)  # the root itself is not a user folder
+
+
+@pytest.mark.parametrize("planted", [".staging", ".slot", "runs", ".lock"])
+def test_run_folders_refuse_a_planted_symlink_before_creating_anything(tmp_path, planted):
+    """A link planted where a run folder (or its lock) would go is refused before anything is created through it:
+    the target outside stays empty (or absent), and the error names the link."""
+    from evaluation.slot.version import SlotVersion
+    from generate.publish import RunFolder
+
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    out.mkdir()
+    outside.mkdir()
+    target = outside / "lockfile" if planted == ".lock" else outside
+    (out / planted).symlink_to(target)
+    with pytest.raises(UnsafePathError, match="symlink|not inside the output folder"):
+        if planted == "runs":   # runs/ is made when a run publishes
+            with RunFolder(out) as run:
+                (run.staging / "clip.mp4").write_bytes(b"x")
+                run.publish({"command": "test"}, [])
+        else:
+            with (SlotVersion(out) if planted == ".slot" else RunFolder(out)):
+                pass
+    assert list(outside.iterdir()) == []    # nothing made outside: no run folder, no lock file
+    assert not (out / ".staging").is_dir() or not any((out / ".staging").iterdir())   # the refused run left nothing

@@ -44,21 +44,33 @@ def _grids(out, manifest) -> dict:
 
 
 def test_two_processes_write_the_clips_of_one(world, tmp_path):
-    one = _cli(world, tmp_path / "one")
-    two = _cli(world, tmp_path / "two", "--devices", "2", "--strategy", "ddp")
-    a, b = _grids(tmp_path / "one", one), _grids(tmp_path / "two", two)
+    """One publish path: a 2-process run into the outdir of a 1-process run writes the same clips in the same layout
+    (runs/<run id>/<target>/…) through the same staging folder and manifest switch, and supersedes the first run."""
+    out = tmp_path / "out"
+    one = _cli(world, out)
+    a = _grids(out, one)
+    two = _cli(world, out, "--devices", "2", "--strategy", "ddp")
+    b = _grids(out, two)
     assert len(a) == 15 and set(a) == set(b)
     for key in a:
         assert np.array_equal(a[key], b[key]), key                  # bit-identical per (user, seed)
-    run = two["runs"][-1]
-    assert run["devices"] == 2 and run["strategy"] == "DDPStrategy"
+    first, run = two["runs"]
+    assert first["devices"] == 1 and run["devices"] == 2 and run["strategy"] == "DDPStrategy"
     assert sorted(r["rank"] for r in run["timings"]["per_rank"]) == [0, 1]   # two ranks wrote shards
     assert run["forward_batch"] == one["runs"][-1]["forward_batch"] == 8
     assert run["precision"] == "fp32"
     assert [(e["user"], e["seed"]) for e in two["clips"]] == [(e["user"], e["seed"]) for e in one["clips"]]
-    assert not list((tmp_path / "two").glob(".manifest-rank*.json")), "rank 0 removes the merged shards"
-    for e in two["clips"]:
-        assert (tmp_path / "two" / e["folder"] / e["files"]["mp4"]).stat().st_size > 0
+    layout = lambda m, rid: [e["folder"].replace(rid, "RUN") for e in m["clips"]]  # noqa: E731
+    assert layout(two, run["run_id"]) == layout(one, first["run_id"]) == [
+        f"runs/RUN/{e['user']}" for e in one["clips"]]
+    assert {e["folder"].split("/")[1] for e in two["clips"]} == {run["run_id"]}
+    # published by the run folder's switch: only the new run folder is left, no staging, no shard, no stray folder
+    assert sorted(p.name for p in out.iterdir()) == [".lock", ".staging", "manifest.json", "runs"]
+    assert [p.name for p in (out / "runs").iterdir()] == [run["run_id"]] and not any((out / ".staging").iterdir())
+    assert not list(out.rglob(".manifest-rank*.json")), "rank 0 removes the merged shards"
+    on_disk = sorted(p.relative_to(out).as_posix() for p in (out / "runs").rglob("*") if p.is_file())
+    assert on_disk == sorted(f"{e['folder']}/{f}" for e in two["clips"] for f in e["files"].values())
+    assert run["checkpoint"]["path"] == Path(world["ckpt"]).name    # no absolute path of this machine
 
 
 def test_forward_batch_and_precision_are_recorded_and_change_only_what_they_should(world, tmp_path):
