@@ -104,7 +104,7 @@ def test_report_is_self_contained_and_complete(tmp_path):
     first = Image.open(io.BytesIO(base64.b64decode(gifs[0].split(",", 1)[1])))
     assert first.n_frames == 8  # really animated
     md = (run / "report.md").read_text()
-    assert "fvd[domain]**: 151.2" in md and "alignment[colour]**: 0.61" in md and "slot expected engagement" in md
+    assert "fvd\\[domain\\]**: 151.2" in md and "alignment\\[colour\\]**: 0.61" in md and "slot expected engagement" in md
     assert [h["name"] for h in out["headlines"]] == ["fvd[domain]", "alignment[colour]", "slot expected engagement"]
     assert "1 user(s) fell back to the popular clip" in page and "<td>fallback</td>" in page
 
@@ -163,3 +163,26 @@ def test_hostile_text_in_run_files_is_escaped_and_plotted_as_plain_text(tmp_path
     assert "<script>" not in page and "<b>1</b>" not in page and "<i>0</i>" not in page and "<img src=x>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "$\\frac{a$" in page
     assert "&lt;b&gt;1&lt;/b&gt;" in page and "&lt;i&gt;0&lt;/i&gt;" in page
+
+
+def test_hostile_metric_names_are_inert_in_the_markdown_summary(tmp_path):
+    """Markup in a metric name, a string value, a metrics file name and the slot verdict stays text in report.md,
+    rendered by a real CommonMark renderer with raw HTML on: no tag, no link, no image, no heading, no extra cell."""
+    import json
+
+    from markdown_it import MarkdownIt
+
+    run = make_run(tmp_path)
+    evil = "fvd](http://evil.example)<img src=x onerror=alert(1)> ![p](http://evil.example/p.png) a|b\n# pwned *x*"
+    atomic_write_json(run / "eval" / "evil[x](http:e).json", {"metrics": {evil: 1.5, "other": {"value": evil}}})
+    check = json.loads((run / "slot" / "slot_check.json").read_text())
+    check["verdict"] = "<script>alert(1)</script> [click](http://evil.example)"
+    atomic_write_json(run / "slot" / "slot_check.json", check)
+    build_report(discover(run), run / "report.html")
+    text = (run / "report.md").read_text()
+    rendered = MarkdownIt().enable("table").render(text)
+    assert "<img" not in rendered and "<script" not in rendered and "<a " not in rendered
+    assert "pwned" in rendered and "<h1>pwned" not in rendered and "<em>x</em>" not in rendered
+    row = next(line for line in rendered.split("<tr>") if "pwned" in line)
+    assert row.count("<td>") == 2                       # the | in the name did not split the table row
+    assert "&lt;img src=x onerror=alert(1)&gt;" in rendered and "evil[x](http:e).json" in rendered

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -299,14 +300,25 @@ def headlines(metrics: list[dict], check: dict | None) -> list[dict]:
     return out
 
 
+_MD_ACTIVE = re.compile(r"([\\`*_\[\]<>!|~&#])")
+
+
+def md(value) -> str:
+    """Any text from a run's files as inert Markdown: one line, every inline-active character backslash-escaped
+    (links, images, raw HTML, emphasis, code, table cells, entities), as the HTML page escapes it."""
+    return _MD_ACTIVE.sub(r"\\\1", " ".join(_fmt(value).split()))
+
+
 def markdown_summary(inputs, heads, metrics, slot_rows, check, out_html: Path, made: str) -> str:
-    lines = [f"# ReelGAN report: {inputs.run.name}", "", f"Made {made} by `reelgan-eval report`. "
-             f"Full page: `{out_html.name}` (self-contained HTML).", "", "## Headline figures", ""]
-    lines += [f"- **{h['name']}**: {h['display']} ({h['note']})" for h in heads] or ["- none available"]
+    """The report's Markdown summary; every value read from the run's files goes through `md`."""
+    lines = [f"# ReelGAN report: {md(inputs.run.name)}", "", f"Made {made} by `reelgan-eval report`. "
+             f"Full page: {md(out_html.name)} (self-contained HTML).", "", "## Headline figures", ""]
+    lines += [f"- **{md(h['name'])}**: {md(h['display'])} ({md(h['note'])})" for h in heads] or ["- none available"]
     lines += ["", "## Metrics", "", "| file | values |", "|---|---|"]
     for m in metrics:
         vals = metric_values(m["data"]) if m["data"] is not None else {"error": m.get("error")}
-        lines.append(f"| {Path(m['file']).name} | " + "; ".join(f"{k} = {_fmt(v)}" for k, v in vals.items()) + " |")
+        lines.append(f"| {md(Path(m['file']).name)} | " + "; ".join(f"{md(k)} = {md(v)}" for k, v in vals.items())
+                     + " |")
     if slot_rows:
         cands = [r for r in slot_rows if not r.get("fallback")]
         fallbacks = len(slot_rows) - len(cands)
@@ -314,7 +326,7 @@ def markdown_summary(inputs, heads, metrics, slot_rows, check, out_html: Path, m
                   f"{len({r['user_id'] for r in slot_rows})} users served ({fallbacks} with the popular-clip fallback)."]
         if check:
             lines.append("")
-            lines.append(check.get("verdict", ""))
+            lines.append(md(check.get("verdict", "")))
     lines += ["", f"Inputs: {len(inputs.train_logs)} training log(s), {len(inputs.metrics)} metrics file(s), "
               f"{len(inputs.manifests)} sample manifest(s).", ""]
     return "\n".join(lines)
