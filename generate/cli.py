@@ -17,7 +17,8 @@ EPILOG = """examples:
   reelgan-generate --checkpoint G.safetensors --data DATASET --users-file campaign.csv --devices 8 --strategy ddp
   reelgan-generate export --checkpoint runs/demo/train/checkpoints/last.ckpt --out generator.safetensors
 
-output: OUTDIR/<safe user name>/<name>-seedNNNN.<fmt> and OUTDIR/manifest.json (user, seed, embedding hash,
+output: OUTDIR/runs/<run id>/<safe user name>/<name>-seedNNNN.<fmt>, published atomically (1 or N processes
+alike) with OUTDIR/manifest.json (user, seed, embedding hash,
 checkpoint sha256, truncation, forward batch, precision, sizes, timings). A seed gives the same clip whatever
 --batch-size or number of devices, for the same --forward-batch and --precision.
 """
