@@ -6,9 +6,14 @@ presentation time (variable frame rates and 30/60 fps phone footage alike), cut 
 transcoded to one canonical mp4 (libx264 yuv420p, no audio). clips.csv gets the product attributes joined from
 products.csv plus, per clip, where it came from and how it was framed.
 
-Re-running is safe: a clip whose source bytes and settings are unchanged (its `import_key`) is reused, not
-re-encoded; attributes are re-joined from products.csv every run. Every file that could not be used is named
-with the reason, in the result and in DATASET/import_report.json.
+Re-running is safe: a clip whose source bytes and settings are unchanged (its `import_key`) and whose file still
+has the sha256 clips.csv recorded is reused, not re-encoded; attributes are re-joined from products.csv every run.
+Every file that could not be used is named with the reason, in the result and in DATASET/import_report.json.
+
+Interrupted runs: a clip file is named by its import_key (`clips/<stem>-<k>-<key>.mp4`), so a run with other
+settings never overwrites a file the current clips.csv lists. clips.csv is replaced last, in one atomic rename;
+then the clip files it no longer lists (and temp files of killed writes) are removed. A run killed at any moment
+leaves the previous clips.csv and every clip it lists as they were.
 """
 from __future__ import annotations
 
@@ -233,7 +238,8 @@ def import_catalogue(source_dir: str | Path, dataset: str | Path, products: str 
                            + "; ".join(f"{Path(s.file).name}: {s.reason}" for s in result.skipped[:5])
                            + "). Fix: see the reasons; supported: " + ", ".join(VIDEO_SUFFIXES))
     columns = ["clip_id", "path", "product_id", *attributes, *PROVENANCE_COLUMNS]
-    write_csv(clips_csv, pd.DataFrame(result.rows, columns=columns))
+    write_csv(clips_csv, pd.DataFrame(result.rows, columns=columns))  # the switch: the new clips are the dataset
+    _remove_unlisted(dataset / "clips", {r["path"] for r in result.rows})
     write_json(dataset / "import_report.json", {
         "made_by": "reelgan-data import", "source_dir": str(source_dir.resolve()),
         "products": str(products.resolve()) if products is not None else None,
@@ -281,23 +287,33 @@ def _import_one(source_dir: Path, rel: str, stem: str, table, attributes, settin
         rows = []
         per_clip = max(1, int(round(settings.clip_seconds * settings.fps)))
         for k, frames in enumerate(clips):
-            clip_id = f"{stem}-{k:02d}"
-            out = f"clips/{clip_id}.mp4"
+            clip_id, key = f"{stem}-{k:02d}", settings.key(sha, k)
+            out = f"clips/{clip_id}-{key}.mp4"
             write_video(result.dataset / out, frame_video(frames, settings.size, settings.fit), fps=settings.fps)
             rows.append({"clip_id": clip_id, "path": out, "source": rel, "source_sha256": sha,
                          "start_s": f"{k * per_clip / settings.fps:g}", "seconds": f"{len(frames) / settings.fps:g}",
                          "fps": str(settings.fps), "frames": str(len(frames)), "fit": settings.fit,
                          "rotation": str(facts["rotation"]), "source_size": facts["shown_size"],
-                         "import_key": settings.key(sha, k)})
+                         "import_key": key, "clip_sha256": file_sha256(result.dataset / out)})
         result.written += len(rows)
     result.sources += 1
     for row in rows:
         result.rows.append({**row, "product_id": product["product_id"], **{a: product.get(a, "") for a in attributes}})
 
 
+def _remove_unlisted(clips: Path, listed: set[str]) -> None:
+    """After clips.csv is switched: remove clip files it does not list (earlier settings, killed runs) and the temp
+    files of killed writes (`.<stem>.*.tmp.mp4`, matched by the glob too). Only clips/*.mp4: clips/ belongs to the
+    import."""
+    for file in clips.glob("*.mp4"):
+        if f"clips/{file.name}" not in listed:
+            file.unlink(missing_ok=True)
+
+
 def _reuse(rel: str, stem: str, sha: str, settings: ImportSettings, previous: dict,
            dataset: Path) -> list[dict] | None:
-    """The previous run's rows for this source when its bytes and the settings are unchanged and its files exist."""
+    """The previous run's rows for this source when its bytes and the settings are unchanged and its files still
+    hold what clips.csv recorded (sha256: a clip file changed since, or a row without one, is re-encoded)."""
     rows = [r for r in previous.values() if r.get("source") == rel]
     if not rows:
         return None
@@ -305,6 +321,7 @@ def _reuse(rel: str, stem: str, sha: str, settings: ImportSettings, previous: di
     for k, r in enumerate(rows):
         if r["clip_id"] != f"{stem}-{k:02d}" or r.get("import_key") != settings.key(sha, k):
             return None
-        if not (dataset / r["path"]).is_file():
+        file = dataset / r["path"]
+        if not r.get("clip_sha256") or not file.is_file() or file_sha256(file) != r["clip_sha256"]:
             return None
     return [{c: r[c] for c in ("clip_id", "path", *PROVENANCE_COLUMNS)} for r in rows]

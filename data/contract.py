@@ -19,7 +19,7 @@ USER_COLUMNS = ("user_id", "persona")
 ID_COLUMNS = {"clip_id", "product_id", "user_id", "path", "persona", "event", "split"}
 # Written per clip by `reelgan-data import` (data.catalogue): where it came from and how it was framed.
 PROVENANCE_COLUMNS = ("source", "source_sha256", "start_s", "seconds", "fps", "frames", "fit", "rotation",
-                      "source_size", "import_key")
+                      "source_size", "import_key", "clip_sha256")
 
 
 class DatasetError(ValueError):

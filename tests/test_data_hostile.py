@@ -47,3 +47,49 @@ def test_a_huge_declared_frame_size_is_skipped_as_undecodable(tmp_path):
     assert skipped["frames.mkv"].startswith("undecodable: no frame decodes"), skipped
     report = (tmp_path / "ds" / "import_report.json").read_text()
     assert "forged.mkv" in report and "frames.mkv" in report
+
+
+KILL_AT = """
+import os, signal, sys
+from data.catalogue import ImportSettings, import_catalogue
+def progress(done, total, file):
+    if done == int(sys.argv[3]):
+        os.kill(os.getpid(), signal.SIGKILL)   # mid-import, after that many source videos
+import_catalogue(sys.argv[1], sys.argv[2], settings=ImportSettings(size=(16, 16), fit="pad", fps=8, clip_seconds=1.0,
+                 max_clips=2, min_frames=4), progress=progress)
+"""
+
+
+def test_a_reimport_killed_with_other_settings_leaves_no_mixed_dataset(tmp_path):
+    """A complete 32×32 crop import; a 16×16 pad re-import SIGKILLed after 3 of 6 videos; a re-run with the first
+    settings: every clip is 32×32 and matches clips.csv (it reused 64×64 clips as 256×256 ones before)."""
+    import signal
+    import subprocess
+    import sys
+
+    from data.io import file_sha256
+    from data.video import probe
+
+    src, ds = tmp_path / "shop", tmp_path / "ds"
+    src.mkdir()
+    for i in range(6):
+        phone_clip(src / f"v{i}.mp4", seconds=1.0, fps=24 + i, height=48, width=32)
+    first = import_catalogue(src, ds, settings=SETTINGS)
+    before = (ds / "clips.csv").read_bytes()
+    killed = subprocess.run([sys.executable, "-c", KILL_AT, str(src), str(ds), "3"], capture_output=True,
+                            cwd=Path(__file__).resolve().parents[1], timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    assert (ds / "clips.csv").read_bytes() == before                     # the old dataset, untouched
+    again = import_catalogue(src, ds, settings=SETTINGS)
+    assert (again.written, again.reused) == (0, len(first.rows))
+    clips = pd.read_csv(ds / "clips.csv", dtype=str)
+    for row in clips.itertuples():
+        facts = probe(ds / row.path)
+        assert (facts["width"], facts["height"], row.fit) == (32, 32, "crop")
+        assert file_sha256(ds / row.path) == row.clip_sha256
+    assert sorted(p.name for p in (ds / "clips").iterdir()) == sorted(Path(p).name for p in clips["path"])
+    # a clip file changed since clips.csv recorded it is re-encoded, not reused
+    with open(ds / clips["path"][0], "ab") as f:
+        f.write(b"\0")
+    third = import_catalogue(src, ds, settings=SETTINGS)
+    assert (third.written, third.reused) == (1, len(first.rows) - 1)
