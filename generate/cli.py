@@ -5,6 +5,7 @@ A thin shell: parsing here, work in generate.targets / generate.run / generate.e
 from __future__ import annotations
 
 import argparse
+import itertools
 import shlex
 import sys
 from pathlib import Path
@@ -119,7 +120,8 @@ def run_generate(args) -> dict:
     from generate.loading import load_generator
     from generate.run import generate_to_folders, pick_device
     from generate.seeds_spec import resolve_seeds
-    from generate.targets import (campaign_targets, dedupe, embedding_targets, persona_targets, user_targets)
+    from generate.targets import (campaign_targets, check_campaign, dedupe, embedding_targets, persona_targets,
+                                  user_targets)
     from generate.writers import parse_formats
 
     formats = parse_formats(args.format)
@@ -146,17 +148,22 @@ def run_generate(args) -> dict:
     targets = []
     if args.user:
         targets += user_targets(_split_ids(args.user), embeddings, str(prefs))
-    if args.users_file:
-        targets += campaign_targets(args.users_file, embeddings, persona_map)
+    campaign = []
+    if args.users_file:  # streamed (a 10⁶-row campaign starts at once); a regular file is checked in one pass first
+        if Path(args.users_file).is_file():
+            check_campaign(args.users_file, embeddings, persona_map)
+        campaign = campaign_targets(args.users_file, embeddings, persona_map)
+    rest = []
     if args.embedding:
-        targets += embedding_targets(args.embedding, int(info["config"]["cond_dim"]))
+        rest += embedding_targets(args.embedding, int(info["config"]["cond_dim"]))
     if args.persona:
-        targets += persona_targets(args.persona, persona_map)
+        rest += persona_targets(args.persona, persona_map)
+    targets = itertools.chain(targets, campaign, rest)
     command = "reelgan-generate " + shlex.join(sys.argv[1:])
     if args.devices or args.strategy:
         from generate.predict import generate_distributed
 
-        return generate_distributed(generator, info, dedupe(targets), seeds, args.outdir, formats,
+        return generate_distributed(generator, info, list(dedupe(targets)), seeds, args.outdir, formats,
                                     devices=_devices(args.devices), strategy=args.strategy or "auto",
                                     num_nodes=args.num_nodes,
                                     device=args.device, fps=args.fps, truncation=args.truncation,

@@ -152,7 +152,7 @@ def generate_distributed(generator, info: dict, targets: list[Target], seeds: li
     def make_run(trainer, entries, shards) -> dict:
         gen_s = max(s["generate_s"] for s in shards)
         return run_record(
-            info, targets, seeds, len(entries), command, outdir, device=str(trainer.strategy.root_device.type),
+            info, [t.name for t in targets], seeds, len(entries), command, outdir, device=str(trainer.strategy.root_device.type),
             devices=trainer.world_size, strategy=type(trainer.strategy).__name__, batch_size=forward_batch,
             forward_batch=forward_batch, precision=precision, truncation=truncation, fps=fps, formats=formats,
             timings={"generate_s": round(gen_s, 3), "write_s": round(max(s["write_s"] for s in shards), 3),

@@ -1,9 +1,11 @@
 """Generate clips for targets × seeds into one folder per target, with a manifest (the body of reelgan-generate)."""
 from __future__ import annotations
 
+import itertools
 import platform
 import sys
 import time
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -53,7 +55,7 @@ def write_clips(jobs: list[tuple[Target, int]], video: torch.Tensor, outdir: Pat
     return entries
 
 
-def run_record(info: dict, targets: list[Target], seeds: list[int], clips: int, command: str | None,
+def run_record(info: dict, target_names: list[str], seeds: list[int], clips: int, command: str | None,
                base: str | Path, **how) -> dict:
     """The manifest's record of one run: what was asked, with which generator and options, and its timings. The
     checkpoint's path is recorded relative to `base` (OUTDIR) where it can be (generate.paths.recorded_path)."""
@@ -64,12 +66,12 @@ def run_record(info: dict, targets: list[Target], seeds: list[int], clips: int, 
         "checkpoint": {"path": recorded_path(info.get("path"), base), "sha256": ckpt_sha,
                        "embeddings_hash": info.get("embeddings_hash"), "kind": info.get("kind")},
         "generator_config": info.get("config"),
-        **how, "clips": clips, "targets": [t.name for t in targets], "seeds": seeds,
+        **how, "clips": clips, "targets": list(target_names), "seeds": seeds,
         "torch": torch.__version__, "python": platform.python_version(),
     }
 
 
-def generate_to_folders(generator, info: dict, targets: list[Target], seeds: list[int], outdir: str | Path,
+def generate_to_folders(generator, info: dict, targets: Iterable[Target], seeds: list[int], outdir: str | Path,
                         formats: list[str], fps: int = 8, truncation: float = 1.0, batch_size: int = 16,
                         device: str = "cpu", progress: bool = True, command: str | None = None,
                         on_batch=None, forward_batch: int = FORWARD_BATCH, precision: str = "fp32") -> dict:
@@ -82,8 +84,12 @@ def generate_to_folders(generator, info: dict, targets: list[Target], seeds: lis
     Returns the manifest. `on_batch(entries, video)`, if given, sees each batch as it is made (the slot scores
     candidates with it): entries are this batch's manifest rows, video its float (N, T, C, H, W) clips in [-1, 1].
     """
-    if not targets:
+    total_jobs = len(targets) * len(seeds) if hasattr(targets, "__len__") else None  # a stream: unknown
+    targets = iter(targets)
+    first = next(targets, None)
+    if first is None:
         raise ValueError("no targets: give --user, --users-file, --embedding or --persona")
+    targets = itertools.chain([first], targets)
     if batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
     check_options(forward_batch, precision)
@@ -93,15 +99,23 @@ def generate_to_folders(generator, info: dict, targets: list[Target], seeds: lis
     load_manifest(outdir / MANIFEST_NAME)  # fail on a corrupt manifest before spending minutes generating
     with RunFolder(outdir) as run_folder:
         staging = run_folder.staging
-        folders = {t.name: child_dir(staging, t.name) for t in targets}
-        jobs = [(t, s) for t in targets for s in seeds]
+        folders: dict[str, Path] = {}
+        names: list[str] = []
+
+        def job_stream():  # targets are read as the clips are made (a campaign file streams: generate.targets)
+            for t in targets:
+                folders[t.name] = child_dir(staging, t.name)
+                names.append(t.name)
+                for s in seeds:
+                    yield t, s
+
+        jobs = job_stream()
         step = -(-batch_size // forward_batch) * forward_batch  # clips per step: whole forwards, no padding waste
         entries: list[dict] = []
         gen_s = write_s = 0.0
         with progress_bar(progress, transient=False, unit="clips", remaining=True, fields=("rate",)) as bar:
-            task = bar.add_task("generate", total=len(jobs), rate="")
-            for lo in range(0, len(jobs), step):
-                chunk = jobs[lo: lo + step]
+            task = bar.add_task("generate", total=total_jobs, rate="")
+            while chunk := list(itertools.islice(jobs, step)):
                 conds = torch.from_numpy(np.stack([t.condition for t, _ in chunk]))
                 t0 = time.perf_counter()
                 video = generate_clips(generator, conds, [s for _, s in chunk], truncation, step, device,
@@ -113,10 +127,9 @@ def generate_to_folders(generator, info: dict, targets: list[Target], seeds: lis
                 write_s += time.perf_counter() - t0
                 if on_batch is not None:
                     on_batch(entries[-len(chunk):], video)
-                bar.update(task, advance=len(chunk),
-                           rate=f"{(lo + len(chunk)) / max(gen_s, 1e-9):.2f} clips/s (model)")
+                bar.update(task, advance=len(chunk), rate=f"{len(entries) / max(gen_s, 1e-9):.2f} clips/s (model)")
         total = time.perf_counter() - started
-        run = run_record(info, targets, seeds, len(entries), command, outdir, device=device, devices=1,
+        run = run_record(info, names, seeds, len(entries), command, outdir, device=device, devices=1,
                          batch_size=batch_size, forward_batch=forward_batch, precision=precision,
                          truncation=truncation, fps=fps, formats=formats,
                          timings={"generate_s": round(gen_s, 3), "write_s": round(write_s, 3),

@@ -4,12 +4,13 @@ A Target's condition is what the generator sees: float32 (E,), L2-normalised (do
 """
 from __future__ import annotations
 
+import csv
 import difflib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -107,43 +108,81 @@ def embedding_targets(path: str | Path, dim: int) -> list[Target]:
                    _normalise(row, f"{path} row {i}"), f"{path}:{i}") for i, row in enumerate(arr)]
 
 
-def campaign_targets(path: str | Path, embeddings, persona_map) -> list[Target]:
-    """campaign.csv: one row per target with `user_id` and/or `persona` (a row's user_id wins when both are set)."""
+CAMPAIGN_CHUNK = 1024  # campaign rows turned into targets at a time (personas are embedded per chunk)
+
+
+def campaign_rows(path: str | Path, embeddings, persona_map) -> Iterator[tuple[int, str, str]]:
+    """Stream (CSV row number, user_id, persona) of a campaign CSV, each row checked as it is read (constant
+    memory); an error names the file, row and fix."""
     path = Path(path)
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            cols = set(reader.fieldnames or ())
+            if not cols & {"user_id", "persona"}:
+                raise ValueError(f"{path}: no user_id or persona column (found {', '.join(reader.fieldnames or []) or 'none'}); "
+                                 "add a header line such as 'user_id,persona'")
+            rows = 0
+            for i, row in enumerate(reader, start=2):  # row 1 is the header
+                uid, persona = (row.get("user_id") or "").strip(), (row.get("persona") or "").strip()
+                if uid:
+                    if embeddings is None:
+                        raise ValueError(f"{path} row {i}: user_id {uid!r} needs preference embeddings; pass --data or --preferences")
+                    if uid not in embeddings:
+                        raise UnknownUserError(f"{path} row {i}: "
+                                               f"{unknown_user_message(uid, list(embeddings.user_ids), 'the preference embeddings')}")
+                elif persona:
+                    if persona_map is None:
+                        raise ValueError(f"{path} row {i}: persona needs the persona map; pass --data or --persona-map")
+                else:
+                    raise ValueError(f"{path} row {i}: both user_id and persona are empty; fill one or delete the row")
+                rows += 1
+                yield i, uid, persona
+    except (OSError, csv.Error, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: cannot read the campaign CSV ({e}); it needs a header with user_id and/or persona") from e
-    cols = set(frame.columns)
-    if not cols & {"user_id", "persona"}:
-        raise ValueError(f"{path}: no user_id or persona column (found {', '.join(frame.columns) or 'none'}); "
-                         "add a header line such as 'user_id,persona'")
-    targets: list[Target] = []
-    for i, row in enumerate(frame.to_dict("records"), start=2):  # row 1 is the header
-        uid, persona = row.get("user_id", "").strip(), row.get("persona", "").strip()
-        if uid:
-            if embeddings is None:
-                raise ValueError(f"{path} row {i}: user_id {uid!r} needs preference embeddings; pass --data or --preferences")
-            try:
-                targets += user_targets([uid], embeddings)
-            except UnknownUserError as e:
-                raise UnknownUserError(f"{path} row {i}: {e}") from None
-        elif persona:
-            if persona_map is None:
-                raise ValueError(f"{path} row {i}: persona needs the persona map; pass --data or --persona-map")
-            targets += persona_targets([persona], persona_map)
-        else:
-            raise ValueError(f"{path} row {i}: both user_id and persona are empty; fill one or delete the row")
-    if not targets:
+    if not rows:
         raise ValueError(f"{path}: the campaign has no rows")
-    return targets
 
 
-def dedupe(targets: list[Target]) -> list[Target]:
-    """Keep the first of targets with the same name (a user listed twice gets one folder, not two)."""
-    seen, out = set(), []
+def check_campaign(path: str | Path, embeddings, persona_map) -> int:
+    """One streaming pass over a campaign file (a regular file: a pipe is read once, by the targets): every row is
+    checked before any clip is made. → the number of rows."""
+    return sum(1 for _ in campaign_rows(path, embeddings, persona_map))
+
+
+def campaign_targets(path: str | Path, embeddings, persona_map) -> Iterator[Target]:
+    """campaign.csv: one row per target with `user_id` and/or `persona` (a row's user_id wins when both are set).
+
+    Streamed: rows are read and turned into targets CAMPAIGN_CHUNK at a time, so a 10⁶-row campaign starts
+    generating at once and never holds its rows or vectors in memory."""
+    chunk: list[tuple[int, str, str]] = []
+    for row in campaign_rows(path, embeddings, persona_map):
+        chunk.append(row)
+        if len(chunk) == CAMPAIGN_CHUNK:
+            yield from _chunk_targets(chunk, embeddings, persona_map)
+            chunk = []
+    yield from _chunk_targets(chunk, embeddings, persona_map)
+
+
+def _chunk_targets(chunk, embeddings, persona_map) -> list[Target]:
+    users = [uid for _, uid, _ in chunk if uid]
+    user_conds = iter(np.asarray(embeddings.conditions(users), np.float32) if users else ())
+    texts = [p for _, uid, p in chunk if not uid]
+    persona_conds = iter(np.asarray(persona_map.embed(texts), np.float32) if texts else ())
+    out = []
+    for i, uid, persona in chunk:
+        if uid:
+            out.append(Target(uid, "user", _normalise(next(user_conds), f"user {uid}")))
+        else:
+            out.append(Target(f"persona-{persona}", "persona", _normalise(next(persona_conds), f"persona {persona!r}"),
+                              persona))
+    return out
+
+
+def dedupe(targets: Iterable[Target]) -> Iterator[Target]:
+    """Keep the first of targets with the same name (a user listed twice gets one folder, not two); streams."""
+    seen = set()
     for t in targets:
         if t.name not in seen:
             seen.add(t.name)
-            out.append(t)
-    return out
+            yield t

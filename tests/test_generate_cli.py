@@ -141,3 +141,48 @@ def test_persona_map_of_other_embeddings_is_refused_like_user_vectors(world, tmp
     assert not (tmp_path / "a" / "manifest.json").exists()
     assert main([*base, "--persona-map", str(tmp_path / "same.safetensors"), "--persona", "red dress",
                  "--outdir", str(tmp_path / "b")]) == 0
+
+
+def test_a_campaign_streams_its_first_clips_before_the_file_is_read(world, tmp_path, monkeypatch, capsys):
+    """--users-file is read as a stream: through a real FIFO, the first batch of clips is written while the writer
+    still holds back the rest of the campaign (it waits for that batch: a deadlock guard, not a timing). A bad last
+    row of a regular file is refused, naming the row, before any clip is made."""
+    import os
+    import threading
+
+    import generate.run as run
+    import generate.targets as targets
+
+    monkeypatch.setattr(targets, "CAMPAIGN_CHUNK", 8, raising=False)   # rows turned into targets at a time
+    first_batch, fed_all_before_it = threading.Event(), []
+    real_write = run.write_clips
+
+    def write_clips(*a, **k):
+        first_batch.set()
+        return real_write(*a, **k)
+
+    monkeypatch.setattr(run, "write_clips", write_clips)
+    fifo, ids = tmp_path / "campaign.csv", [f"u{i:04d}" for i in range(24)]
+    os.mkfifo(fifo)
+
+    def feed():
+        with open(fifo, "w") as f:
+            f.write("user_id\n" + "".join(f"{u}\n" for u in ids[:12]))
+            f.flush()
+            fed_all_before_it.append(not first_batch.wait(timeout=120))
+            f.write("".join(f"{u}\n" for u in ids[12:]))
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    out = tmp_path / "out"
+    code = _run(world, out, "--users-file", str(fifo), "--format", "grid", "--batch-size", "8")
+    writer.join()
+    assert code == 0 and fed_all_before_it == [False]     # clips were made before the rest was written
+    m = json.loads((out / "manifest.json").read_text())
+    assert [e["user"] for e in m["clips"]] == ids and m["runs"][-1]["targets"] == ids
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user_id\n" + "".join(f"{u}\n" for u in ids) + "nobody\n")
+    capsys.readouterr()
+    assert _run(world, tmp_path / "bad", "--users-file", str(bad), "--format", "grid") == 2
+    assert f"{bad} row {len(ids) + 2}: unknown user 'nobody'" in capsys.readouterr().err
+    assert not (tmp_path / "bad" / "runs").exists()
