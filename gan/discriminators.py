@@ -12,22 +12,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gan.attributes import masked_attribute_loss
 from gan.layers import Block2Plus1D, Block3D, EqualConv2d, EqualLinear, ProjectionHead
 
 
 class _DownBlock(nn.Module):
-    """Residual 2D block: two 3×3 convs, then ×½ average pool; skip = 1×1 conv + pool."""
+    """Residual 2D block: two 3×3 convs, then ×½ average pool; skip = 1×1 conv + pool; the sum is scaled by 1/√2,
+    folded into conv2 and skip (leaky ReLU and pooling commute with a positive factor)."""
 
     def __init__(self, in_ch: int, out_ch: int):
         super().__init__()
         self.conv1 = EqualConv2d(in_ch, in_ch)
-        self.conv2 = EqualConv2d(in_ch, out_ch)
-        self.skip = EqualConv2d(in_ch, out_ch, kernel=1, bias=False)
+        self.conv2 = EqualConv2d(in_ch, out_ch, gain=1 / math.sqrt(2))
+        self.skip = EqualConv2d(in_ch, out_ch, kernel=1, bias=False, gain=1 / math.sqrt(2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.leaky_relu(self.conv1(x), 0.2)
         h = F.avg_pool2d(F.leaky_relu(self.conv2(h), 0.2), 2)
-        return (h + F.avg_pool2d(self.skip(x), 2)) / math.sqrt(2)
+        return h + F.avg_pool2d(self.skip(x), 2)
 
 
 class ImageDiscriminator(nn.Module):
@@ -148,10 +150,7 @@ class AttributeHead(nn.Module):
         """h (B, k, F) frame features, labels (B, A) long (-1 = unknown) → mean cross-entropy over attributes."""
         B, k = h.shape[:2]
         logits = self.linear(h.flatten(0, 1)).float().split(self.classes, dim=1)
-        labels = labels.repeat_interleave(k, dim=0)
-        parts = [F.cross_entropy(lg, labels[:, a], ignore_index=-1) for a, lg in enumerate(logits)
-                 if (labels[:, a] >= 0).any()]
-        return torch.stack(parts).mean() if parts else h.sum() * 0.0
+        return masked_attribute_loss(logits, labels.repeat_interleave(k, dim=0))
 
 
 def _projected(**kwargs) -> nn.Module:

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gan.attributes import attribute_one_hot, masked_attribute_loss
 from gan.layers import EqualLinear, StyledConv, ToRGB
 from gan.motion import build_motion
 
@@ -31,12 +32,6 @@ LEVELS = 4  # H/8, H/4, H/2, H
 def _normalise(x: torch.Tensor) -> torch.Tensor:
     """Unit second moment per row (StyleGAN's pixel norm on vectors)."""
     return x * (x.square().mean(dim=1, keepdim=True) + 1e-8).rsqrt()
-
-
-def attribute_one_hot(attributes: torch.Tensor, classes: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
-    """(B, A) indices → (B, Σ classes) concatenated one-hots; an unknown value (-1) is all zeros."""
-    return torch.cat([F.one_hot(attributes[:, a].clamp(min=0), n) * (attributes[:, a:a + 1] >= 0)
-                      for a, n in enumerate(classes)], dim=1).to(dtype)
 
 
 class MappingNetwork(nn.Module):
@@ -76,9 +71,7 @@ class PreferenceHead(nn.Module):
 
     def loss(self, cond: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """labels (B, A) long, -1 = unknown → mean cross-entropy over the attributes that have labels."""
-        parts = [F.cross_entropy(lg, labels[:, a], ignore_index=-1)
-                 for a, lg in enumerate(self(cond)) if (labels[:, a] >= 0).any()]
-        return torch.stack(parts).mean() if parts else cond.sum() * 0.0
+        return masked_attribute_loss(self(cond), labels)
 
     @torch.enable_grad()
     def fit(self, cond: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, l2: float = 1e-4,
@@ -189,7 +182,7 @@ class VideoGenerator(nn.Module):
                              persistent=False)
 
     def attributes_for(self, z: torch.Tensor, cond: torch.Tensor, truncation: float = 1.0,
-                       attributes: torch.Tensor | None = None) -> torch.Tensor | None:
+                       attributes: torch.Tensor | None = None, checked: bool = False) -> torch.Tensor | None:
         """The attribute values (B, A) a clip is made with: given ones where ≥ 0, else drawn by z's attribute part
         (truncation 1) or each attribute's mode for the shopper (truncation < 1). None without attributes."""
         if self.preference is None:
@@ -202,11 +195,17 @@ class VideoGenerator(nn.Module):
         if attributes.shape != chosen.shape:
             raise ValueError(f"attributes must be (B, {A}) = one index per product attribute, -1 = choose; "
                              f"got {tuple(attributes.shape)}")
+        if not checked:
+            self.check_attributes(attributes)
+        return torch.where(attributes >= 0, attributes.to(chosen.device), chosen)
+
+    def check_attributes(self, attributes: torch.Tensor) -> None:
+        """Refuse indices beyond an attribute's values. It reads the values back (a host sync), so training,
+        whose labels the datamodule built from the same classes, skips it (forward's `checked=True`)."""
         bad = [a for a, n in enumerate(self.attribute_classes) if (attributes[:, a] >= n).any()]
         if bad:
             raise ValueError(f"attributes column(s) {bad} hold an index beyond the attribute's "
                              f"{[self.attribute_classes[a] for a in bad]} values")
-        return torch.where(attributes >= 0, attributes.to(chosen.device), chosen)
 
     @torch.no_grad()
     def average_w(self, cond: torch.Tensor, attributes: torch.Tensor | None = None) -> torch.Tensor:
@@ -220,14 +219,18 @@ class VideoGenerator(nn.Module):
         return self.mapping(zs, cs, one_hot).reshape(cond.shape[0], K, -1).mean(dim=1)
 
     def forward(self, z: torch.Tensor, cond: torch.Tensor, truncation: float = 1.0,
-                attributes: torch.Tensor | None = None, window: tuple[int, int] | None = None) -> torch.Tensor:
+                attributes: torch.Tensor | None = None, window: tuple[int | torch.Tensor, int] | None = None,
+                checked: bool = False, pre_tanh: bool = False) -> torch.Tensor:
         """z (B, z_dim), cond (B, E) → video (B, T, 3, H, W) in [-1, 1].
 
         attributes (B, A) long, optional: the product attribute values to make (-1 = choose from the shopper's
         predicted preferences); training passes those of the paired real clips.
         window (start, length), optional: synthesise only frames start … start+length-1 of the clip (training's
         temporal window, StyleGAN-V's sparse-frame idea). The motion still runs over the whole clip, so these are
-        exactly the frames the whole clip has; only the costly synthesis is skipped for the others.
+        exactly the frames the whole clip has; only the costly synthesis is skipped for the others. start may be
+        a 0-d device tensor (training draws it there and never reads it back).
+        checked: the attributes are known to be in range (training's own labels): skip the check's host read.
+        pre_tanh: return the output before the final tanh (fp32), e.g. to see whether a saturated G's seeds differ.
         """
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"z must be (B, {self.z_dim}) = content {self.content_dim} + {self.frames} frames × "
@@ -237,7 +240,7 @@ class VideoGenerator(nn.Module):
             raise ValueError(f"cond must be ({z.shape[0]}, {self.cond_dim}) to match z and the generator's "
                              f"cond_dim; got {tuple(cond.shape)} (does the checkpoint match the embeddings?)")
         B, T = z.shape[0], self.frames
-        chosen = self.attributes_for(z, cond, truncation, attributes)
+        chosen = self.attributes_for(z, cond, truncation, attributes, checked=checked)
         one_hot = None if chosen is None else attribute_one_hot(chosen, self.attribute_classes, cond.dtype)
         w = self.mapping(z[:, :self.content_dim], cond, one_hot)               # (B, w_dim)
         if truncation != 1.0:
@@ -247,10 +250,14 @@ class VideoGenerator(nn.Module):
         feats = self.const[None, None].expand(B, T, -1, -1, -1)               # (B, T, C0, H/8, W/8)
         w_frames, feats = self.motion(w, noise, feats)                          # (B, T, w_dim), same feats shape
         if window is not None:
-            start, T = int(window[0]), int(window[1])
-            if start < 0 or T < 1 or start + T > self.frames:
-                raise ValueError(f"window {tuple(window)} is not inside the clip's {self.frames} frames")
-            w_frames, feats = w_frames[:, start:start + T], feats[:, start:start + T]
+            start, T = window[0], int(window[1])
+            if torch.is_tensor(start):      # drawn on the device: gather, don't read it back
+                frames = start.reshape(()) + torch.arange(T, device=start.device)
+                w_frames, feats = w_frames.index_select(1, frames), feats.index_select(1, frames)
+            else:
+                if start < 0 or T < 1 or start + T > self.frames:
+                    raise ValueError(f"window {tuple(window)} is not inside the clip's {self.frames} frames")
+                w_frames, feats = w_frames[:, start:start + T], feats[:, start:start + T]
         x = feats.reshape(B * T, *feats.shape[2:])
         ws = w_frames.reshape(B * T, -1)
         rgb = None
@@ -258,9 +265,15 @@ class VideoGenerator(nn.Module):
             for conv in convs:
                 x = conv(x, ws)
             y = to_rgb(x, ws)
-            rgb = y if rgb is None else F.interpolate(rgb, scale_factor=2, mode="bilinear", align_corners=False) + y
+            # The RGB sum and the tanh run in fp32 whatever the autocast: bf16 rounds a tanh near ±1 to exactly
+            # ±1, where its gradient is 0 and a saturated G cannot recover.
+            with torch.autocast(y.device.type, enabled=False):
+                y = y.float()
+                rgb = y if rgb is None else F.interpolate(rgb, scale_factor=2, mode="bilinear",
+                                                          align_corners=False) + y
         # The 4 RGB skips add up: scale by 1/√4 so tanh starts in its linear range.
-        return torch.tanh(rgb * 0.5).reshape(B, T, 3, self.height, self.width)
+        rgb = (rgb * 0.5).reshape(B, T, 3, self.height, self.width)
+        return rgb if pre_tanh else torch.tanh(rgb)
 
 
 def check_video_size(frames: int, height: int, width: int, min_frames: int = 1, prefix: str = "") -> None:

@@ -12,42 +12,66 @@ import torch.nn.functional as F
 from torch import nn
 
 
+SQRT2 = math.sqrt(2)
+
+
 class EqualLinear(nn.Module):
-    """Linear layer with equalised learning rate; `lr_mul` slows the mapping network as in StyleGAN."""
+    """Linear layer with equalised learning rate; `lr_mul` slows the mapping network as in StyleGAN.
+
+    With `activation`, leaky ReLU with gain √2. The gain is folded into the weight and bias scales, which is
+    exact because leaky ReLU is positively homogeneous: lrelu(x)·√2 = lrelu(√2·x). One elementwise pass fewer,
+    forwards and backwards.
+    """
 
     def __init__(self, in_features: int, out_features: int, bias_init: float = 0.0, lr_mul: float = 1.0,
                  activation: bool = False):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_mul)
         self.bias = nn.Parameter(torch.full((out_features,), float(bias_init)))
-        self.scale = lr_mul / math.sqrt(in_features)
+        gain = SQRT2 if activation else 1.0
+        self.scale = lr_mul / math.sqrt(in_features) * gain
         self.lr_mul = lr_mul
+        self.bias_scale = lr_mul * gain
         self.activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
-        return F.leaky_relu(x, 0.2) * math.sqrt(2) if self.activation else x
+        bias = self.bias if self.bias_scale == 1 else self.bias * self.bias_scale
+        x = F.linear(x, self.weight * self.scale, bias)
+        return F.leaky_relu(x, 0.2) if self.activation else x
 
 
 class EqualConv2d(nn.Module):
-    """Plain conv with equalised learning rate (discriminator and motion blocks)."""
+    """Plain conv with equalised learning rate (discriminator and motion blocks); `gain` scales the output (folded
+    into the weight and bias scales)."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, bias: bool = True):
+    def __init__(self, in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, bias: bool = True,
+                 gain: float = 1.0):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel, kernel))
         self.bias = nn.Parameter(torch.zeros(out_ch)) if bias else None
-        self.scale = 1 / math.sqrt(in_ch * kernel * kernel)
+        self.scale = gain / math.sqrt(in_ch * kernel * kernel)
+        self.gain = gain
         self.stride, self.padding = stride, kernel // 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.weight * self.scale, self.bias, stride=self.stride, padding=self.padding)
+        bias = self.bias if self.bias is None or self.gain == 1 else self.bias * self.gain
+        return F.conv2d(x, self.weight * self.scale, bias, stride=self.stride, padding=self.padding)
 
 
 class ModulatedConv2d(nn.Module):
     """StyleGAN2 modulated convolution, in the 'non-fused' form (scale activations, shared conv, scale outputs).
 
     The non-fused form runs one ordinary conv for the whole batch instead of a grouped conv per sample, which is
-    much faster on CPUs. x: (N, in, H, W), w: (N, w_dim) → (N, out, H', W') with H' = 2H when `up`.
+    much faster on CPUs. x: (N, in, H, W), w: (N, w_dim) → (N, out, H', W') with H' = 2H when `up`; `gain`
+    multiplies the output (bias included).
+
+    Written for few elementwise passes, each rewrite exact in real arithmetic:
+    - the style scales x before the upsampling: a per-channel factor commutes with bilinear interpolation, and
+      the product runs at a quarter of the pixels;
+    - the conv takes the raw weight (under autocast its bf16 copy is made once and cached); the weight scale
+      cancels in demodulation, and without demodulation it multiplies the styles;
+    - demodulation coefficients are one matmul, s² · Σ_kk W², instead of a broadcast product and a sum;
+    - demodulation, gain and bias are applied in one addcmul.
     """
 
     def __init__(self, in_ch: int, out_ch: int, w_dim: int, kernel: int = 3, demodulate: bool = True,
@@ -59,28 +83,37 @@ class ModulatedConv2d(nn.Module):
         self.scale = 1 / math.sqrt(in_ch * kernel * kernel)
         self.demodulate, self.up, self.padding = demodulate, up, kernel // 2
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        styles = self.affine(w)  # (N, in)
-        weight = self.weight * self.scale
+    def forward(self, x: torch.Tensor, w: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+        N = x.shape[0]
+        styles = self.affine(w)                                                      # (N, in)
+        if self.demodulate:
+            # ‖scale·W_o ⊙ s‖ over (in, kh, kw) = scale·√(s² · Σ_kk W_o²); the scale cancels, eps is rescaled.
+            sq = F.linear(styles.square(), self.weight.square().sum(dim=(2, 3)))      # (N, out)
+            out_scale = (sq + 1e-8 / self.scale ** 2).rsqrt()
+            out_scale = out_scale * gain if gain != 1 else out_scale
+        else:
+            styles = styles * (self.scale * gain)
+            out_scale = None
+        x = x * styles.reshape(N, -1, 1, 1).to(x.dtype)
         if self.up:
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-        x = F.conv2d(x * styles[:, :, None, None].to(x.dtype), weight.to(x.dtype), padding=self.padding)
-        if self.demodulate:
-            # ||w_oi * s_i||_2 over (in, kh, kw) for each sample and output channel.
-            dcoefs = (weight.square().sum(dim=(2, 3))[None] * styles.square()[:, None, :]).sum(dim=2)
-            x = x * (dcoefs + 1e-8).rsqrt()[:, :, None, None].to(x.dtype)
-        return x + self.bias[None, :, None, None].to(x.dtype)
+        x = F.conv2d(x, self.weight.to(x.dtype), padding=self.padding)
+        bias = (self.bias if gain == 1 else self.bias * gain).reshape(1, -1, 1, 1).to(x.dtype)
+        if out_scale is None:
+            return x + bias
+        return torch.addcmul(bias, x, out_scale.reshape(N, -1, 1, 1).to(x.dtype))
 
 
 class StyledConv(nn.Module):
-    """Modulated conv + bias + leaky ReLU (gain √2). No noise inputs: the generator is deterministic in (z, c)."""
+    """Modulated conv + bias + leaky ReLU (gain √2, folded into the conv's output scale: lrelu is positively
+    homogeneous). No noise inputs: the generator is deterministic in (z, c)."""
 
     def __init__(self, in_ch: int, out_ch: int, w_dim: int, up: bool = False):
         super().__init__()
         self.conv = ModulatedConv2d(in_ch, out_ch, w_dim, up=up)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        return F.leaky_relu(self.conv(x, w), 0.2) * math.sqrt(2)
+        return F.leaky_relu(self.conv(x, w, gain=SQRT2), 0.2)
 
 
 class ToRGB(nn.Module):

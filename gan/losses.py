@@ -26,6 +26,15 @@ import torch.nn.functional as F
 from gan.discriminators import ImageDiscriminator, VideoDiscriminator
 
 
+def _rows(h, start: int):
+    """A D's features from row `start` on: a tensor, or the projected D's list of per-scale tensors."""
+    return [x[start:] for x in h] if isinstance(h, list) else h[start:]
+
+
+def _cat_rows(a, b):
+    return [torch.cat(pair) for pair in zip(a, b)] if isinstance(a, list) else torch.cat([a, b])
+
+
 class ReelGANLoss:
     def __init__(
         self,
@@ -81,9 +90,13 @@ class ReelGANLoss:
             losses.append(F.cross_entropy(logits.flatten(0, 1), target.repeat_interleave(m)))
         return sum(losses) / len(losses)
 
-    def _features(self, video: torch.Tensor):
+    def _augmented(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """→ (augmented video, (B, k) frame indices for the image D): the random draws of one pass, in order."""
         video = self.augment(video)
-        idx = self.frame_index(video.shape[0], video.shape[1])
+        return video, self.frame_index(video.shape[0], video.shape[1])
+
+    def _features(self, video: torch.Tensor):
+        video, idx = self._augmented(video)
         return self.image_d.features(video, idx), self.video_d.features(video)
 
     def _scores(self, feats, cond: torch.Tensor) -> torch.Tensor:
@@ -108,16 +121,29 @@ class ReelGANLoss:
 
     def d_main(self, real: torch.Tensor, fake: torch.Tensor, cond: torch.Tensor, labels: torch.Tensor | None = None):
         """real, fake (B, T, C, H, W) (fake detached), labels (B, A) of the real clips or None
-        → (loss, logs, real logits (B, k+1) for ADA)."""
-        fake_logits = self._scores(self._features(fake), cond)
-        real_feats = self._features(real)
-        real_logits = self._scores(real_feats, cond)
+        → (loss, logs, real logits (B, k+1) for ADA).
+
+        Fakes and reals are augmented apart (the same random draws, in the same order, as one pass each) and
+        then go through each D as one batch; the (fake, c), (real, c) and (real, rolled c) scores are one head
+        call. The Ds have no batch statistics, so this is the same function with a third of the kernel launches.
+        """
+        B = real.shape[0]
+        fake_aug, fake_idx = self._augmented(fake)
+        real_aug, real_idx = self._augmented(real)
+        both = torch.cat([fake_aug, real_aug])
+        feats = (self.image_d.features(both, torch.cat([fake_idx, real_idx])), self.video_d.features(both))
+        real_feats = tuple(_rows(h, B) for h in feats)
+        mismatch = self.mismatch_weight > 0 and B > 1
+        rolled = cond.roll(1, dims=0)
+        scored = tuple(_cat_rows(h, _rows(h, B)) for h in feats) if mismatch else feats
+        conds = torch.cat([cond, cond, rolled] if mismatch else [cond, cond])
+        logits = self._scores(scored, conds)                                   # (2B or 3B, k+1)
+        fake_logits, real_logits = logits[:B], logits[B:2 * B]
         loss = self._mean_per_d(F.softplus(fake_logits)) + self._mean_per_d(F.softplus(-real_logits))
         logs = {"scores/real": real_logits.detach().mean(), "scores/fake": fake_logits.detach().mean()}
-        if self.mismatch_weight > 0 and cond.shape[0] > 1:
-            rolled = cond.roll(1, dims=0)
+        if mismatch:
             other = (F.cosine_similarity(cond.float(), rolled.float(), dim=1) < self.same_user_cosine).float()
-            wrong = self._scores(real_feats, rolled)
+            wrong = logits[2 * B:]
             per_clip = F.softplus(wrong) * other[:, None]                     # same-user pairs are not negatives
             mismatch = self._mean_per_d(per_clip) * len(other) / other.sum().clamp(min=1)
             loss = loss + self.mismatch_weight * mismatch

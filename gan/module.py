@@ -16,10 +16,12 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
 
 from gan.augment import POLICIES, InstanceNoise, ada_adjust, diff_augment
 from gan.discriminators import AttributeHead, VideoDiscriminator, build_image_discriminator
-from gan.generator import VideoGenerator, attribute_one_hot, check_video_size
+from gan.attributes import attribute_one_hot
+from gan.generator import VideoGenerator, check_video_size
 from gan.losses import ReelGANLoss
 
 
@@ -123,6 +125,14 @@ class ReelGAN(pl.LightningModule):
         self.register_buffer("ada_sign_count", torch.tensor(0.0))
         self.register_buffer("images_seen", torch.tensor(0, dtype=torch.int64))
         self.register_buffer("batches_seen", torch.tensor(0, dtype=torch.int64))
+        # Python mirrors of the buffers above: the step and the callbacks branch on these, never on the buffers
+        # (reading a device tensor stalls the host). The buffers are written alongside, without a read, so the
+        # checkpoint's state_dict stays what it was.
+        self.augment_p = float(ada_p_init)
+        self.seen_images = 0
+        self.seen_batches = 0
+        self._sign_count = 0
+        self.progress_values: dict = {}                              # last batch's losses for the progress bar
         self.noise = InstanceNoise(t_max=diffusion_t_max) if diffusion_noise else None
         self.loss = ReelGANLoss(self.image_discriminator, self.video_discriminator, self._augment,
                                 self._frame_index, r1_gamma=r1_gamma, r1_interval=r1_interval,
@@ -144,7 +154,7 @@ class ReelGAN(pl.LightningModule):
         return self._rng
 
     def _augment(self, video: torch.Tensor) -> torch.Tensor:
-        p = float(self.ada_p)
+        p = self.augment_p
         video = diff_augment(video, p, self.hparams.augment_policy, generator=self.rng())
         return self.noise(video, p, generator=self.rng()) if self.noise is not None else video
 
@@ -157,8 +167,12 @@ class ReelGAN(pl.LightningModule):
         h = self.hparams
         d_params = [p for d in (self.image_discriminator, self.video_discriminator, self.attribute_head)
                     if d is not None for p in d.parameters() if p.requires_grad]
-        opt_g = torch.optim.Adam(self.generator.parameters(), lr=h.lr_g, betas=tuple(h.betas_g))
-        opt_d = torch.optim.Adam(d_params, lr=h.lr_d, betas=tuple(h.betas_d))
+        # The fused kernel keeps Adam's step counts on the device: the for-loop and foreach forms read each
+        # parameter's step back to the host (one sync per parameter per step). foreach where fused is unsupported.
+        fused = self.device.type in _get_fused_kernels_supported_devices()
+        kind = {"fused": True} if fused else {"foreach": True}
+        opt_g = torch.optim.Adam(self.generator.parameters(), lr=h.lr_g, betas=tuple(h.betas_g), **kind)
+        opt_d = torch.optim.Adam(d_params, lr=h.lr_d, betas=tuple(h.betas_d), **kind)
         return [opt_g, opt_d]
 
     def training_step(self, batch, batch_idx):
@@ -171,15 +185,17 @@ class ReelGAN(pl.LightningModule):
         window = None
         if self.hparams.train_window and self.hparams.train_window < real.shape[1]:   # same window for real and fake
             k = int(self.hparams.train_window)
-            start = int(torch.randint(real.shape[1] - k + 1, (1,), generator=self.rng(), device=self.device))
-            window, real = (start, k), real[:, start:start + k]
+            start = torch.randint(real.shape[1] - k + 1, (1,), generator=self.rng(), device=self.device)
+            window = (start, k)                            # stays on the device: frames are gathered, not sliced
+            real = real.index_select(1, start + torch.arange(k, device=self.device))
         # With attributes, G makes the paired real clip's attributes (teacher forcing; -1 = drawn by its head).
-        fake = self.generator(z, cond, attributes=labels if conditioned else None, window=window)  # D and G steps
+        fake = self.generator(z, cond, attributes=labels if conditioned else None, window=window,
+                              checked=True)                # the datamodule's labels are in range by construction
         d_cond = self._d_condition(cond, labels)        # real clip i and fake i share it: same shopper, attributes
 
         with self.toggled_optimizer(opt_d):             # Dmain (+ Dreg every r1_interval batches)
             d_loss, logs, real_logits = self.loss.d_main(real, fake.detach(), d_cond, labels)
-            if int(self.batches_seen) % self.hparams.r1_interval == 0:
+            if self.seen_batches % self.hparams.r1_interval == 0:
                 r1_loss, r1_logs = self.loss.d_reg(real, d_cond)
                 d_loss = d_loss + r1_loss
                 logs.update(r1_logs)
@@ -193,9 +209,13 @@ class ReelGAN(pl.LightningModule):
             self._step(opt_g, g_loss)
 
         self._after_step(real.shape[0], real_logits)     # EMA, counters, ADA p
-        logs.update(g_logs, **{"aug/p": self.ada_p, "progress/images_seen": self.images_seen.float()})
-        self.log_dict(logs, on_step=True, prog_bar=False)
-        self.log_dict({"d": logs["loss/d"], "g": logs["loss/g"], "p": self.ada_p}, prog_bar=True, logger=False)
+        logs.update(g_logs, **{"aug/p": self.augment_p, "progress/images_seen": float(self.seen_images)})
+        if self._trainer is None or self.trainer._logger_connector.should_update_logs:
+            # Lightning writes step logs only on these batches; logging the others would be dozens of ops for
+            # nothing
+            self.log_dict(logs, on_step=True, prog_bar=False)
+        # The progress bar reads these (detached, on the device) when it refreshes, not every batch.
+        self.progress_values = {"d": logs["loss/d"], "g": logs["loss/g"], "p": self.augment_p}
         return {"loss_d": d_loss.detach(), "loss_g": g_loss.detach()}
 
     def _d_condition(self, cond: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
@@ -218,37 +238,44 @@ class ReelGAN(pl.LightningModule):
 
     @torch.no_grad()
     def _after_step(self, batch_size: int, real_logits: torch.Tensor) -> None:
+        """Counters, EMA and ADA. The only read from the device is ADA's r_t, once every ada_interval batches."""
         world = self.trainer.world_size if self._trainer is not None else 1
         images = batch_size * world
-        self.images_seen += images
-        self.batches_seen += 1
+        self.seen_images += images
+        self.seen_batches += 1
+        self.images_seen.fill_(self.seen_images)
+        self.batches_seen.fill_(self.seen_batches)
         self._update_ema(images)
         h = self.hparams
         self.ada_sign_sum += real_logits.sign().sum()
-        self.ada_sign_count += real_logits.numel()
-        if not h.ada_fixed and int(self.batches_seen) % h.ada_interval == 0:
+        self._sign_count += real_logits.numel()
+        self.ada_sign_count.fill_(self._sign_count)
+        if not h.ada_fixed and self.seen_batches % h.ada_interval == 0:
             stats = torch.stack([self.ada_sign_sum, self.ada_sign_count])
             if self._trainer is not None and world > 1:
                 stats = self.trainer.strategy.reduce(stats, reduce_op="sum")
             rt = float(stats[0] / stats[1].clamp(min=1))
-            self.ada_p.fill_(ada_adjust(float(self.ada_p), rt, h.ada_target, images * h.ada_interval,
-                                        h.ada_speed_images))
+            self.augment_p = ada_adjust(self.augment_p, rt, h.ada_target, images * h.ada_interval,
+                                        h.ada_speed_images)
+            self.ada_p.fill_(self.augment_p)
             self.log("aug/rt", rt, on_step=True)
             self.ada_sign_sum.zero_()
+            self._sign_count = 0
             self.ada_sign_count.zero_()
 
     @torch.no_grad()
     def _update_ema(self, images: int) -> None:
-        """G_ema ← lerp(G, G_ema, β), β = 0.5^(images / half-life); half-life ramps up early (StyleGAN2-ADA)."""
+        """G_ema ← lerp(G, G_ema, β), β = 0.5^(images / half-life); half-life ramps up early (StyleGAN2-ADA).
+        One foreach lerp over all parameters and one foreach copy of the buffers, not a pair of ops per tensor."""
         h = self.hparams
         half_life = h.ema_half_life_images
         if h.ema_rampup is not None:
-            half_life = min(half_life, float(self.images_seen) * h.ema_rampup)
+            half_life = min(half_life, float(self.seen_images) * h.ema_rampup)
         beta = 0.5 ** (images / max(half_life, 1e-8))
-        for p_ema, p in zip(self.generator_ema.parameters(), self.generator.parameters()):
-            p_ema.lerp_(p.detach(), 1 - beta)
-        for b_ema, b in zip(self.generator_ema.buffers(), self.generator.buffers()):
-            b_ema.copy_(b)
+        torch._foreach_lerp_(list(self.generator_ema.parameters()), list(self.generator.parameters()), 1 - beta)
+        buffers = list(self.generator.buffers())
+        if buffers:
+            torch._foreach_copy_(list(self.generator_ema.buffers()), buffers)
 
     @torch.no_grad()
     def validation_step(self, batch, batch_idx):
@@ -290,7 +317,7 @@ class ReelGAN(pl.LightningModule):
         if data_hash and self.hparams.embeddings_hash and data_hash != self.hparams.embeddings_hash:
             raise ValueError(f"the model was built for embeddings {self.hparams.embeddings_hash[:12]}… but the "
                              f"datamodule serves {data_hash[:12]}…; conditions would mean different users")
-        if self.generator.preference is not None and self.hparams.preference_fit and int(self.images_seen) == 0:
+        if self.generator.preference is not None and self.hparams.preference_fit and self.seen_images == 0:
             self._fit_preference(dm)
 
     def _fit_preference(self, dm) -> None:
@@ -329,8 +356,8 @@ class ReelGAN(pl.LightningModule):
         checkpoint["reelgan"] = {
             "generator_config": self.generator.config,
             "embeddings_hash": str(self.hparams.embeddings_hash),
-            "ada_p": float(self.ada_p),
-            "images_seen": int(self.images_seen),
+            "ada_p": self.augment_p,
+            "images_seen": self.seen_images,
             "preference_fitted": bool(self._preference_fitted),
             "rng": {  # weights_only-safe: tensors, ints, floats, lists
                 "module": self.rng().get_state().cpu(),
@@ -372,6 +399,10 @@ class ReelGAN(pl.LightningModule):
             raise ValueError("cannot resume: the checkpoint was trained on other preference embeddings "
                              f"({saved['embeddings_hash'][:12]}… vs {self.hparams.embeddings_hash[:12]}…)")
         self._preference_fitted = bool(saved.get("preference_fitted", False))
+        state = checkpoint.get("state_dict", {})
+        self.augment_p, self.seen_images = float(saved["ada_p"]), int(saved["images_seen"])
+        self.seen_batches = int(state["batches_seen"]) if "batches_seen" in state else 0
+        self._sign_count = int(state["ada_sign_count"]) if "ada_sign_count" in state else 0
         rng = saved["rng"]
         if self.global_rank == rng.get("rank", 0):
             self._rng_state = rng["module"]
