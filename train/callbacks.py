@@ -62,23 +62,52 @@ def _non_finite_inputs(batch) -> str | None:
     return None
 
 
-class NonFiniteGuard(Callback):
-    """Stops the run at the first NaN/Inf gradient or loss, before the bad update reaches the weights.
+def logging_batch(trainer: pl.Trainer) -> bool:
+    """True on the batches where Lightning writes the logs: the batches where a callback may read the device."""
+    return bool(trainer._logger_connector.should_update_logs)
 
-    Gradients are checked in on_before_optimizer_step (runs inside opt.step(), before the parameters move);
-    the returned losses in on_train_batch_end, which runs before ModelCheckpoint (Lightning puts checkpoint
-    callbacks last), so no checkpoint is written for the bad step and `last.ckpt` is the last good state.
-    When the batch itself holds NaN/Inf, the message names the users or clips and points at the data, not the
-    learning rate.
+
+def _any_non_finite(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """0-d bool on the device: does any tensor hold NaN/Inf? One foreach max-|x| pass; NaN and Inf propagate."""
+    norms = torch._foreach_norm(list(tensors), float("inf"))
+    return ~torch.isfinite(torch.stack(norms)).all()
+
+
+class NonFiniteGuard(Callback):
+    """Stops the run at NaN/Inf gradients or losses, and never lets a checkpoint hold them.
+
+    Each optimiser step and each batch's losses OR one fused flag on the device (no read). The flag is read
+    on logging batches, before every checkpoint save (on_save_checkpoint runs before the file is written, and
+    raising there writes nothing) and at the end of training. So `last.ckpt` is the last good state, and on a
+    GPU the step never waits for the host. When a batch since the last read held NaN/Inf in its conditions, the
+    message names the users and points at the data, not the learning rate.
     """
 
     def __init__(self):
-        self._batch = None
+        self._flags: torch.Tensor | None = None          # (2,) bool: [gradient, loss] went non-finite
+        self._since_step = 0
+        self._batches: list = []                         # (conditions, user ids) of the batches since the last read
 
-    def _fail(self, trainer: pl.Trainer, what: str) -> None:
-        where = (f"non-finite {what} at global step {trainer.global_step} "
-                 f"(images seen {int(getattr(trainer.lightning_module, 'images_seen', -1))})")
-        inputs = _non_finite_inputs(self._batch)
+    def _mark(self, index: int, tensors: Sequence[torch.Tensor]) -> None:
+        if not tensors:
+            return
+        bad = _any_non_finite(tensors)
+        if self._flags is None or self._flags.device != bad.device:
+            self._flags = torch.zeros(2, dtype=torch.bool, device=bad.device)
+        self._flags[index] |= bad
+
+    def _read(self, trainer: pl.Trainer) -> None:
+        """The one host read: raise if anything went non-finite since the last read."""
+        flags, batches = self._flags, self._batches
+        self._flags, self._batches, since = None, [], self._since_step
+        self._since_step = trainer.global_step
+        if flags is None or not bool(flags.any()):
+            return
+        what = "gradient" if bool(flags[0]) else "loss"
+        pl_module = trainer.lightning_module
+        where = (f"non-finite {what} between global steps {since} and {trainer.global_step} "
+                 f"(images seen {getattr(pl_module, 'seen_images', -1)})")
+        inputs = next((found for found in map(_non_finite_inputs, batches) if found), None)
         if inputs:
             fix = (f"{inputs}. The data is at fault, not the training: run `reelgan-data check DATASET` and refit "
                    "or re-import the embeddings (`reelgan-data embed`)")
@@ -87,72 +116,126 @@ class NonFiniteGuard(Callback):
         raise NonFiniteLossError(f"{where}. Training stopped. {fix}. {_checkpoint_note(trainer, good=True)}.")
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self._batch = batch
+        if isinstance(batch, (list, tuple)) and len(batch) > 2:   # the conditions and ids only: small
+            self._batches.append((None, *batch[1:4]))
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        if grads and not torch.stack([torch.isfinite(g).all() for g in grads]).all():
-            self._fail(trainer, "gradient")
+        self._mark(0, [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None])
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if isinstance(outputs, dict):
-            for name, value in outputs.items():
-                if torch.is_tensor(value) and not torch.isfinite(value).all():
-                    self._fail(trainer, f"{name}={float(value)}")
+            self._mark(1, [v for v in outputs.values() if torch.is_tensor(v)])
+        if logging_batch(trainer):
+            self._read(trainer)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        self._read(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._read(trainer)
 
 
 class DivergenceGuard(Callback):
     """Stops a run that diverged while staying finite (e.g. model.lr_g far too high).
 
-    Three signs, each checked every `every_n_batches` batches (losses every batch), all cheap next to a step:
+    Three signs, checked every `every_n_batches` batches (the only batches where it reads the device):
     - a generator weight beyond `max_weight` in absolute value (equalised-lr weights start near N(0, 1));
-    - |loss| beyond `max_loss` (GAN losses here are softplus terms of order 1, plus R1);
+    - |loss| beyond `max_loss` at any batch since the last check (GAN losses here are softplus terms of order 1,
+      plus R1; a running max is kept on the device);
     - sample-diversity collapse: G makes clips for `seeds` with one fixed condition and the mean absolute
-      difference between them (in [-1, 1] units) falls below `min_diversity`, i.e. the seeds give the same clip.
-    The decision is shared across processes (DDP), so every rank stops together.
+      difference between them *before the output tanh* falls below `min_diversity`. Measured before the tanh, a
+      saturated G (every pixel at ±1) still shows whether its seeds differ; after it, they would all read 0.
+    A run stops after `patience` consecutive failed checks (a GAN can dip for one check and recover). Before
+    it stops, G's clips for the seeds go to RUN/samples/diverged_stepN.png so the failing state can be seen,
+    and the message names the likely cause. The decision is shared across processes (DDP): all ranks stop.
     """
 
     def __init__(self, max_weight: float = 1000.0, max_loss: float = 1000.0, min_diversity: float = 1e-3,
-                 every_n_batches: int = 25, seeds: Sequence[int] = (0, 1, 2, 3)):
+                 every_n_batches: int = 25, seeds: Sequence[int] = (0, 1, 2, 3), patience: int = 3):
         self.max_weight, self.max_loss, self.min_diversity = float(max_weight), float(max_loss), float(min_diversity)
         self.every_n_batches, self.seeds = int(every_n_batches), [int(s) for s in seeds]
+        self.patience = max(1, int(patience))
+        self._loss_max: torch.Tensor | None = None
+        self._failures: list[str] = []
 
-    def diversity(self, generator, condition: torch.Tensor) -> float:
-        """Mean |clip_i − clip_j| over seed pairs for one condition (E,): 0 = every seed gives the same clip."""
+    def _latents(self, generator, condition: torch.Tensor):
         device = next(generator.parameters()).device
         z = latents_for_seeds(self.seeds, generator.z_dim).to(device)
-        cond = condition.reshape(1, -1).to(device).expand(len(self.seeds), -1)
+        return z, condition.reshape(1, -1).to(device).expand(len(self.seeds), -1)
+
+    def diversity(self, generator, condition: torch.Tensor) -> float:
+        """Mean |x_i − x_j| over seed pairs of G's pre-tanh output for one condition (E,): 0 = every seed gives
+        the same clip."""
+        z, cond = self._latents(generator, condition)
         with torch.no_grad():
-            video = generator(z, cond).float().flatten(1)                               # (S, T·C·H·W)
+            video = generator(z, cond, pre_tanh=True).float().flatten(1)                 # (S, T·C·H·W)
         return float(torch.cdist(video, video, p=1).sum() / (len(self.seeds) * (len(self.seeds) - 1)
                                                              * video.shape[1]))
 
-    def _check(self, trainer, pl_module, outputs, batch) -> str | None:
-        if isinstance(outputs, dict):
-            for name, value in outputs.items():
-                if torch.is_tensor(value) and value.numel() == 1 and abs(float(value)) > self.max_loss:
-                    return f"{name} = {float(value):.4g} exceeds {self.max_loss:g} (loss explosion)"
-        if self.every_n_batches <= 0 or int(pl_module.batches_seen) % self.every_n_batches:
-            return None
-        weights = [p for p in pl_module.generator.parameters()]
-        largest = float(torch.stack([p.detach().abs().max() for p in weights]).max())
+    def _saturation(self, generator, condition: torch.Tensor) -> float:
+        """Share of output pixels with |tanh| > 0.99: near 1 means G's output layer saturated."""
+        z, cond = self._latents(generator, condition)
+        with torch.no_grad():
+            return float((generator(z, cond).float().abs() > 0.99).float().mean())
+
+    def _check(self, trainer, pl_module, batch) -> str | None:
+        largest_loss = float(self._loss_max) if self._loss_max is not None else 0.0
+        self._loss_max = None
+        if largest_loss > self.max_loss:
+            return f"a loss reached |{largest_loss:.4g}|, beyond {self.max_loss:g} (loss explosion)"
+        with torch.no_grad():
+            norms = torch._foreach_norm(list(pl_module.generator.parameters()), float("inf"))
+        largest = float(torch.stack(norms).max())
         if largest > self.max_weight:
             return f"the largest generator weight is {largest:.4g} (limit {self.max_weight:g})"
         spread = self.diversity(pl_module.generator, batch[1][0])
         if spread < self.min_diversity:
-            return (f"sample diversity collapsed: seeds {self.seeds} give clips that differ by {spread:.2e} on "
-                    f"average (limit {self.min_diversity:g})")
+            saturated = self._saturation(pl_module.generator, batch[1][0])
+            return (f"sample diversity collapsed: seeds {self.seeds} give clips whose pre-tanh outputs differ by "
+                    f"{spread:.2e} on average (limit {self.min_diversity:g}); {saturated:.0%} of output pixels "
+                    "are saturated")
         return None
 
+    def _save_failing_samples(self, trainer, pl_module, batch) -> Path | None:
+        if not trainer.is_global_zero:
+            return None
+        import imageio.v3 as iio
+
+        clips = render_grid(pl_module.generator, batch[1][:1].float(), self.seeds)[0]     # (S, T, C, H, W)
+        frames = clips[:, clips.shape[1] // 2].transpose(0, 2, 3, 1)                        # middle frames
+        path = Path(trainer.default_root_dir) / "samples" / f"diverged_step{trainer.global_step:07d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        iio.imwrite(path, np.concatenate(list(frames), axis=1))
+        return path
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        reason = self._check(trainer, pl_module, outputs, batch)
-        if not trainer.strategy.reduce_boolean_decision(reason is not None, all=False):
+        if isinstance(outputs, dict):
+            losses = [v.abs().max().float() for v in outputs.values() if torch.is_tensor(v)]
+            if losses:
+                top = torch.stack(losses).max()
+                self._loss_max = top if self._loss_max is None else torch.maximum(self._loss_max, top)
+        if self.every_n_batches <= 0 or pl_module.seen_batches % self.every_n_batches:
+            return
+        reason = self._check(trainer, pl_module, batch)
+        self._failures = self._failures + [reason] if reason else []
+        stop = len(self._failures) >= self.patience or (reason is not None and "loss explosion" in reason)
+        if not trainer.strategy.reduce_boolean_decision(stop, all=False):
             return
         h = pl_module.hparams
+        reason = reason or "another process diverged"
+        samples = self._save_failing_samples(trainer, pl_module, batch)
+        if "saturated" in reason:
+            fix = (f"The output saturated (tanh at ±1): StyleGAN's mapping lr multiplier model.mapping_lr_mul=0.01 "
+                   f"(now {h.get('mapping_lr_mul')}), lower model.lr_g (now {h.get('lr_g')}) and model.lr_d "
+                   f"(now {h.get('lr_d')}), or Adam β1 > 0 (model.betas_g, now {list(h.get('betas_g', []))})")
+        else:
+            fix = (f"Fixes: lower model.lr_g (now {h.get('lr_g')}) and model.lr_d (now {h.get('lr_d')}), "
+                   f"or raise model.r1_gamma (now {h.get('r1_gamma')})")
+        checks = f" ({len(self._failures)} checks in a row)" if len(self._failures) > 1 else ""
+        seen = f" The failing state's samples: {samples}." if samples else ""
         raise DivergenceError(
-            f"training diverged at global step {trainer.global_step}: {reason or 'another process diverged'}. "
-            f"Training stopped. Fixes: lower model.lr_g (now {h.get('lr_g')}) and model.lr_d (now {h.get('lr_d')}), "
-            f"or raise model.r1_gamma (now {h.get('r1_gamma')}). {_checkpoint_note(trainer, good=False)}.")
+            f"training diverged at global step {trainer.global_step}: {reason}{checks}. Training stopped. "
+            f"{fix}.{seen} {_checkpoint_note(trainer, good=False)}.")
 
 
 def render_grid(generator, conditions: torch.Tensor, seeds: Sequence[int], truncation: float = 1.0) -> np.ndarray:
@@ -272,11 +355,11 @@ class SampleGrid(Callback):
         return path
 
     def on_train_start(self, trainer, pl_module) -> None:
-        if self.at_start and int(pl_module.batches_seen) == 0:
+        if self.at_start and pl_module.seen_batches == 0:
             self.render(trainer, pl_module, "step_000000")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        batches = int(pl_module.batches_seen)
+        batches = pl_module.seen_batches
         if self.every_n_steps > 0 and batches % self.every_n_steps == 0:
             self.render(trainer, pl_module, f"step_{batches:06d}")
 
@@ -287,10 +370,13 @@ class SampleGrid(Callback):
 class ClipsPerSecondProgressBar(RichProgressBar):
     """Rich progress bar for step-bounded GAN training: one bar over the whole run (batches done / planned, not
     per epoch, which is 1-2 batches on a small catalogue), the optimiser step against max_steps, the epoch, and
-    throughput in clips/s (over all processes, smoothed) with the images seen."""
+    throughput in clips/s (over all processes, smoothed) with the images seen.
 
-    def __init__(self, smoothing: float = 0.9, **kwargs):
-        super().__init__(**kwargs)
+    It redraws every `refresh_rate` batches and reads the losses (device tensors) only then: a read per batch
+    would stall a GPU every step. Counters come from the module's Python mirrors, never from its buffers."""
+
+    def __init__(self, smoothing: float = 0.9, refresh_rate: int = 10, **kwargs):
+        super().__init__(refresh_rate=refresh_rate, **kwargs)
         self.smoothing = smoothing
         self._last: tuple[float, int] | None = None
         self._rate: float | None = None
@@ -317,10 +403,13 @@ class ClipsPerSecondProgressBar(RichProgressBar):
         super().on_train_epoch_start(trainer, pl_module)
         if self.progress is not None and self.train_progress_bar_id is not None:
             self.progress.update(self.train_progress_bar_id, total=self.planned_batches(trainer, pl_module),
-                                 completed=int(pl_module.batches_seen))
+                                 completed=pl_module.seen_batches)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        now, seen = time.perf_counter(), int(pl_module.images_seen)
+        batches = pl_module.seen_batches
+        if batches % self.refresh_rate:
+            return
+        now, seen = time.perf_counter(), pl_module.seen_images
         if self._last is not None and now > self._last[0]:
             rate = (seen - self._last[1]) / (now - self._last[0])
             self._rate = rate if self._rate is None else self.smoothing * self._rate + (1 - self.smoothing) * rate
@@ -330,17 +419,19 @@ class ClipsPerSecondProgressBar(RichProgressBar):
         if self.train_progress_bar_id is None:  # resumed mid-epoch
             self._initialize_train_progress_bar_id()
             self.progress.update(self.train_progress_bar_id, total=self.planned_batches(trainer, pl_module))
-        self._update(self.train_progress_bar_id, int(pl_module.batches_seen))
+        self._update(self.train_progress_bar_id, batches)
         self._update_metrics(trainer, pl_module)
         self.refresh()
 
     def get_metrics(self, trainer, pl_module):
         metrics = super().get_metrics(trainer, pl_module)
         metrics.pop("v_num", None)
+        for name, value in getattr(pl_module, "progress_values", {}).items():
+            metrics[name] = f"{float(value):.3f}"
         limit = f"/{trainer.max_steps}" if trainer.max_steps and trainer.max_steps > 0 else ""
         metrics["step"] = f"{trainer.global_step}{limit}"
         metrics["epoch"] = trainer.current_epoch
         if self._rate is not None:
             metrics["clips/s"] = f"{self._rate:.1f}"
-        metrics["images"] = int(pl_module.images_seen)
+        metrics["images"] = pl_module.seen_images
         return metrics
