@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -240,12 +241,14 @@ def import_catalogue(source_dir: str | Path, dataset: str | Path, products: str 
     columns = ["clip_id", "path", "product_id", *attributes, *PROVENANCE_COLUMNS]
     write_csv(clips_csv, pd.DataFrame(result.rows, columns=columns))  # the switch: the new clips are the dataset
     _remove_unlisted(dataset / "clips", {r["path"] for r in result.rows})
+    here = os.path.abspath(dataset)  # the report's paths are relative to the dataset: no absolute path of this machine
+    rel = lambda p: os.path.relpath(os.path.abspath(p), here)  # noqa: E731 (never resolved: a link stays a link)
     write_json(dataset / "import_report.json", {
-        "made_by": "reelgan-data import", "source_dir": str(source_dir.resolve()),
-        "products": str(products.resolve()) if products is not None else None,
+        "made_by": "reelgan-data import", "paths": "relative to this dataset folder", "source_dir": rel(source_dir),
+        "products": rel(products) if products is not None else None,
         "settings": asdict(settings), "clips": len(result.rows), "sources_used": result.sources,
         "written": result.written, "reused": result.reused,
-        "skipped": [asdict(s) for s in result.skipped]})
+        "skipped": [{**asdict(s), "file": rel(s.file)} for s in result.skipped]})
     return result
 
 

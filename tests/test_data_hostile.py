@@ -2,7 +2,7 @@
 header-forged videos, and an import killed mid-way with other settings."""
 from __future__ import annotations
 
-import os
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -47,6 +47,8 @@ def test_a_huge_declared_frame_size_is_skipped_as_undecodable(tmp_path):
     assert skipped["frames.mkv"].startswith("undecodable: no frame decodes"), skipped
     report = (tmp_path / "ds" / "import_report.json").read_text()
     assert "forged.mkv" in report and "frames.mkv" in report
+    assert str(tmp_path) not in report                  # paths relative to the dataset, not this machine's
+    assert json.loads(report)["source_dir"] == "../shop"
 
 
 KILL_AT = """
