@@ -14,11 +14,14 @@ StreamingDataLoader is stateful, so Lightning resumes mid-epoch from the checkpo
 """
 from __future__ import annotations
 
-import functools
+import ctypes
+import glob
 import json
 import os
 import re
 import shutil
+import signal
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -106,14 +109,41 @@ def read_shard_info(path: str | os.PathLike) -> dict:
     if info.get("format") != FORMAT:
         raise ShardError(f"{file}: format {info.get('format')!r}, expected {FORMAT!r}. "
                          f"Fix: re-run `reelgan-data shard DATASET {path}` with this version")
+    if isinstance(info.get("source"), str):  # the dataset it came from: relative to the shard folder since v0.3
+        info["source"] = str((Path(path) / info["source"]).resolve())
     for split in SPLITS:  # the splits the datamodule opens
         if (Path(path) / split / "index.json").is_file():
             check_split_index(Path(path) / split)
     return info
 
 
+def _die_with_parent(parent: int) -> None:
+    """In a process other than `parent` (the `reelgan-data shard` process): be SIGKILLed when its parent dies
+    (Linux prctl PR_SET_PDEATHSIG), and exit now if `parent` already has. Without it, a SIGKILLed run leaves its
+    litdata workers running as orphans that keep writing into the partial folder."""
+    if os.getpid() == parent or not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    if not _alive(parent):  # it died before prctl
+        os._exit(1)
+
+
+class _ClipItems:
+    """litdata's fn: one clip → zero items (it does not decode: warned, counted later) or one item. Every process
+    litdata spawns (workers, chunk writers) unpickles it first, and from then on dies with its parent."""
+
+    def __init__(self, entries: list[dict], size: tuple[int, int], max_frames: int):
+        self.entries, self.size, self.max_frames, self.parent = entries, size, max_frames, os.getpid()
+
+    def __setstate__(self, state: dict) -> None:  # (multiprocessing.parent_process() is not set yet here)
+        self.__dict__.update(state)
+        _die_with_parent(self.parent)
+
+    def __call__(self, index: int):
+        yield from _clip_item(index, self.entries, self.size, self.max_frames)
+
+
 def _clip_item(index: int, entries: list[dict], size: tuple[int, int], max_frames: int):
-    """litdata worker: one clip → zero items (it does not decode: warned, counted later) or one item."""
     entry = entries[index]
     try:
         frames, n, _ = decode_frames(entry["file"], size, max_frames=max_frames)
@@ -130,6 +160,30 @@ def _count_items(split_dir: Path) -> int:
     return int(sum(chunk["chunk_size"] for chunk in index["chunks"]))
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _remove_dead_partials(out: Path) -> None:
+    """Remove `.OUT.partial-<pid>` and `.OUT.old-<pid>` folders of runs whose process is gone (a SIGKILL leaves
+    them; an old folder goes back to OUT if the run died between its two renames); those of a live run (another
+    `reelgan-data shard` into OUT) are left alone."""
+    for folder in sorted(out.parent.glob(f".{glob.escape(out.name)}.*-*")):
+        kind, _, pid = folder.name[len(out.name) + 2:].rpartition("-")
+        if kind not in ("partial", "old") or not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        if kind == "old" and not out.exists():
+            os.replace(folder, out)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def write_shards(dataset: str | os.PathLike, out: str | os.PathLike, size: tuple[int, int], max_frames: int = 128,
                  clips_per_chunk: int = 64, val_fraction: float = 0.0, seed: int = 0, workers: int = 1,
                  embeddings: str | os.PathLike | None = None) -> dict:
@@ -139,6 +193,7 @@ def write_shards(dataset: str | os.PathLike, out: str | os.PathLike, size: tuple
     an existing OUT is replaced only if it is a shard folder.
     """
     dataset, out = Path(dataset), Path(out)
+    _remove_dead_partials(out)
     if out.exists() and any(out.iterdir()) and not is_shard_folder(out):
         raise ShardError(f"{out}: exists and is not a ReelGAN shard folder (no {INFO_FILE}). "
                          "Fix: choose a new or empty output folder")
@@ -165,7 +220,7 @@ def write_shards(dataset: str | os.PathLike, out: str | os.PathLike, size: tuple
             counts[name] = 0
             if not part:
                 continue
-            work = functools.partial(_clip_item, entries=part, size=tuple(size), max_frames=max_frames)
+            work = _ClipItems(part, tuple(size), max_frames)
             # inputs are row numbers (not paths): litdata must not treat the clip files as its own inputs
             optimize(fn=work, inputs=list(range(len(part))), output_dir=str(tmp / name),
                      chunk_size=clips_per_chunk, num_workers=max(1, workers), reorder_files=False,
@@ -177,7 +232,9 @@ def write_shards(dataset: str | os.PathLike, out: str | os.PathLike, size: tuple
                                               for e in part])
         (tmp / EMBEDDINGS).parent.mkdir(parents=True)
         shutil.copy2(emb_path, tmp / EMBEDDINGS)
-        info = {"format": FORMAT, "source": str(dataset.resolve()), "height": int(size[0]), "width": int(size[1]),
+        # relative to OUT (read_shard_info makes it absolute again): no absolute path of this machine in the file
+        info = {"format": FORMAT, "source": os.path.relpath(dataset.resolve(), out.resolve()),
+                "height": int(size[0]), "width": int(size[1]),
                 "max_frames": max_frames, "clips_per_chunk": clips_per_chunk, "seed": seed,
                 "val_fraction": val_fraction, "clips": {**counts, "in_dataset": len(ds.clips),
                                                         "without_positive_user": no_condition,

@@ -43,6 +43,8 @@ def shards(world, tmp_path_factory):
 def test_shards_hold_the_decoded_clips_and_their_metadata(world, shards):
     info = read_shard_info(shards)
     assert (info["height"], info["width"]) == (16, 24) and info["clips"]["train"] + info["clips"]["val"] > 30
+    assert str(world.parent) not in (shards / INFO_FILE).read_text()                # no absolute path in the file
+    assert info["source"] == str(world.resolve())                                   # but readers get one
     assert (shards / "embeddings" / "preferences.safetensors").read_bytes() == \
         (world / "embeddings" / "preferences.safetensors").read_bytes()          # carries its embeddings
     clips = load_dataset(world).clips.set_index("clip_id")
@@ -90,7 +92,7 @@ def test_datamodule_reads_shards(shards):
     dm.setup("fit")
     video, cond, users, clip_ids, labels = next(iter(dm.train_dataloader()))
     assert labels.shape == (4, len(dm.attribute_vocab)) and (labels >= 0).all()   # product attributes travel too
-    assert video.shape == (4, 8, 3, 16, 24) and video.dtype == torch.float32 and video.min() >= -1
+    assert video.shape == (4, 8, 3, 16, 24) and video.dtype == torch.uint8   # float only on the device
     assert list(dm.attribute_vocab) == ["category", "colour", "pattern"] and labels.shape == (4, 3)
     assert (labels >= 0).all()                                                   # every synthetic clip has all three
     torch.testing.assert_close(cond.norm(dim=1), torch.ones(4))
@@ -180,3 +182,78 @@ def test_a_shard_folder_that_declares_a_pickle_field_is_refused_before_any_chunk
         next(iter(dm.train_dataloader()))
         next(iter(dm.val_dataloader()))
     assert not marker.exists()
+
+
+def _spawned_children(pid: int) -> list[int]:
+    """Processes that `pid` started with multiprocessing's spawn (litdata's workers and chunk writers)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and b"spawn_main" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _past_start_up(pid: int) -> bool:
+    """A spawned litdata process has unpickled its recipe: data.shards (with PyAV, which nothing before it loads)
+    is imported in it."""
+    try:
+        return "libavcodec" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is dead
+    except OSError:
+        return False
+
+
+def _wait_for(predicate, timeout: float = 120.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux-only")
+def test_a_sigkilled_shard_run_takes_its_workers_and_its_partial_folder_goes_next_run(world, tmp_path):
+    """SIGKILL `reelgan-data shard` while its two litdata workers run (held with SIGSTOP so the kill lands mid-run
+    whatever the machine's speed): the workers die with it; the next run removes the dead run's partial folder."""
+    import signal
+
+    out = tmp_path / "s"
+    run = subprocess.Popen([sys.executable, "-m", "data.cli", "shard", str(world), str(out), "--size", "16x24",
+                            "--clips-per-chunk", "4", "--workers", "2"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    try:
+        assert _wait_for(lambda: sum(map(_past_start_up, _spawned_children(run.pid))) >= 2), "no litdata workers"
+        workers = _spawned_children(run.pid)
+        for pid in workers:
+            os.kill(pid, signal.SIGSTOP)
+        run.kill()
+        run.wait(timeout=60)
+        partial = tmp_path / f".s.partial-{run.pid}"
+        written = sorted(partial.rglob("*"))
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+        assert _wait_for(lambda: not any(map(_running, workers))), "litdata workers outlived their parent"
+        assert sorted(partial.rglob("*")) == written                  # and wrote nothing after it
+        assert [p.name for p in tmp_path.iterdir()] == [partial.name]
+        with pytest.raises(ShardError, match="not found"):  # the next run: its first step clears dead partials
+            write_shards(world, out, (16, 24), embeddings=tmp_path / "missing.safetensors")
+        assert not list(tmp_path.iterdir())
+    finally:
+        for pid in workers:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
