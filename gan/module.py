@@ -20,6 +20,7 @@ from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
 
 from gan.augment import POLICIES, InstanceNoise, ada_adjust, diff_augment
 from gan.discriminators import AttributeHead, VideoDiscriminator, build_image_discriminator
+from data.tensors import uint8_to_model
 from gan.attributes import attribute_one_hot
 from gan.generator import VideoGenerator, check_video_size
 from gan.losses import ReelGANLoss
@@ -174,6 +175,12 @@ class ReelGAN(pl.LightningModule):
         opt_g = torch.optim.Adam(self.generator.parameters(), lr=h.lr_g, betas=tuple(h.betas_g), **kind)
         opt_d = torch.optim.Adam(d_params, lr=h.lr_d, betas=tuple(h.betas_d), **kind)
         return [opt_g, opt_d]
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """Batches travel as uint8 (pinned, 4× less to copy); the float video in [-1, 1] is made on the device."""
+        if isinstance(batch, (list, tuple)) and torch.is_tensor(batch[0]) and batch[0].dtype == torch.uint8:
+            batch = [uint8_to_model(batch[0]), *batch[1:]]
+        return batch
 
     def training_step(self, batch, batch_idx):
         real, cond = batch[0], batch[1]                  # (B, T, C, H, W) in [-1, 1], (B, E) L2-normalised

@@ -60,8 +60,8 @@ def test_batches_have_the_contract_layout_and_only_allowed_users(pristine, cache
         assert labels.shape == (4, 3) and labels.dtype == torch.long
         for c, row in zip(clips, labels.tolist()):  # each label is the clip's own product attribute
             assert [vocab[a][i] for a, i in zip(vocab, row)] == [truth.loc[c, a] for a in vocab]
-        assert video.shape == (4, 8, 3, 16, 24) and video.dtype == torch.float32
-        assert video.min() >= -1 and video.max() <= 1 and video.std() > 0.05
+        assert video.shape == (4, 8, 3, 16, 24) and video.dtype == torch.uint8   # float only on the device
+        assert video.float().std() > 0.05 * 127.5
         assert cond.shape == (4, 8) and cond.dtype == torch.float32
         torch.testing.assert_close(cond.norm(dim=1), torch.ones(4))
         assert isinstance(users, list) and isinstance(clips, list) and isinstance(users[0], str)

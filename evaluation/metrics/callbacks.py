@@ -114,7 +114,7 @@ class DomainFVD(Callback):
         if not self._ready:
             self._prepare(trainer, pl_module)
         value = self.measure(pl_module)
-        step = int(getattr(pl_module, "batches_seen", trainer.global_step))
+        step = getattr(pl_module, "seen_batches", trainer.global_step)
         self.history.append((step, value))
         # Straight to the loggers (also valid outside a training_step, e.g. at fit start); callback_metrics
         # lets ModelCheckpoint(monitor="fvd[domain]") keep the best checkpoint.
@@ -128,11 +128,11 @@ class DomainFVD(Callback):
             self._log(trainer, pl_module)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        batches = int(getattr(pl_module, "batches_seen", batch_idx + 1))
+        batches = getattr(pl_module, "seen_batches", batch_idx + 1)
         if batches > 0 and batches % self.every_n_steps == 0:
             self._log(trainer, pl_module)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        step = int(getattr(pl_module, "batches_seen", trainer.global_step))
+        step = getattr(pl_module, "seen_batches", trainer.global_step)
         if self.at_end and (not self.history or self.history[-1][0] != step):
             self._log(trainer, pl_module)
