@@ -106,7 +106,8 @@ def test_oracle_generator_is_aligned_and_shuffling_breaks_it(setup):
     oracle = OracleGenerator(emb, truth, _world.FRAMES, _world.SIZE)
     res = preference_alignment(oracle, emb, ds, domain, real, AlignmentConfig(clips_per_user=3),
                                real_accuracy=info["report"]["val_accuracy"], truth=truth,
-                               real_chance=info["report"]["chance"], domain_report=info["report"])
+                               real_chance=info["report"]["chance"], domain_report=info["report"],
+                               real_at_size=real.video)
     assert len(res["users"]) >= 10 and set(res["users"]) <= ds.heldout_users
     hid = res["alignment"]["hidden_truth"]
     assert hid["colour"]["hit_rate"] >= 0.7 and hid["category"]["hit_rate"] >= 0.6
@@ -121,6 +122,17 @@ def test_oracle_generator_is_aligned_and_shuffling_breaks_it(setup):
     assert rev["hit_rate"] > rev["random"] + 0.2
     fvd = res["conditional_fvd"]
     assert fvd["matched_mean"] < fvd["mismatched_mean"], fvd
+    # The pixel pattern reader, calibrated on the real clips, sees the oracle draw each user's favourite pattern.
+    pat = hid["pattern"]["pattern_reader"]
+    assert pat["hit_rate"] >= 0.7 and pat["hit_rate"] > pat["shuffled"] + 0.3, pat
+    summary = res["summary"]["attributes"]
+    assert summary["pattern"]["reader_hit"] == pat["hit_rate"] and summary["colour"]["hit"] == hid["colour"]["hit_rate"]
+    assert summary["category"]["ceiling_mode"] == res["ceilings"]["hidden_truth"]["category"]["mode"]
+    assert summary["colour"]["head_draw"] is None          # the oracle has no preference head
+    # rendered by the world's own renderer: as sharp and as lively as real clips; a user's 3 seeds differ
+    q = res["quality"]
+    assert 0.8 < q["sharpness"]["ratio"] < 1.25 and 0.6 < q["motion"]["ratio"] < 1.6, q
+    assert q["seed_diversity"] > 5.0
     json.dumps(res)
 
 

@@ -39,10 +39,13 @@ from data.tensors import model_to_uint8
 from data.conditioning import attribute_vocabulary
 from evaluation.personalisation.cas import attribute_training_set, classification_accuracy_score, train_config
 from evaluation.personalisation.colour_reader import applies_to, reader_hits
+from evaluation.personalisation.head import head_choices, head_hits
+from evaluation.personalisation.pattern_reader import reader_hits as pattern_reader_hits
 from evaluation.personalisation.hits import hit_stats
 from evaluation.features.domain import DomainClassifier, DomainFeatures
 from evaluation.features.realclips import RealClips
 from evaluation.personalisation.preferences import revealed_preferences
+from evaluation.personalisation.quality import quality_against_real
 from evaluation.metrics.stats import GaussianStats
 from evaluation.metrics.frechet import frechet_distance
 from generate.sampler import generate_clips_across_processes
@@ -139,7 +142,8 @@ def _read(domain: DomainClassifier, video_u8: torch.Tensor) -> tuple[dict[str, n
 def preference_alignment(generator, embeddings, ds, domain: DomainClassifier, real: RealClips,
                          cfg: AlignmentConfig | None = None, real_accuracy: dict[str, float] | None = None,
                          truth: dict | None = None, device: str = "cpu", progress=None,
-                         real_chance: dict[str, float] | None = None, domain_report: dict | None = None) -> dict:
+                         real_chance: dict[str, float] | None = None, domain_report: dict | None = None,
+                         real_at_size: torch.Tensor | None = None) -> dict:
     """Alignment, CAS and conditional FVD for the held-out users (see module docstring). JSON-ready dict.
 
     generator: VideoGenerator; embeddings: PreferenceEmbeddings; ds: data.contract.Dataset; real: the catalogue
@@ -147,7 +151,8 @@ def preference_alignment(generator, embeddings, ds, domain: DomainClassifier, re
     majority-class accuracy there} (the classifier's training report; CAS is withheld for an attribute the
     classifier reads no better than chance); domain_report: that report whole (the CAS classifier copies its
     training recipe and validation products; None = the default recipe); truth: hidden_truth.json's "users" dict (synthetic world) or None;
-    progress(done, total): optional, called after each of the two generation runs.
+    progress(done, total): optional, called after each of the two generation runs; real_at_size: uint8 real clips at
+    the generator's frames and size, sampled at its training stride (sharpness and motion ratios; None: skipped).
     """
     cfg = cfg or AlignmentConfig()
     vocab = domain.vocab
@@ -178,6 +183,7 @@ def preference_alignment(generator, embeddings, ds, domain: DomainClassifier, re
                          for a in vocab if a in ds.clips.columns and all(a in fav[u] for u in users)}
                 for source, fav in targets.items()}
     pred = {a: {n: r[0][a].argmax(1).reshape(len(users), k) for n, r in read.items()} for a in vocab}  # (U, K)
+    choices = head_choices(generator, conds.repeat_interleave(k, 0), seeds, attribute_vocabulary(ds.clips), vocab)
     alignment = {}
     for source, fav in targets.items():
         per = {}
@@ -189,9 +195,14 @@ def preference_alignment(generator, embeddings, ds, domain: DomainClassifier, re
             per[a] = {"hit_rate": hit, "hit_rate_se": hit_se, "shuffled": shuffled, "shuffled_se": shuffled_se,
                       "random": float(np.mean([np.isin(catalogue[a], list(s)).mean() for s in t])),
                       "uniform": float(np.mean([len(s) / len(vocab[a]) for s in t]))}
+            if choices is not None and a in choices["draw"]:
+                per[a]["head"] = head_hits(choices, t, a, k, cfg.truncation, pred[a]["own"])
         alignment[source] = per
     if truth is not None and applies_to(vocab) and "colour" in alignment.get("hidden_truth", {}):
         alignment["hidden_truth"]["colour"]["colour_reader"] = reader_hits(clips, [truth[u]["colour"] for u in users], k)
+    if truth is not None and applies_to(vocab) and "pattern" in alignment.get("hidden_truth", {}):
+        alignment["hidden_truth"]["pattern"]["pattern_reader"] = pattern_reader_hits(
+            clips, [truth[u]["pattern"] for u in users], k, real.video, real.attributes["pattern"], real.product_ids)
     label_source = "hidden_truth" if "hidden_truth" in alignment else "revealed"
     recipe = train_config(domain_report)
     made = attribute_training_set(generator, attribute_vocabulary(ds.clips), real, conds, recipe, cfg.cas_clips,
@@ -212,7 +223,9 @@ def preference_alignment(generator, embeddings, ds, domain: DomainClassifier, re
     cond_fvd = conditional_fvd(read["own"][1], [group_of[u] for u in users for _ in range(k)],
                                real_feats, real.attributes[g])
     cond_fvd["attribute"], cond_fvd["grouped_by"] = g, label_source
+    quality = quality_against_real(clips["own"], real_at_size, k) if real_at_size is not None else None
     return {
+        "summary": attribute_summary(alignment, ceilings, label_source), "quality": quality,
         "users": users, "clips_per_user": k, "seeds": seeds, "seed_rule": "user i's clip j: seed + i*K + j",
         "truncation": cfg.truncation,
         "derangement": perm.tolist(), "config": asdict(cfg), "alignment": alignment, "ceilings": ceilings, "cas": cas,
@@ -223,6 +236,21 @@ def preference_alignment(generator, embeddings, ds, domain: DomainClassifier, re
                      for i, u in enumerate(users)},
         "vocab": vocab,
     }
+
+
+def attribute_summary(alignment: dict, ceilings: dict, source: str) -> dict:
+    """Per attribute, the figures that say where a favourite is lost, against `source`'s favourites: the hit, the
+    shuffled control, both ceilings, the preference head's own hit (draw, mode) and the readers' hits."""
+    out = {}
+    for a, v in (alignment.get(source) or {}).items():
+        ceil, head = (ceilings.get(source) or {}).get(a) or {}, v.get("head") or {}
+        reader = v.get("colour_reader") or v.get("pattern_reader") or {}
+        out[a] = {"hit": v["hit_rate"], "hit_se": v["hit_rate_se"], "shuffled": v["shuffled"],
+                  "ceiling_sampling": ceil.get("sampling"), "ceiling_mode": ceil.get("mode"),
+                  "head_draw": head.get("draw"), "head_mode": head.get("mode"), "head_told": head.get("told"),
+                  "rendered": head.get("rendered"), "reader_hit": reader.get("hit_rate"),
+                  "reader_shuffled": reader.get("shuffled")}
+    return {"favourites": source, "attributes": out}
 
 
 def load_truth(root: str | Path) -> dict | None:

@@ -34,6 +34,9 @@ def register(subparsers) -> None:
     p.add_argument("--group-attribute", default="colour", help="attribute that groups users for conditional FVD")
     p.add_argument("--cas-clips", type=int, default=1024,
                    help="generated clips the CAS classifier trains on (an attribute-conditioned generator)")
+    p.add_argument("--quality-clips", type=int, default=128,
+                   help="real clips (seeded subset, at the generator's size and training stride) for the sharpness "
+                        "and motion ratios; 0 = skip")
     common.add_devices(p)
     common.add_output(p, threads=1)
     p.set_defaults(func=run_align)
@@ -88,9 +91,15 @@ def run_align(args) -> int:
                                    real_chance=(dinfo.get("report") or {}).get("chance"),
                                    domain_report=dinfo.get("report"),
                                    truth=load_truth(args.dataset), device=args.device,
+                                   real_at_size=_real_at_generator_size(args, ds, generator, ginfo),
                                    progress=lambda done, total: bar.update(task, completed=done))
     source = "hidden_truth" if "hidden_truth" in res["alignment"] else "revealed"
     metrics = {}
+    for name in ("sharpness", "motion"):
+        if res["quality"] and res["quality"][name]["ratio"] is not None:
+            metrics[f"{name}_ratio"] = res["quality"][name]["ratio"]
+    if res["quality"] and res["quality"]["seed_diversity"] is not None:
+        metrics["seed_diversity"] = res["quality"]["seed_diversity"]
     for a, row in res["alignment"][source].items():
         metrics[f"alignment[{a}]"] = row["hit_rate"]
         metrics[f"alignment_shuffled[{a}]"] = row["shuffled"]
@@ -109,6 +118,20 @@ def run_align(args) -> int:
     if rank_zero():
         common.emit(result, args.out)
     return 0
+
+
+def _real_at_generator_size(args, ds, generator, ginfo):
+    """`--quality-clips` real clips (seeded subset) at the generator's frames × size, from frame 0 at its training
+    stride (read from the checkpoint, else 1) → uint8 (N, T, C, H, W), or None with --quality-clips 0."""
+    if not args.quality_clips:
+        return None
+    from evaluation.metrics.pairing import decode_clips
+
+    stride = int(ginfo.get("training", {}).get("stride", 1))
+    ids = list(ds.clips["clip_id"])
+    pick = np.random.default_rng(args.seed).permutation(len(ids))[: args.quality_clips]
+    return decode_clips(ds, [ids[i] for i in sorted(pick)], generator.frames, stride,
+                        (generator.height, generator.width))
 
 
 def run_engagement(args) -> int:

@@ -14,7 +14,7 @@ import torch
 
 from data.synth import ATTRIBUTES, COLOUR_RGB
 from data.synth_render import CREAM, HAIR_TONES, NEUTRAL_BOTTOM, NEUTRAL_TOP, SHOE, SKIN_TONES
-from evaluation.personalisation.hits import hit_stats
+from evaluation.personalisation.hits import reader_hit_rates
 
 COLOURS = ATTRIBUTES["colour"]
 _PALETTE = np.concatenate([np.array([COLOUR_RGB[c] for c in COLOURS], np.float32), SKIN_TONES, HAIR_TONES,
@@ -45,12 +45,7 @@ def applies_to(vocab: dict[str, list[str]]) -> bool:
 
 def reader_hits(videos: dict[str, torch.Tensor], favourites: list[str], k: int) -> dict:
     """videos {"own" | "shuffled": uint8 (U·k, T, C, H, W)}, favourites[u] a colour name → hit rates (JSON)."""
-    fav = np.array([COLOURS.index(f) for f in favourites])[:, None]
-    out = {"method": "pixel palette reader (evaluation.personalisation.colour_reader), no learned model"}
-    for name, video in videos.items():
-        pred = read_garment_colour(video).reshape(len(fav), k)
-        key = "hit_rate" if name == "own" else name
-        out[key], out[f"{key}_se"] = hit_stats(pred == fav)
-        if name == "own":
-            out["no_garment_colour"] = float((pred == -1).mean())
-    return out
+    rates = reader_hit_rates({n: read_garment_colour(v) for n, v in videos.items()},
+                             np.array([COLOURS.index(f) for f in favourites]), k)
+    return {"method": "pixel palette reader (evaluation.personalisation.colour_reader), no learned model",
+            **{("no_garment_colour" if key == "unreadable" else key): v for key, v in rates.items()}}
