@@ -47,13 +47,16 @@ def make_run(tmp_path):
                                                               "frames": 16, "clips": {"real": 256, "fake": 256}}})
     atomic_write_json(run / "eval" / "align.json", {
         "alignment": {"hidden_truth": {"colour": {"hit_rate": 0.61, "hit_rate_se": 0.03, "shuffled": 0.14, "random": 0.125,
-                                                  "uniform": 0.125},
+                                                  "uniform": 0.125, "head": {"draw": 0.587, "mode": 0.913,
+                                                                             "rendered": 0.804}},
                                        "pattern": {"hit_rate": 0.35, "shuffled": 0.27, "random": 0.25}},
                       "revealed": {"colour": {"hit_rate": 0.5, "shuffled": 0.2, "random": 0.13}}},
         "per_user": {u: {"colour": [0.8 if v == u else 0.1 for v in COLOURS]} for u in COLOURS},
         "ceilings": {"hidden_truth": {"colour": {"sampling": 0.66, "mode": 0.97, "users": 3}}},
         "favourites": {"hidden_truth": {u: {"colour": [u]} for u in COLOURS}}, "dataset": str(run / "world"),
-        "vocab": {"colour": list(COLOURS)}})
+        "vocab": {"colour": list(COLOURS)}, "truncation": 1.0,
+        "quality": {"sharpness": {"ratio": 0.523}, "motion": {"ratio": 0.971}, "seed_diversity": 28.8,
+                    "generated_clips": 6, "real_clips": 3}})
     (run / "world" / "clips").mkdir(parents=True)
     for k, (colour, rgb) in enumerate(COLOURS.items()):       # one real catalogue clip per colour
         write_video(run / "world" / "clips" / f"c{k}.mp4", _clip(rgb, 7 + k))
@@ -101,6 +104,8 @@ def test_report_is_self_contained_and_complete(tmp_path):
     assert len(gifs) == 15
     assert "0.61 ± 0.03 of a possible 0.66" in page and "likes colour: red" in page and "real c0" in page
     assert "<b>Sampling ceiling</b>" in page and "&lt;b&gt;" not in page    # the ceilings' legend is markup, not text
+    assert all(f"<td>{x}</td>" in page for x in ("0.587", "0.913", "0.804"))  # the head's own hit, rendering
+    assert all(f"<td>{x}</td>" in page for x in ("0.523", "0.971", "28.8"))   # sharpness, motion ÷ real, diversity
     first = Image.open(io.BytesIO(base64.b64decode(gifs[0].split(",", 1)[1])))
     assert first.n_frames == 8  # really animated
     md = (run / "report.md").read_text()

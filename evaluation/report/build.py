@@ -20,7 +20,7 @@ from markupsafe import Markup
 
 from data.io import write_text
 from evaluation.report import sections
-from evaluation.report.heldout import ceilings_table, heldout_section
+from evaluation.report.heldout import ceilings_table, heldout_section, quality_table
 
 
 @dataclass
@@ -98,7 +98,7 @@ def build_report(inputs: ReportInputs, out_html: str | Path, out_md: str | Path 
     parts: list[sections.Section] = [
         sections.training_section(inputs.train_logs, inputs.run),
         sections.metrics_section(metrics),
-        sections.alignment_section(metrics, check, truth, ceilings_table(metrics)),
+        sections.alignment_section(metrics, check, truth, ceilings_table(metrics) + quality_table(metrics)),
         heldout_section(inputs.manifests, metrics),
         sections.samples_section(inputs.manifests, max_users, clips_per_user),
         sections.slot_section(slot_rows, check, inputs.run),
