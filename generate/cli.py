@@ -21,7 +21,7 @@ EPILOG = """examples:
 output: OUTDIR/runs/<run id>/<safe user name>/<name>-seedNNNN.<fmt>, published atomically (1 or N processes
 alike) with OUTDIR/manifest.json (user, seed, embedding hash,
 checkpoint sha256, truncation, forward batch, precision, sizes, timings). A seed gives the same clip whatever
---batch-size or number of devices, for the same --forward-batch and --precision.
+--batch-size, --encode-workers or number of devices, for the same --forward-batch and --precision.
 """
 
 
@@ -61,9 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--batch-size", type=int, default=16,
                      help="clips made between progress updates, rounded up to whole forward batches; it does not "
                           "change the clips (default 16)")
-    how.add_argument("--forward-batch", type=int, default=8,
+    how.add_argument("--forward-batch", type=int, default=None,
                      help="rows in every generator forward (the last one padded); part of what fixes a clip, "
-                          "recorded in the manifest. 8 (the default) is bit-exact on the CPU whatever --batch-size")
+                          "recorded in the manifest. Default: the device's (8 on the CPU, bit-exact there whatever "
+                          "--batch-size; 64 on CUDA)")
+    how.add_argument("--encode-workers", default="auto",
+                     help="processes encoding and writing clips while the next forward runs (0 = in this process; "
+                          "default auto: the device's share of the CPU cores); never changes a file")
     how.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                      help="fp32 (default, the reference clips) or bf16 autocast (faster on GPUs; other clips); "
                           "recorded in the manifest")
@@ -168,11 +172,19 @@ def run_generate(args) -> dict:
                                     num_nodes=args.num_nodes,
                                     device=args.device, fps=args.fps, truncation=args.truncation,
                                     forward_batch=args.forward_batch, precision=args.precision,
+                                    encode_workers=_encode_workers(args.encode_workers),
                                     progress=not args.no_progress, command=command)
     return generate_to_folders(generator, info, dedupe(targets), seeds, args.outdir, formats, fps=args.fps,
                                truncation=args.truncation, batch_size=args.batch_size, device=device,
                                progress=not args.no_progress, command=command,
-                               forward_batch=args.forward_batch, precision=args.precision)
+                               forward_batch=args.forward_batch, precision=args.precision,
+                               encode_workers=_encode_workers(args.encode_workers))
+
+
+def _encode_workers(text: str) -> int | str:
+    if text == "auto" or text.isdigit():
+        return text if text == "auto" else int(text)
+    raise ValueError(f"--encode-workers {text!r}: a number of processes (0 = none) or auto")
 
 
 def _devices(text: str | None) -> int | str:
@@ -186,6 +198,7 @@ def _devices(text: str | None) -> int | str:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     from generate.targets import UnknownUserError
+    from generate.writers import ClipEncodeError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -210,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     except UnknownUserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (ValueError, OSError) as e:  # our errors name the file/field and the fix; OSError: disk, permissions
+    except (ValueError, OSError, ClipEncodeError) as e:  # ours name the file/field/clip; OSError: disk, permissions
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -8,7 +8,12 @@
 A run writes only inside its staging folder. To publish it takes OUTDIR/.lock, renames the staging folder to
 runs/<run id>, merges its rows into the manifest read *under the lock* (so concurrent runs are all listed) and
 replaces manifest.json atomically. Readers follow the manifest, so they see the old state or the new one, never a
-mix. A run killed at any point leaves the published state as it was. Whoever publishes next removes what is left
+mix. A run killed at any point leaves the published state as it was.
+
+Durability costs one pass per run, not two fsyncs per file: clips are written into the staging folder without
+fsync (generate.writers), and `publish` first syncs the whole folder (`sync_tree`: each file, then each folder),
+renames it, syncs runs/ (the rename) and writes the manifest (data.io: its file and OUTDIR). So a published run
+is on disk before the manifest names it: files + folders + 3 fsyncs per run. Whoever publishes next removes what is left
 over: staging folders whose owner is gone (their lock is free), run folders no listed clip points into any more
 (superseded by a re-run of the same target and seed), and temp files of interrupted manifest writes.
 """
@@ -18,6 +23,7 @@ import fcntl
 import os
 import secrets
 import shutil
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -89,6 +95,7 @@ class RunFolder(OwnedFolder):
         super().__init__(outdir, STAGING)
         self.outdir, self.staging = self.root, self.folder
         self.final = self.outdir / RUNS / self.run_id
+        self.synced = False
 
     def folder_name(self, safe: str) -> str:
         """The manifest's `folder` for a target: its path relative to OUTDIR once published."""
@@ -100,18 +107,55 @@ class RunFolder(OwnedFolder):
         ranks of a multi-device run, which write into rank 0's staging folder: generate.predict)."""
         return f"{RUNS}/{run_id}/{safe}"
 
+    def sync(self) -> float:
+        """The run's one sync pass over its staging folder (`sync_tree`), once every clip is written; returns its
+        seconds (for the run's timings). `publish` runs it when the caller has not."""
+        t0 = time.perf_counter()
+        sync_tree(self.staging)
+        self.synced = True
+        return time.perf_counter() - t0
+
     def publish(self, run: dict, entries: list[dict]) -> dict:
         """Move the staged clips to runs/<run id> and switch manifest.json to include them; returns the manifest."""
+        if not self.synced:
+            self.sync()                            # every clip durable before the rename can publish it
         with locked(self.outdir / LOCK):
             old = load_manifest(self.outdir / MANIFEST_NAME)
             (self.staging / LOCK).unlink(missing_ok=True)
             make_inside(self.outdir, self.final.parent)            # nor a planted runs/ symlink
             ensure_inside(self.outdir, self.final)
             os.replace(self.staging, self.final)
+            _fsync(self.final.parent)                               # the rename, before the manifest names it
             manifest = merge_manifest(old, {**run, "run_id": self.run_id}, entries)
             write_json(self.outdir / MANIFEST_NAME, manifest)       # the switch
             tidy(self.outdir, manifest)
         return manifest
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_tree(folder: Path) -> int:
+    """fsync every file under `folder` (the lock file aside: it carries no data), then every folder, deepest
+    first, so the files and their names are on disk; returns the number of fsyncs. The files were written
+    without fsync and the kernel has been writing them back meanwhile, so this one pass mostly waits on little."""
+    count = 0
+    folders = []
+    for root, dirs, files in os.walk(folder):
+        folders.append(Path(root))
+        for name in files:
+            if name != LOCK:
+                _fsync(Path(root) / name)
+                count += 1
+    for path in reversed(folders):
+        _fsync(path)
+        count += 1
+    return count
 
 
 def make_inside(root: Path, folder: Path) -> Path:

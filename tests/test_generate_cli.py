@@ -155,13 +155,13 @@ def test_a_campaign_streams_its_first_clips_before_the_file_is_read(world, tmp_p
 
     monkeypatch.setattr(targets, "CAMPAIGN_CHUNK", 8, raising=False)   # rows turned into targets at a time
     first_batch, fed_all_before_it = threading.Event(), []
-    real_write = run.write_clips
 
-    def write_clips(*a, **k):
-        first_batch.set()
-        return real_write(*a, **k)
+    class Encoder(run.ClipEncoder):             # a forward's clips are handed to the writers
+        def submit(self, *a, **k):
+            first_batch.set()
+            return super().submit(*a, **k)
 
-    monkeypatch.setattr(run, "write_clips", write_clips)
+    monkeypatch.setattr(run, "ClipEncoder", Encoder)
     fifo, ids = tmp_path / "campaign.csv", [f"u{i:04d}" for i in range(24)]
     os.mkfifo(fifo)
 
