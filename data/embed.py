@@ -33,8 +33,9 @@ def embed_dataset(root: str | Path, dim: int = 32, epochs: int = 30, seed: int =
         emb = fit_bpr(ds, dim=dim, epochs=epochs, seed=seed)
     emb.save(out_dir / "preferences.safetensors")
     report = {
-        "made_by": "reelgan-data embed", "dataset": str(root.resolve()), "source": emb.source, "dim": emb.dim,
-        "hash": emb.hash, "users": len(emb.user_ids), "items": len(emb.item_ids),
+        # "dataset": this file's parent folder, not an absolute path of the machine that made it
+        "made_by": "reelgan-data embed", "dataset": "..", "source": emb.source, "dim": emb.dim, "hash": emb.hash,
+        "users": len(emb.user_ids), "items": len(emb.item_ids),
         "fit": {k: v for k, v in emb.meta.items() if k != "item_bias"},
         "environment": {"python": platform.python_version(), "torch": torch.__version__},
     }

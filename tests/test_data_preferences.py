@@ -134,6 +134,8 @@ def test_embed_cli_fits_and_imports(world, tmp_path, capsys):
     assert "Recall@10" in out and "popularity" in out and "summary: embed" in out
     report = json.loads((world / "embeddings" / "embed_report.json").read_text())
     assert report["dim"] == 8 and report["ranking"]["beats_popularity"] is True
+    text = (world / "embeddings" / "embed_report.json").read_text()
+    assert report["dataset"] == ".." and str(world.resolve()) not in text  # no absolute path of this machine
     assert PreferenceEmbeddings.load(world / "embeddings" / "preferences.safetensors").hash == report["hash"]
 
     users = sorted(pd.read_csv(world / "interactions.csv", dtype=str)["user_id"].unique())
