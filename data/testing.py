@@ -189,3 +189,48 @@ def phone_clip(path, seconds: float = 2.0, fps: int = 30, height: int = 96, widt
             for packet in sound.encode():
                 container.mux(packet)
     return path
+
+
+def long_video(path, seconds: float = 10.0, fps: int = 30, height: int = 48, width: int = 64, gop: int | None = None,
+               bframes: int | None = None, open_gop: bool = False, fragmented: bool = False, rotate: int = 0,
+               vfr: bool = False) -> Path:
+    """A long H.264 video (.mp4/.mov/.mkv/.ts by suffix) for seek checks: every frame differs (a drifting texture
+    and a moving bar), so inter frames carry real prediction and a wrong reference shows.
+
+    gop: x264's keyint (None: its default, 250). bframes: None for x264's default (3, pyramid). open_gop: x264's
+    open GOPs (leading B-frames after each non-IDR keyframe). fragmented: a fragmented mp4 (no sample index in
+    the header). rotate: display-matrix degrees. vfr: irregular timestamps (time base 1/1000).
+    """
+    path = Path(path)
+    fmt = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".ts": "mpegts"}[path.suffix.lower()]
+    options = {"preset": "fast"}
+    if gop:
+        options["g"] = str(gop)
+    if bframes is not None:
+        options["bf"] = str(bframes)
+    if open_gop:
+        options["x264-params"] = "open-gop=1"
+    container_options = {"movflags": "frag_keyframe+empty_moov"} if fragmented else {}
+    y, x = np.mgrid[0:height, 0:width]
+    tb = Fraction(1, 1000)
+    with av.open(str(path), "w", format=fmt, options=container_options) as container:
+        stream = container.add_stream("libx264", rate=fps, options=options)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if vfr:
+            stream.time_base = stream.codec_context.time_base = tb
+        if rotate:
+            stream.set_display_rotation(rotate)
+        pts = 0
+        for k in range(int(round(seconds * fps))):
+            img = np.stack([(x + 3 * k) % 256, (2 * y + k) % 256, np.full_like(x, 7 * k % 256)], -1).astype(np.uint8)
+            bar = int(width / 2 + width / 3 * np.sin(k / 10))
+            img[:, max(0, bar - 3):bar + 3] = 255
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            if vfr:
+                frame.pts, frame.time_base = pts, tb
+                pts += (20, 100, 33, 250, 40)[k % 5]
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path

@@ -14,12 +14,16 @@ Robustness policy (also in docs/data.md):
   is a plausible real pause, while looping would add a jump cut the video discriminator could learn as motion.
   `short="loop"` and `short="error"` are available.
 - A truncated stream keeps the frames that decoded; only a file with no decodable frame raises `VideoError`.
+- A clip that starts late in a long video is read by seeking (see `_seek_decode`): the decoder starts at the last
+  keyframe before the clip, not at frame 0. Frames are the same as a decode from 0, or the read falls back to one.
 """
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from pathlib import Path
+from typing import NamedTuple
 
 import av
 import numpy as np
@@ -31,6 +35,9 @@ SUFFIXES = (".mp4", ".webm", ".mov", ".gif", ".mkv", ".avi")
 SHORT_POLICIES = ("pad", "loop", "error")
 # Decode at most this many frames when the container does not say how many it has (gif, webm).
 MAX_SCAN_FRAMES = 4096
+# read_clip seeks only to clips that start at or after this frame: before it, decoding the frames ahead of the clip
+# costs less than demuxing the whole file once for its FrameIndex (and short clips never build one).
+SEEK_FROM_FRAME = 48
 
 
 class VideoError(RuntimeError):
@@ -206,13 +213,102 @@ def decode_frames(path: str | os.PathLike, size: tuple[int, int] | None = None, 
     return _decode(container, stream, path, size, max_frames, keep)
 
 
+class FrameIndex(NamedTuple):
+    """Where a stream's frames are, from its packets (demuxed, not decoded). Frame i of a decode from 0 has
+    presentation timestamp pts[i]; keyframe j starts frame key_at[j] and is reached by seeking to seek_to[j]."""
+    pts: np.ndarray  # int64 (N,), ascending, stream time base
+    key_at: np.ndarray  # int64 (K,), ascending; key_at[0] == 0
+    seek_to: np.ndarray  # int64 (K,): the keyframe's dts (what mp4 indexes), else its pts
+
+
+def _build_index(path: str) -> FrameIndex | None:
+    """None when the packets cannot stand for a decode from 0: a packet without pts, a discarded or corrupt one,
+    repeated pts, a first packet that is not a keyframe, or a header frame count the packets do not match."""
+    try:
+        container, stream = _open(path)
+    except VideoError:
+        return None
+    pts, keys = [], []
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0 and packet.pts is None:
+                continue  # the demuxer's end-of-stream flush packet
+            if packet.pts is None or packet.is_discard or packet.is_corrupt or (not pts and not packet.is_keyframe):
+                return None
+            pts.append(packet.pts)
+            if packet.is_keyframe:
+                keys.append((packet.pts, packet.pts if packet.dts is None else packet.dts))
+        header_n = int(stream.frames or 0)
+    except (av.error.FFmpegError, ValueError):
+        return None
+    finally:
+        container.close()
+    order = np.sort(np.asarray(pts, dtype=np.int64))
+    if not len(order) or (header_n and header_n != len(order)) or (np.diff(order) <= 0).any():
+        return None
+    key_pts, seek_to = np.asarray(keys, dtype=np.int64).T
+    return FrameIndex(order, np.searchsorted(order, key_pts), seek_to)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_index(path: str, size: int, mtime_ns: int) -> FrameIndex | None:
+    return _build_index(path)
+
+
+def frame_index(path: str | os.PathLike) -> FrameIndex | None:
+    """The file's FrameIndex (cached per process while the file's size and mtime stay), or None if it has none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return _cached_index(str(path), st.st_size, st.st_mtime_ns)
+
+
+def _seek_decode(path, index: FrameIndex, keep: set[int], size) -> dict[int, np.ndarray] | None:
+    """Frames `keep` ({index: RGB (H, W, 3)}) decoded from the last keyframe at or before min(keep).
+
+    Each decoded frame is matched to the index by its pts: frames before the keyframe (an earlier landing, or an
+    open GOP's leading frames) are passed over; after it, every frame must be the next one in presentation order.
+    None (the caller decodes from 0) when the keyframe is frame 0, or the seek lands after the keyframe, a frame is
+    missing or out of order, or decoding fails before max(keep).
+    """
+    first, last = min(keep), max(keep)
+    j = int(np.searchsorted(index.key_at, first, side="right")) - 1
+    start = int(index.key_at[j])
+    if j < 0 or start == 0 or last >= len(index.pts):
+        return None
+    container, stream = _open(path)
+    frames: dict[int, np.ndarray] = {}
+    expect = start
+    try:
+        container.seek(int(index.seek_to[j]), backward=True, any_frame=False, stream=stream)
+        for frame in container.decode(stream):
+            if frame.pts is None:
+                return None
+            if expect == start and frame.pts < index.pts[start]:
+                continue
+            if frame.pts != index.pts[expect]:
+                return None
+            if expect in keep:
+                frames[expect] = _to_rgb(frame, size)
+            if expect == last:
+                return frames
+            expect += 1
+    except (av.error.FFmpegError, ValueError):
+        return None
+    finally:
+        container.close()
+    return None
+
+
 def read_clip(path: str | os.PathLike, num_frames: int, stride: int = 1, start: int | None = None,
               rng: np.random.Generator | None = None, size: tuple[int, int] | None = (64, 64),
-              short: str = "pad") -> np.ndarray:
+              short: str = "pad", seek: bool = True) -> np.ndarray:
     """Sample `num_frames` frames `stride` apart → RGB uint8 (T, H, W, C).
 
     start: first frame index, or None for a random start drawn from `rng` (a numpy Generator).
     size: (H, W) output (scale to cover, centre-crop), or None for the native size.
+    seek: start decoding at the keyframe before the clip (same frames; False decodes from frame 0, for checks).
     """
     if num_frames < 1 or stride < 1:
         raise ValueError(f"num_frames and stride must be >= 1, got {num_frames}, {stride}")
@@ -220,9 +316,25 @@ def read_clip(path: str | os.PathLike, num_frames: int, stride: int = 1, start: 
         raise ValueError(f"short must be one of {SHORT_POLICIES}, got {short!r}")
     container, stream = _open(path)
     header_n = int(stream.frames or 0)
+    index = None
+    if header_n == 0 and seek and (start is None or start >= SEEK_FROM_FRAME):
+        # No count in the header (webm, mkv): the packets give it, as a full decode capped at MAX_SCAN_FRAMES would.
+        index = frame_index(path)
+        if index is not None and len(index.pts) <= MAX_SCAN_FRAMES:
+            header_n = len(index.pts)
+            start = 0 if start is not None and start >= header_n else start  # as sample_frames does
+        else:
+            index = None
     if header_n > 0:
         idx = _frame_indices(header_n, num_frames, stride, start, rng, short, path)
-        frames, seen, _ = _decode(container, stream, path, size, MAX_SCAN_FRAMES, set(idx.tolist()))
+        keep = set(idx.tolist())
+        if seek and min(keep) >= SEEK_FROM_FRAME:
+            index = index or frame_index(path)
+            frames = _seek_decode(path, index, keep, size) if index is not None else None
+            if frames is not None:
+                container.close()
+                return np.stack([frames[i] for i in idx.tolist()])
+        frames, seen, _ = _decode(container, stream, path, size, MAX_SCAN_FRAMES, keep)
         if all(i in frames for i in idx.tolist()):
             return np.stack([frames[i] for i in idx.tolist()])
         # The header promised more frames than decoded (truncated file): resample within what exists.
