@@ -94,6 +94,11 @@ def test_domain_align_engagement_subcommands(world, ckpt, tmp_path, capsys):
     assert res["embeddings_hash"] and res["checkpoint_sha256"]
     ceiling = res["ceilings"]["hidden_truth"]["colour"]               # what the data allows these users
     assert ceiling["users"] >= 1 and 0 < ceiling["sampling"] <= 1 and 0 <= ceiling["mode"] <= 1
+    # sharpness and motion against 128 real clips decoded at the generator's size; an untrained G is not real-like
+    q = res["quality"]
+    assert q["real_clips"] == 128 and q["generated_clips"] == 4 and q["seed_diversity"] is None   # 1 clip per user
+    assert res["metrics"]["sharpness_ratio"] == q["sharpness"]["ratio"] and q["motion"]["real"] > 0
+    assert set(res["summary"]["attributes"]) == {"category", "colour", "pattern"}
 
     code, res, _ = _run(["engagement", "--dataset", str(data), "--domain", str(world.domain), "--steps", "60",
                          "--checkpoint", str(ckpt), "--clips-per-user", "1"], capsys)

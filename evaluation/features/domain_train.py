@@ -32,6 +32,7 @@ class DomainTrainConfig:
     weight_decay: float = 1e-4
     val_fraction: float = 0.2 # share of products held out to measure accuracy
     blur_p: float = 0.2       # share of training clips softened (generated clips are softer than real ones)
+    texture_scramble: bool = True  # the texture branch trains on colour-scrambled clips (see _scramble)
     seed: int = 0
     attributes: list[str] | None = None  # default: every attribute column of clips.csv
 
@@ -63,6 +64,16 @@ def _augment(x: torch.Tensor, gen: torch.Generator, blur_p: float) -> torch.Tens
         soft = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False).reshape(x.shape)
         x = torch.where(blur[:, None, None, None, None], soft, x)
     return x
+
+
+def _scramble(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """x (B, T, C, H, W) in [-1, 1] → same, each clip's colour channels permuted and scaled by random gains in
+    [0.5, 1.5]: a garment's colour (and with it its product) no longer shows, its texture does."""
+    b, t, c = x.shape[:3]
+    perm = torch.stack([torch.randperm(c, generator=gen) for _ in range(b)])          # (B, C)
+    gain = 0.5 + torch.rand(b, c, generator=gen)                                      # (B, C)
+    y = torch.gather(x, 2, perm[:, None, :, None, None].expand(-1, t, -1, *x.shape[3:]))
+    return ((y + 1) * gain[:, None, :, None, None] - 1).clamp(-1, 1)
 
 
 @torch.no_grad()
@@ -118,7 +129,8 @@ def fit_classifier(model: DomainClassifier, video: torch.Tensor, labels: dict[st
     for idx in track(epoch_batches(torch.as_tensor(train_idx), cfg.batch_size, cfg.steps, gen), what, progress,
                      total=cfg.steps):
         model.train()
-        _, logits = model(_augment(model.prepare(video[idx]), gen, cfg.blur_p))
+        x = _augment(model.prepare(video[idx]), gen, cfg.blur_p)
+        _, logits = model(x, _scramble(x, gen) if cfg.texture_scramble and model.texture is not None else None)
         loss = sum(F.cross_entropy(logits[k], labels[k][idx]) for k in logits) / len(logits)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -29,7 +29,7 @@ from data.contract import EVENT_WEIGHTS
 from data.io import track
 from data.sparse import PairSet
 from evaluation.features.artifacts import load_model_file, save_model_file, tensors_sha256
-from evaluation.features.domain import DomainClassifier
+from evaluation.features.domain import DomainClassifier, domain_from_config
 
 FORMAT = "reelgan-engagement/1"
 
@@ -131,10 +131,11 @@ def clip_inputs(domain: DomainClassifier, video: torch.Tensor, batch_size: int =
     domain.eval()
     tokens, attrs = [], []
     for i in range(0, video.shape[0], batch_size):
-        fmap = domain.feature_map(domain.prepare(video[i : i + batch_size]))
+        x = domain.prepare(video[i : i + batch_size])
+        fmap = domain.feature_map(x)
         tokens.append(fmap.float().cpu())
-        feats = domain.pool(fmap)
-        attrs.append(torch.cat([head(feats).softmax(-1) for head in domain.heads.values()], dim=1).float().cpu())
+        _, logits = domain.read(fmap, x)
+        attrs.append(torch.cat([lg.softmax(-1) for lg in logits.values()], dim=1).float().cpu())
     return torch.cat(tokens), torch.cat(attrs)
 
 
@@ -265,7 +266,7 @@ class EngagementScorer:
     def load(cls, path: str | os.PathLike, device: str = "cpu") -> "EngagementScorer":
         tensors, config, extra, digest = load_model_file(path, FORMAT)
         model = EngagementModel(**config["engagement"])
-        domain = DomainClassifier(**config["domain"])
+        domain = domain_from_config(config["domain"])
         model.load_state_dict({k[len("engagement."):]: v for k, v in tensors.items() if k.startswith("engagement.")})
         domain.load_state_dict({k[len("domain."):]: v for k, v in tensors.items() if k.startswith("domain.")})
         return cls(model.to(device), domain.to(device), {**extra, "sha256": digest, "path": str(path)})
