@@ -11,7 +11,7 @@ The generator has the demo-cpu widths (configs/demo-cpu.yaml model section), ran
 on training); "demo" is the demo's clip size (its data section), "128" the same widths at 128×128×16. Prints a table
 and writes bench/results/bench_generate.json with the load averages (other engineers share these cores).
 
-    .venv/bin/python bench/bench_generate.py [--seconds 6] [--clips demo=256,128=64] [--workers 0,1,2]
+    .venv/bin/python bench/bench_generate.py [--seconds 6] [--clips demo=256,128=24] [--workers 0,1,2]
 """
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def to_mp4(tmp: Path, device: str, clips: int, workers: int | None, ddp: bool = 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=float, default=6.0, help="timed seconds of model-only forwards per size")
-    p.add_argument("--clips", default="demo=256,128=64", help="clips per mp4 run, per size")
+    p.add_argument("--clips", default="demo=256,128=24", help="clips per mp4 run, per size")
     p.add_argument("--workers", default="0,1,2", help="--encode-workers values to run the CLI with")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--config", type=Path, default=ROOT / "configs" / "demo-cpu.yaml")

@@ -83,7 +83,7 @@ def uint8_forwards(generator: VideoGenerator, conditions: torch.Tensor, seeds: S
     float32 bytes; the device never waits for a per-clip copy)."""
     for rows, video in forwards(generator, conditions, seeds, truncation, device, forward_batch, precision,
                                 attributes):
-        yield model_to_uint8(video[:rows]).permute(0, 1, 3, 4, 2).cpu()
+        yield model_to_uint8(video[:rows]).permute(0, 1, 3, 4, 2).contiguous().cpu()  # laid out on the device
 
 
 @torch.no_grad()
