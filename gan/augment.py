@@ -11,7 +11,7 @@ All draws use the generator passed in, so the training RNG is one stream the mod
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -19,63 +19,91 @@ import torch.nn.functional as F
 POLICIES = ("colour", "translation", "cutout")
 
 
-def _rand(shape, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    return torch.rand(shape, generator=generator, device=x.device, dtype=torch.float32).to(x.dtype)
+def _rand(B: int, dtype: torch.dtype, generator: torch.Generator | None, device) -> torch.Tensor:
+    """(B,) uniforms, drawn in float32 and rounded to the video's dtype (so bf16 and fp32 runs draw alike)."""
+    return torch.rand((B,), generator=generator, device=device, dtype=torch.float32).to(dtype)
 
 
-def _colour(x, gen):
-    B = x.shape[0]
+def _per_clip(r: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return r.view(-1, 1, 1, 1, 1).to(like.dtype)
+
+
+def _colour(x, r):
+    brightness, saturation, contrast = (_per_clip(v, x) for v in r)
     mean_c = x.mean(dim=2, keepdim=True)
-    x = x + (_rand((B, 1, 1, 1, 1), x, gen) - 0.5)                                      # brightness
-    x = (x - mean_c) * (_rand((B, 1, 1, 1, 1), x, gen) * 2) + mean_c                    # saturation
+    x = x + (brightness - 0.5)
+    x = (x - mean_c) * (saturation * 2) + mean_c
     mean = x.mean(dim=(1, 2, 3, 4), keepdim=True)
-    return (x - mean) * (_rand((B, 1, 1, 1, 1), x, gen) + 0.5) + mean                   # contrast
+    return (x - mean) * (contrast + 0.5) + mean
 
 
-def _translation(x, gen, ratio: float = 0.125):
+def _translation(x, r, ratio: float = 0.125):
     B, T, C, H, W = x.shape
-    shift = torch.stack([torch.round((_rand((B,), x, gen).float() * 2 - 1) * ratio * W),
-                         torch.round((_rand((B,), x, gen).float() * 2 - 1) * ratio * H)], dim=1)  # pixels (B, 2)
-    theta = torch.zeros(B, 2, 3, device=x.device)
-    theta[:, 0, 0] = theta[:, 1, 1] = 1
-    theta[:, 0, 2] = -2 * shift[:, 0] / W
-    theta[:, 1, 2] = -2 * shift[:, 1] / H
-    theta = theta.repeat_interleave(T, dim=0).to(x.dtype)
+    shift = torch.round((torch.stack(r, dim=1).float() * 2 - 1) * x.new_tensor([ratio * W, ratio * H]).float())
+    offset = shift * shift.new_tensor([-2 / W, -2 / H])                                      # (B, 2) grid units
+    theta = torch.cat([torch.eye(2, device=x.device).expand(B, 2, 2), offset[:, :, None]], dim=2)   # (B, 2, 3)
+    theta = theta[:, None].expand(B, T, 2, 3).reshape(B * T, 2, 3).to(x.dtype)
     flat = x.reshape(B * T, C, H, W)
-    grid = F.affine_grid(theta, list(flat.shape), align_corners=False)
+    grid = F.affine_grid(theta, [B * T, C, H, W], align_corners=False)
     return F.grid_sample(flat, grid, mode="bilinear", padding_mode="zeros", align_corners=False).reshape(x.shape)
 
 
-def _cutout(x, gen, ratio: float = 0.5):
+def _cutout(x, r, ratio: float = 0.5):
     B, T, C, H, W = x.shape
     ch, cw = int(H * ratio + 0.5), int(W * ratio + 0.5)
-    cy = (_rand((B,), x, gen).float() * (H + 1 - ch % 2)).long()
-    cx = (_rand((B,), x, gen).float() * (W + 1 - cw % 2)).long()
-    ys = torch.arange(H, device=x.device)[None, :]
-    xs = torch.arange(W, device=x.device)[None, :]
-    inside_y = ((ys >= (cy - ch // 2)[:, None]) & (ys < (cy - ch // 2 + ch)[:, None]))        # (B, H)
-    inside_x = ((xs >= (cx - cw // 2)[:, None]) & (xs < (cx - cw // 2 + cw)[:, None]))        # (B, W)
-    mask = ~(inside_y[:, :, None] & inside_x[:, None, :])                                     # (B, H, W)
-    return x * mask[:, None, None].to(x.dtype)
+    top = (r[0].float() * (H + 1 - ch % 2)).long() - ch // 2
+    left = (r[1].float() * (W + 1 - cw % 2)).long() - cw // 2
+    ys, xs = torch.arange(H, device=x.device), torch.arange(W, device=x.device)
+    inside_y = (ys >= top[:, None]) & (ys < (top + ch)[:, None])                               # (B, H)
+    inside_x = (xs >= left[:, None]) & (xs < (left + cw)[:, None])                             # (B, W)
+    keep = ~(inside_y[:, :, None] & inside_x[:, None, :])                                     # (B, H, W)
+    return x * keep.view(B, 1, 1, H, W).to(x.dtype)
 
 
-_TRANSFORMS = {"colour": _colour, "translation": _translation, "cutout": _cutout}
+# name → (uniforms drawn per clip, transform(video, those uniforms))
+_TRANSFORMS = {"colour": (3, _colour), "translation": (2, _translation), "cutout": (2, _cutout)}
+
+
+def _check_policy(policy: Sequence[str]) -> None:
+    unknown = [name for name in policy if name not in _TRANSFORMS]
+    if unknown:
+        raise ValueError(f"unknown augmentation {unknown}; the policy may contain {list(POLICIES)}")
+
+
+def draw_augment(batch: int, p: float, policy: Sequence[str] = POLICIES, generator: torch.Generator | None = None,
+                 device=None, dtype: torch.dtype = torch.float32) -> list:
+    """The random half of diff_augment: per transform, which clips it hits (probability p) and its uniforms.
+    Drawn in the order a one-pass augmentation draws them, so draws of two batches concatenated (`cat_draws`)
+    augment their concatenation exactly as two passes would."""
+    _check_policy(policy)
+    if p <= 0:
+        return []
+    draws = []
+    for name in policy:
+        hit = _rand(batch, dtype, generator, device).float() < p
+        draws.append((name, hit, tuple(_rand(batch, dtype, generator, device) for _ in range(_TRANSFORMS[name][0]))))
+    return draws
+
+
+def apply_augment(video: torch.Tensor, draws: list) -> torch.Tensor:
+    """The deterministic half: video (B, T, C, H, W) → same shape, each drawn transform where it hit."""
+    for name, hit, uniforms in draws:
+        augmented = _TRANSFORMS[name][1](video, uniforms)
+        video = torch.where(hit.view(-1, 1, 1, 1, 1), augmented, video)
+    return video
+
+
+def cat_draws(a: list, b: list) -> list:
+    """Draws for batch a followed by batch b (the same transforms, batch dims concatenated)."""
+    return [(name, torch.cat([ha, hb]), tuple(torch.cat([x, y]) for x, y in zip(ua, ub)))
+            for (name, ha, ua), (_, hb, ub) in zip(a, b)]
 
 
 def diff_augment(video: torch.Tensor, p: float, policy: Sequence[str] = POLICIES,
                  generator: torch.Generator | None = None) -> torch.Tensor:
     """video (B, T, C, H, W) → same shape; each transform hits a clip with probability p, same on every frame."""
-    unknown = [name for name in policy if name not in _TRANSFORMS]
-    if unknown:
-        raise ValueError(f"unknown augmentation {unknown}; the policy may contain {list(POLICIES)}")
-    if p <= 0 or not policy:
-        return video
-    B = video.shape[0]
-    for name in policy:
-        apply = (_rand((B,), video, generator).float() < p).to(video.dtype)[:, None, None, None, None]
-        augmented = _TRANSFORMS[name](video, generator)
-        video = video + apply * (augmented - video)
-    return video
+    draws = draw_augment(video.shape[0], p, policy, generator, video.device, video.dtype)
+    return apply_augment(video, draws)
 
 
 def ada_adjust(p: float, rt: float, target: float, images: int, speed_images: float) -> float:
@@ -93,12 +121,52 @@ class InstanceNoise:
         self.scheduler = DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule)
         self.t_max = int(t_max)
 
-    def __call__(self, video: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
-        """video (B, T, C, H, W) → noised video, t drawn per clip in [0, round(p · t_max)]."""
+    def draw(self, shape, p: float, generator: torch.Generator | None = None, device=None):
+        """→ (t (B,), noise of `shape`) or None when p gives no noise; t drawn per clip in [0, round(p · t_max)]."""
         top = int(round(p * self.t_max))
         if top <= 0:
+            return None
+        t = (torch.rand(shape[0], generator=generator, device=device) * (top + 1)).long().clamp(max=top)
+        return t, torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
+
+    def apply(self, video: torch.Tensor, drawn) -> torch.Tensor:
+        if drawn is None:
             return video
-        B = video.shape[0]
-        t = (torch.rand(B, generator=generator, device=video.device) * (top + 1)).long().clamp(max=top)
-        noise = torch.randn(video.shape, generator=generator, device=video.device, dtype=torch.float32)
+        t, noise = drawn
         return self.scheduler.add_noise(video, noise.to(video.dtype), t).to(video.dtype)
+
+    def __call__(self, video: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
+        """video (B, T, C, H, W) → noised video."""
+        return self.apply(video, self.draw(video.shape, p, generator, video.device))
+
+
+class ClipAugment:
+    """What the Ds see of a batch: DiffAugment at the current p, then optional instance noise, all from one RNG.
+
+    `draw(video)` takes the random numbers and `apply(video, draws)` uses them, so the loss can draw for fakes,
+    then for reals (the order of two separate passes), and augment both in one pass. Calling it does both.
+    """
+
+    def __init__(self, policy: Sequence[str], p: Callable[[], float], generator: Callable[[], torch.Generator],
+                 noise: InstanceNoise | None = None):
+        _check_policy(policy)
+        self.policy, self.p, self.generator, self.noise = tuple(policy), p, generator, noise
+
+    def draw(self, video: torch.Tensor):
+        p, g = self.p(), self.generator()
+        draws = draw_augment(video.shape[0], p, self.policy, g, video.device, video.dtype)
+        noise = self.noise.draw(video.shape, p, g, video.device) if self.noise is not None else None
+        return draws, noise
+
+    def apply(self, video: torch.Tensor, drawn) -> torch.Tensor:
+        draws, noise = drawn
+        video = apply_augment(video, draws)
+        return self.noise.apply(video, noise) if self.noise is not None else video
+
+    @staticmethod
+    def cat(a, b):
+        noise = None if a[1] is None else tuple(torch.cat([x, y]) for x, y in zip(a[1], b[1]))
+        return cat_draws(a[0], b[0]), noise
+
+    def __call__(self, video: torch.Tensor) -> torch.Tensor:
+        return self.apply(video, self.draw(video))

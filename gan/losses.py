@@ -40,7 +40,8 @@ class ReelGANLoss:
         self,
         image_d: ImageDiscriminator,
         video_d: VideoDiscriminator,
-        augment: Callable[[torch.Tensor], torch.Tensor],   # video → augmented video (same draw for all frames)
+        augment: Callable[[torch.Tensor], torch.Tensor],   # video → augmented video (same draw for all frames);
+                                                           # a gan.augment.ClipAugment lets Dmain do one pass
         frame_index: Callable[[int, int], torch.Tensor],   # (B, T) → (B, k) frame indices for the image D
         r1_gamma: float = 1.0,                             # R1 weight γ
         r1_interval: int = 16,                             # lazy regularisation: R1 every this many D steps
@@ -52,6 +53,9 @@ class ReelGANLoss:
         attribute_weight: float = 0.0,                     # weight of the paired attribute CE (D on real, G)
     ):
         self.image_d, self.video_d = image_d, video_d
+        # What Dmain and Gmain call for features; `model.compile` swaps in compiled versions. Dreg keeps the
+        # modules' eager methods: AOTAutograd has no double backward, and R1 differentiates a gradient.
+        self.image_features, self.video_features = image_d.features, video_d.features
         self.augment, self.frame_index = augment, frame_index
         self.r1_gamma, self.r1_interval, self.mismatch_weight = r1_gamma, r1_interval, mismatch_weight
         self.contrastive_weight, self.temperature = contrastive_weight, contrastive_temperature
@@ -97,7 +101,7 @@ class ReelGANLoss:
 
     def _features(self, video: torch.Tensor):
         video, idx = self._augmented(video)
-        return self.image_d.features(video, idx), self.video_d.features(video)
+        return self.image_features(video, idx), self.video_features(video)
 
     def _scores(self, feats, cond: torch.Tensor) -> torch.Tensor:
         """→ (B, k + 1): the image D's k frame logits and the video D's clip logit, side by side."""
@@ -128,10 +132,15 @@ class ReelGANLoss:
         call. The Ds have no batch statistics, so this is the same function with a third of the kernel launches.
         """
         B = real.shape[0]
-        fake_aug, fake_idx = self._augmented(fake)
-        real_aug, real_idx = self._augmented(real)
-        both = torch.cat([fake_aug, real_aug])
-        feats = (self.image_d.features(both, torch.cat([fake_idx, real_idx])), self.video_d.features(both))
+        if hasattr(self.augment, "draw"):               # one augmentation pass over both, same draws as two
+            fake_draws, fake_idx = self.augment.draw(fake), self.frame_index(B, fake.shape[1])
+            real_draws, real_idx = self.augment.draw(real), self.frame_index(B, real.shape[1])
+            both = self.augment.apply(torch.cat([fake, real]), self.augment.cat(fake_draws, real_draws))
+        else:                                           # a plain video → video callable
+            fake_aug, fake_idx = self._augmented(fake)
+            real_aug, real_idx = self._augmented(real)
+            both = torch.cat([fake_aug, real_aug])
+        feats = (self.image_features(both, torch.cat([fake_idx, real_idx])), self.video_features(both))
         real_feats = tuple(_rows(h, B) for h in feats)
         mismatch = self.mismatch_weight > 0 and B > 1
         rolled = cond.roll(1, dims=0)
