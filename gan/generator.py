@@ -258,8 +258,15 @@ class VideoGenerator(nn.Module):
                 if start < 0 or T < 1 or start + T > self.frames:
                     raise ValueError(f"window {tuple(window)} is not inside the clip's {self.frames} frames")
                 w_frames, feats = w_frames[:, start:start + T], feats[:, start:start + T]
-        x = feats.reshape(B * T, *feats.shape[2:])
-        ws = w_frames.reshape(B * T, -1)
+        rgb = self.synthesis(feats.reshape(B * T, *feats.shape[2:]), w_frames.reshape(B * T, -1))
+        # The 4 RGB skips add up: scale by 1/√4 so tanh starts in its linear range.
+        rgb = (rgb * 0.5).reshape(B, T, 3, self.height, self.width)
+        return rgb if pre_tanh else torch.tanh(rgb)
+
+    def synthesis(self, x: torch.Tensor, ws: torch.Tensor) -> torch.Tensor:
+        """Frames' features (N, C0, H/8, W/8) and styles (N, w_dim) → summed RGB skips (N, 3, H, W), fp32, before
+        the output scale and tanh. The costly part, and the part `model.compile` compiles (`synthesis` is then
+        replaced on the instance: the same weights, a compiled graph)."""
         rgb = None
         for convs, to_rgb in zip(self.convs, self.to_rgbs):
             for conv in convs:
@@ -271,9 +278,7 @@ class VideoGenerator(nn.Module):
                 y = y.float()
                 rgb = y if rgb is None else F.interpolate(rgb, scale_factor=2, mode="bilinear",
                                                           align_corners=False) + y
-        # The 4 RGB skips add up: scale by 1/√4 so tanh starts in its linear range.
-        rgb = (rgb * 0.5).reshape(B, T, 3, self.height, self.width)
-        return rgb if pre_tanh else torch.tanh(rgb)
+        return rgb
 
 
 def check_video_size(frames: int, height: int, width: int, min_frames: int = 1, prefix: str = "") -> None:

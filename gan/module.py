@@ -18,7 +18,7 @@ import torch
 from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
 
-from gan.augment import POLICIES, InstanceNoise, ada_adjust, diff_augment
+from gan.augment import POLICIES, ClipAugment, InstanceNoise, ada_adjust
 from gan.discriminators import AttributeHead, VideoDiscriminator, build_image_discriminator
 from data.tensors import uint8_to_model
 from gan.attributes import attribute_one_hot
@@ -82,6 +82,10 @@ class ReelGAN(pl.LightningModule):
         ada_fixed: bool = False,                # true: keep p at ada_p_init (no adaptation)
         diffusion_noise: bool = False,          # add Diffusion-GAN instance noise (t ≤ p · diffusion_t_max)
         diffusion_t_max: int = 200,             # largest DDPM timestep of the instance noise
+        compile: bool | None = None,            # torch.compile G's synthesis and the Ds' features (R1 stays
+                                                # eager); null = on for CUDA, off elsewhere
+        compile_backend: str = "inductor",      # torch.compile backend; aot_eager captures the same graphs
+                                                # without generating code (tests, debugging)
         seed: int = 0,                          # seed of the module's training RNG stream (z, frames, aug)
         embeddings_hash: str = "",              # hash of the embeddings the conditions come from (linked)
     ):
@@ -135,7 +139,8 @@ class ReelGAN(pl.LightningModule):
         self._sign_count = 0
         self.progress_values: dict = {}                              # last batch's losses for the progress bar
         self.noise = InstanceNoise(t_max=diffusion_t_max) if diffusion_noise else None
-        self.loss = ReelGANLoss(self.image_discriminator, self.video_discriminator, self._augment,
+        augment = ClipAugment(augment_policy, lambda: self.augment_p, self.rng, self.noise)
+        self.loss = ReelGANLoss(self.image_discriminator, self.video_discriminator, augment,
                                 self._frame_index, r1_gamma=r1_gamma, r1_interval=r1_interval,
                                 mismatch_weight=mismatch_weight, contrastive_weight=contrastive_weight,
                                 contrastive_temperature=contrastive_temperature, same_user_cosine=same_user_cosine,
@@ -153,11 +158,6 @@ class ReelGAN(pl.LightningModule):
             else:
                 self._rng.manual_seed(int(self.hparams.seed) * 1_000_003 + self.global_rank)
         return self._rng
-
-    def _augment(self, video: torch.Tensor) -> torch.Tensor:
-        p = self.augment_p
-        video = diff_augment(video, p, self.hparams.augment_policy, generator=self.rng())
-        return self.noise(video, p, generator=self.rng()) if self.noise is not None else video
 
     def _frame_index(self, batch: int, frames: int) -> torch.Tensor:
         k = self.hparams.d_image_frames
@@ -314,7 +314,24 @@ class ReelGAN(pl.LightningModule):
             raise ValueError(f"batch condition has dim {cond.shape[-1]} but model.cond_dim={h.cond_dim}: the "
                              f"embeddings file does not match the model (link data.embedding_dim → model.cond_dim)")
 
+    def compile_networks(self) -> None:
+        """torch.compile the costly, once-differentiated parts: G's synthesis (G and G_ema) and both Ds' features
+        for Dmain and Gmain. The modules and their state_dict stay as they are; R1's double backward and the
+        validation step use the eager methods."""
+        if getattr(self, "_compiled", False):
+            return
+        for g in (self.generator, self.generator_ema):
+            g.synthesis = torch.compile(g.synthesis, dynamic=False, backend=self.hparams.compile_backend)
+        self.loss.image_features = torch.compile(self.image_discriminator.features, dynamic=False,
+                                                 backend=self.hparams.compile_backend)
+        self.loss.video_features = torch.compile(self.video_discriminator.features, dynamic=False,
+                                                 backend=self.hparams.compile_backend)
+        self._compiled = True
+
     def on_fit_start(self) -> None:
+        wanted = self.hparams.compile
+        if wanted or (wanted is None and self.device.type == "cuda"):
+            self.compile_networks()
         dm = getattr(self.trainer, "datamodule", None)
         dim = getattr(dm, "embedding_dim", None)
         if dim is not None and int(dim) != self.hparams.cond_dim:
@@ -336,9 +353,11 @@ class ReelGAN(pl.LightningModule):
                            "so the preference head is trained beside the GAN instead")
             return
         head = self.generator.preference
-        loss = head.fit(pairs["conditions"].to(self.device), pairs["labels"].to(self.device),
-                        pairs["weights"].to(self.device))
-        state = self.trainer.strategy.broadcast({k: v.detach().cpu() for k, v in head.state_dict().items()}, src=0)
+        # On the CPU: a float64 L-BFGS of a few hundred small steps, each a host decision, stalls a GPU for
+        # seconds before the first batch; on the CPU it is a fraction of a second.
+        fitted = copy.deepcopy(head).cpu()
+        loss = fitted.fit(pairs["conditions"].cpu(), pairs["labels"].cpu(), pairs["weights"].cpu())
+        state = self.trainer.strategy.broadcast({k: v.detach() for k, v in fitted.state_dict().items()}, src=0)
         head.load_state_dict(state)
         self.generator_ema.preference.load_state_dict(state)
         self._preference_fitted = True
