@@ -292,12 +292,14 @@ class SampleGrid(Callback):
     Each row is one shopper, labelled with their user id: `real_clips` of the clips they engaged with on the
     left, then their generated clips for the fixed seeds, upscaled to ≥ 256 px per row. Users are fixed at the
     start (evenly spaced over the datamodule's sorted training users, or `user_ids`), so successive grids show
-    the same shoppers and latents as training goes on. With a WandbLogger the mp4 is also logged.
+    the same shoppers and latents as training goes on. With a WandbLogger the mp4 is also logged. `at_start`
+    also renders before the first batch; it is off by default because it decodes real clips and runs G before
+    training starts, which delays the first batch.
     """
 
     def __init__(self, every_n_steps: int = 200, users: int = 4, seeds: Sequence[int] = (0, 1, 2, 3),
                  user_ids: Sequence[str] | None = None, truncation: float = 1.0, fps: int = 8,
-                 at_start: bool = True, real_clips: int = 2, min_row_px: int = 256):
+                 at_start: bool = False, real_clips: int = 2, min_row_px: int = 256):
         self.every_n_steps, self.users, self.seeds = int(every_n_steps), int(users), [int(s) for s in seeds]
         self.user_ids, self.truncation, self.fps, self.at_start = user_ids, truncation, fps, at_start
         self.real_clips, self.min_row_px = int(real_clips), int(min_row_px)
@@ -326,7 +328,10 @@ class SampleGrid(Callback):
                           key=lambda e: (-e["probs"][e["users"].index(user)], e["clip_id"]))[: self.real_clips]
             clips = [read_clip(e["file"], dm.frames, dm.stride, start=0, size=dm.size).transpose(0, 3, 1, 2)
                      for e in mine]
-            self._real.append(np.stack(clips) if clips else np.zeros((0, dm.frames, 3, *dm.size), np.uint8))
+            # A shopper with fewer engaged clips than real_clips gets black tiles: every row keeps one width.
+            blank = np.zeros((dm.frames, 3, *dm.size), np.uint8)
+            self._real.append(np.stack(clips + [blank] * (self.real_clips - len(clips))) if self.real_clips
+                              else np.zeros((0, dm.frames, 3, *dm.size), np.uint8))
 
     def render(self, trainer, pl_module, tag: str) -> Path | None:
         if not trainer.is_global_zero:
@@ -404,6 +409,9 @@ class ClipsPerSecondProgressBar(RichProgressBar):
         if self.progress is not None and self.train_progress_bar_id is not None:
             self.progress.update(self.train_progress_bar_id, total=self.planned_batches(trainer, pl_module),
                                  completed=pl_module.seen_batches)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        pass  # one bar for the whole run; Rich's epoch-end redraw would read the losses on an arbitrary batch
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         batches = pl_module.seen_batches
