@@ -9,11 +9,11 @@ It predicts the product attributes of clips.csv (synthetic world: category, colo
 Network: a per-frame 2D conv encoder (shared over time, stride-2 convs down to a 4×4 grid), one residual temporal
 conv (k=3 over T), then pooling of [mean, max, mean |Δt|] (appearance, small parts, motion energy) → penultimate → heads.
 Texture heads (`texture_heads`, default the `pattern` attribute) read a second, small branch instead: each colour
-channel's high-pass (the pixel minus its 3×3 mean) of a few frames → two full-resolution-first convs → mean and max over
+channel's high-pass (the pixel minus its 3×3 mean) of 4 frames → three small convs (the first at full resolution) → mean and max over
 time and space. The main trunk cannot be used for pattern: on a catalogue where each product is one (category,
 colour, pattern) combination, it learns the pattern of each (category, colour) pair of the training products, which is
 always wrong on held-out products (0.13 against a constant guess's 0.29 on the demo world); the branch sees only
-local texture, with no layout and little colour.
+local texture, with no layout and little colour (and trains on colour-scrambled copies: domain_train._scramble).
 Training, saving and loading live in `domain_train.py`; this file is the network and its registry entry.
 """
 from __future__ import annotations
