@@ -88,8 +88,9 @@ class ModulatedConv2d(nn.Module):
         styles = self.affine(w)                                                      # (N, in)
         if self.demodulate:
             # ‖scale·W_o ⊙ s‖ over (in, kh, kw) = scale·√(s² · Σ_kk W_o²); the scale cancels, eps is rescaled.
-            sq = F.linear(styles.square(), self.weight.square().sum(dim=(2, 3)))      # (N, out)
-            out_scale = (sq + 1e-8 / self.scale ** 2).rsqrt()
+            with torch.autocast(x.device.type, enabled=False):   # fp32, as the elementwise form was
+                sq = F.linear(styles.float().square(), self.weight.square().sum(dim=(2, 3)))   # (N, out)
+                out_scale = (sq + 1e-8 / self.scale ** 2).rsqrt()
             out_scale = out_scale * gain if gain != 1 else out_scale
         else:
             styles = styles * (self.scale * gain)
@@ -127,19 +128,38 @@ class ToRGB(nn.Module):
         return self.conv(x, w)
 
 
+class EqualConv3d(nn.Module):
+    """nn.Conv3d's interface with an equalised learning rate: weights stored N(0, 1), scaled by 1/√fan_in at run
+    time. For G's layers, which Adam steps at StyleGAN's rates (a plain conv's small weights would move by a large
+    fraction of themselves per step, and the activations they make grow without bound)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel, stride=1, padding=0, bias: bool = True):
+        super().__init__()
+        kernel = (kernel,) * 3 if isinstance(kernel, int) else tuple(kernel)
+        self.weight = nn.Parameter(torch.randn(out_ch, in_ch, *kernel))
+        self.bias = nn.Parameter(torch.zeros(out_ch)) if bias else None
+        self.scale = 1 / math.sqrt(in_ch * math.prod(kernel))
+        self.stride, self.padding = stride, padding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv3d(x, self.weight * self.scale, self.bias, stride=self.stride, padding=self.padding)
+
+
 class Block2Plus1D(nn.Module):
     """Factorised (2+1)D residual block: spatial k×k conv per frame, then temporal k conv per pixel (S3D).
 
     x: (B, C, T, H, W) → (B, C_out, T', H', W'); `stride` = (temporal, spatial) downsampling by 2 when set.
+    `equalised`: equalised-lr convs (G's motion module); plain nn.Conv3d otherwise (the video D).
     """
 
     def __init__(self, in_ch: int, out_ch: int, temporal_stride: int = 1, spatial_stride: int = 1,
-                 kernel: int = 3):
+                 kernel: int = 3, equalised: bool = False):
         super().__init__()
         p = kernel // 2
-        self.spatial = nn.Conv3d(in_ch, out_ch, (1, kernel, kernel), (1, spatial_stride, spatial_stride), (0, p, p))
-        self.temporal = nn.Conv3d(out_ch, out_ch, (kernel, 1, 1), (temporal_stride, 1, 1), (p, 0, 0))
-        self.skip = (nn.Conv3d(in_ch, out_ch, 1, (temporal_stride, spatial_stride, spatial_stride), bias=False)
+        conv = EqualConv3d if equalised else nn.Conv3d
+        self.spatial = conv(in_ch, out_ch, (1, kernel, kernel), (1, spatial_stride, spatial_stride), (0, p, p))
+        self.temporal = conv(out_ch, out_ch, (kernel, 1, 1), (temporal_stride, 1, 1), (p, 0, 0))
+        self.skip = (conv(in_ch, out_ch, 1, (temporal_stride, spatial_stride, spatial_stride), bias=False)
                      if (in_ch != out_ch or temporal_stride > 1 or spatial_stride > 1) else nn.Identity())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -49,7 +49,9 @@ class Sep3DMotion(nn.Module):
         super().__init__()
         self.from_noise = EqualLinear(noise_dim, channels)
         self.from_style = EqualLinear(w_dim, channels)
-        self.blocks = nn.Sequential(*[Block2Plus1D(channels, channels) for _ in range(blocks)])
+        # equalised lr: with plain convs, tryon-128-gpu's lr (2.5e-3, β1 = 0) grew these features ~10⁴× within 25
+        # batches and saturated G's tanh everywhere (bench/bench_stability.py)
+        self.blocks = nn.Sequential(*[Block2Plus1D(channels, channels, equalised=True) for _ in range(blocks)])
 
     def forward(self, w, noise, feats):
         bias = self.from_noise(noise.to(feats.dtype)) + self.from_style(w)[:, None, :]   # (B, T, C)
