@@ -410,6 +410,10 @@ class ClipsPerSecondProgressBar(RichProgressBar):
             self.progress.update(self.train_progress_bar_id, total=self.planned_batches(trainer, pl_module),
                                  completed=pl_module.seen_batches)
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._last = (time.perf_counter(), pl_module.seen_images)     # the first redraw has a rate already
+
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         pass  # one bar for the whole run; Rich's epoch-end redraw would read the losses on an arbitrary batch
 
