@@ -48,6 +48,7 @@ def _align(world, ckpt, tmp, *extra) -> dict:
     out = tmp / "align.json"
     cmd = [sys.executable, "-m", "evaluation.cli", "align", "--checkpoint", str(ckpt), "--dataset", str(world.root),
            "--domain", str(world.domain), "--clips-per-user", "3", "--max-users", "5", "--cas-clips", "48",
+           "--quality-clips", "16",
            "--no-progress", "--out", str(out), *extra]
     result = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
