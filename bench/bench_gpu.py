@@ -209,7 +209,8 @@ def flops_and_profile(world: Path, args) -> dict:
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if CUDA else [])
     module, dm = module_and_batch("tryon-128-gpu", world, args)
-    with profile(activities=activities, schedule=torch.profiler.schedule(wait=0, warmup=2, active=4)) as prof:
+    with profile(activities=activities, schedule=torch.profiler.schedule(wait=0, warmup=2, active=4),
+                 acc_events=True) as prof:              # keep the active cycle's events after it closes
         pl.Trainer(max_steps=2 * 6, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                    enable_model_summary=False, precision="bf16-mixed", accelerator="gpu" if CUDA else "cpu",
                    devices=1, default_root_dir=str(args.tmp), callbacks=[Step()]).fit(module, dm)
