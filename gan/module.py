@@ -273,16 +273,14 @@ class ReelGAN(pl.LightningModule):
     @torch.no_grad()
     def _update_ema(self, images: int) -> None:
         """G_ema ← lerp(G, G_ema, β), β = 0.5^(images / half-life); half-life ramps up early (StyleGAN2-ADA).
-        One foreach lerp over all parameters and one foreach copy of the buffers, not a pair of ops per tensor."""
+        One foreach lerp over all parameters, not an op per tensor. G's only buffer (truncation_z) is a constant
+        rebuilt from a fixed seed, identical in G_ema, so nothing is copied per step."""
         h = self.hparams
         half_life = h.ema_half_life_images
         if h.ema_rampup is not None:
             half_life = min(half_life, float(self.seen_images) * h.ema_rampup)
         beta = 0.5 ** (images / max(half_life, 1e-8))
         torch._foreach_lerp_(list(self.generator_ema.parameters()), list(self.generator.parameters()), 1 - beta)
-        buffers = list(self.generator.buffers())
-        if buffers:
-            torch._foreach_copy_(list(self.generator_ema.buffers()), buffers)
 
     @torch.no_grad()
     def validation_step(self, batch, batch_idx):
