@@ -28,7 +28,9 @@ from _results import machine_block, save  # noqa: E402
 from bench_gpu import CUDA, PY, env, make_world  # noqa: E402
 
 VARIANTS = {"shipped": {}, "mapping01": {"mapping_lr_mul": 0.01}, "mapping1": {"mapping_lr_mul": 1.0},
-            "mapping1-beta09": {"mapping_lr_mul": 1.0, "betas_g": [0.9, 0.99], "betas_d": [0.9, 0.99]}}
+            "mapping1-beta09": {"mapping_lr_mul": 1.0, "betas_g": [0.9, 0.99], "betas_d": [0.9, 0.99]},
+            "tanh": {"rgb_output": "tanh"}, "linear": {"rgb_output": "linear"},
+            "rgb-demod": {"rgb_demodulate": True}, "rgb-demod-linear": {"rgb_demodulate": True, "rgb_output": "linear"}}
 
 
 def run(variant: str, seed: int, world: Path, tmp: Path, args) -> dict:

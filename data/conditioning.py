@@ -7,7 +7,6 @@ out and who have a preference vector; a user is drawn in proportion to the stren
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from data.contract import EVENT_WEIGHTS, Dataset, attribute_columns
 
@@ -79,11 +78,13 @@ def draw_rng(seed: int, index: int, epoch: int | None) -> np.random.Generator:
 
 def make_item(clip: np.ndarray, rng: np.random.Generator, users: list[str], probs, condition_of, clip_id: str,
               labels: tuple[int, ...]):
-    """clip uint8 (T, H, W, C) → (uint8 (T, C, H, W), condition (E,), user_id, clip_id, attribute labels long (A,));
-    condition_of(user) → its condition row.
+    """clip uint8 (T, H, W, C) → (uint8 (T, C, H, W), condition (E,), user_id, clip_id, attribute labels int64 (A,)),
+    all numpy; condition_of(user) → its condition row.
 
-    Items stay uint8 (4x less to copy between processes); `data.datamodule.collate` makes the float batch.
+    Items stay uint8 (4x less to copy between processes) and numpy: `data.datamodule.collate` makes one tensor per
+    field. With data.num_workers 0 items are made in the training process, where per-item torch ops would add
+    dozens of dispatches to every batch.
     """
     pick = int(rng.choice(len(users), p=probs))
-    return (torch.from_numpy(np.ascontiguousarray(clip)).permute(0, 3, 1, 2).contiguous(),
-            torch.from_numpy(condition_of(users[pick])), users[pick], clip_id, torch.tensor(labels, dtype=torch.long))
+    return (np.ascontiguousarray(clip.transpose(0, 3, 1, 2)), np.asarray(condition_of(users[pick])), users[pick],
+            clip_id, np.asarray(labels, dtype=np.int64))

@@ -117,7 +117,8 @@ def collate(batch):
     The video stays uint8 until it reaches the device (4× less to copy and pin); the model makes it float in
     [-1, 1] there (gan.module.ReelGAN.on_after_batch_transfer, with data.tensors.uint8_to_model)."""
     videos, conditions, users, clips, labels = zip(*batch)
-    return torch.stack(videos), torch.stack(conditions), list(users), list(clips), torch.stack(labels)
+    return (torch.from_numpy(np.stack(videos)), torch.from_numpy(np.stack(conditions)), list(users), list(clips),
+            torch.from_numpy(np.stack(labels)))
 
 
 class ProductClipDataModule(pl.LightningDataModule):

@@ -214,6 +214,7 @@ def write_shards(dataset: str | os.PathLike, out: str | os.PathLike, size: tuple
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()     # before any worker starts: a run killed at any point leaves its partial folder for the next
     try:
         counts = {}
         for name, part in splits.items():

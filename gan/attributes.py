@@ -12,13 +12,26 @@ import torch
 import torch.nn.functional as F
 
 
+_COLUMNS: dict = {}
+
+
+def _columns(classes: Sequence[int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each one-hot column, the attribute it belongs to and the value it stands for (made once per device)."""
+    key = (tuple(int(n) for n in classes), str(device))
+    if key not in _COLUMNS:
+        _COLUMNS[key] = (torch.tensor([a for a, n in enumerate(key[0]) for _ in range(n)], device=device),
+                         torch.tensor([v for n in key[0] for v in range(n)], device=device))
+    return _COLUMNS[key]
+
+
 def attribute_one_hot(attributes: torch.Tensor, classes: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
     """(B, A) indices → (B, Σ classes) concatenated one-hots; an unknown value (-1) is all zeros.
 
-    Built by comparison with arange, not F.one_hot: one_hot checks its input's range, a read that stalls the device.
+    Built by one comparison of each column's attribute with the value the column stands for, not F.one_hot:
+    one_hot checks its input's range, a read that stalls the device.
     """
-    values = torch.arange(max(classes, default=0), device=attributes.device)
-    return torch.cat([attributes[:, a:a + 1] == values[:n] for a, n in enumerate(classes)], dim=1).to(dtype)
+    owner, value = _columns(classes, attributes.device)
+    return (attributes.index_select(1, owner) == value).to(dtype)
 
 
 def masked_attribute_loss(logits: Sequence[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:

@@ -23,10 +23,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan.attributes import attribute_one_hot, masked_attribute_loss
-from gan.layers import EqualLinear, StyledConv, ToRGB
+from gan.layers import EqualLinear, Modulation, StyledConv, ToRGB
 from gan.motion import build_motion
 
 LEVELS = 4  # H/8, H/4, H/2, H
+# How the summed RGB skips become a clip in [-1, 1]. tanh: smooth, but a G pushed far past ±1 gets no gradient
+# there and cannot come back (issue 19's saturated runs). linear: StyleGAN2's output; training shows the Ds the raw
+# sum (`raw=True`), which they push back into range, and clips are clamped.
+RGB_OUTPUTS = {"tanh": torch.tanh, "linear": lambda rgb: rgb.clamp(-1.0, 1.0)}
 
 
 def _normalise(x: torch.Tensor) -> torch.Tensor:
@@ -140,6 +144,9 @@ class VideoGenerator(nn.Module):
         motion_kwargs: dict | None = None,      # extra kwargs for the motion module (e.g. {"hidden": 128})
         truncation_anchors: int = 256,          # content codes averaged to get each condition's mean w
         attribute_classes: Sequence[int] = (),  # values per product attribute G is conditioned on; () = none
+        rgb_output: str = "tanh",               # tanh | linear: how the summed RGB becomes a clip (RGB_OUTPUTS)
+        rgb_demodulate: bool = False,           # demodulate the ToRGB convs too: each skip's scale then no longer
+                                                # grows with the style's (a saturation path, issue 19)
     ):
         super().__init__()
         check_video_size(frames=frames, height=height, width=width)
@@ -153,7 +160,11 @@ class VideoGenerator(nn.Module):
                            w_dim=int(w_dim), embed_dim=int(embed_dim), mapping_layers=int(mapping_layers),
                            mapping_lr_mul=float(mapping_lr_mul), channels=channels,
                            motion_kwargs=dict(motion_kwargs or {}), truncation_anchors=int(truncation_anchors),
-                           attribute_classes=[int(c) for c in attribute_classes])
+                           attribute_classes=[int(c) for c in attribute_classes], rgb_output=str(rgb_output),
+                           rgb_demodulate=bool(rgb_demodulate))
+        if rgb_output not in RGB_OUTPUTS:
+            raise ValueError(f"rgb_output={rgb_output!r} is unknown; choose one of {sorted(RGB_OUTPUTS)}")
+        self.rgb_output = str(rgb_output)
         self.cond_dim, self.frames, self.height, self.width = int(cond_dim), int(frames), int(height), int(width)
         self.content_dim, self.motion_noise_dim = int(content_dim), int(motion_noise_dim)
         self.attribute_classes = self.config["attribute_classes"]
@@ -175,7 +186,8 @@ class VideoGenerator(nn.Module):
             else:
                 self.convs.append(nn.ModuleList([StyledConv(channels[level - 1], ch, w_dim, up=True),
                                                  StyledConv(ch, ch, w_dim)]))
-            self.to_rgbs.append(ToRGB(ch, w_dim))
+            self.to_rgbs.append(ToRGB(ch, w_dim, demodulate=bool(rgb_demodulate)))
+        self.modulation = Modulation([m.conv for convs, rgb in zip(self.convs, self.to_rgbs) for m in (*convs, rgb)])
         # Fixed content codes for the per-condition mean w (not saved: rebuilt identically from the seed).
         g = torch.Generator().manual_seed(0)
         self.register_buffer("truncation_z", torch.randn(truncation_anchors, content_dim, generator=g),
@@ -220,7 +232,7 @@ class VideoGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor, cond: torch.Tensor, truncation: float = 1.0,
                 attributes: torch.Tensor | None = None, window: tuple[int | torch.Tensor, int] | None = None,
-                checked: bool = False, pre_tanh: bool = False) -> torch.Tensor:
+                checked: bool = False, raw: bool = False) -> torch.Tensor:
         """z (B, z_dim), cond (B, E) → video (B, T, 3, H, W) in [-1, 1].
 
         attributes (B, A) long, optional: the product attribute values to make (-1 = choose from the shopper's
@@ -230,7 +242,8 @@ class VideoGenerator(nn.Module):
         exactly the frames the whole clip has; only the costly synthesis is skipped for the others. start may be
         a 0-d device tensor (training draws it there and never reads it back).
         checked: the attributes are known to be in range (training's own labels): skip the check's host read.
-        pre_tanh: return the output before the final tanh (fp32), e.g. to see whether a saturated G's seeds differ.
+        raw: return the output before its last step (tanh or clamp, `rgb_output`), fp32: what the Ds see in
+        training with a linear output, and where a saturated G's seeds still differ.
         """
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"z must be (B, {self.z_dim}) = content {self.content_dim} + {self.frames} frames × "
@@ -261,17 +274,18 @@ class VideoGenerator(nn.Module):
         rgb = self.synthesis(feats.reshape(B * T, *feats.shape[2:]), w_frames.reshape(B * T, -1))
         # The 4 RGB skips add up: scale by 1/√4 so tanh starts in its linear range.
         rgb = (rgb * 0.5).reshape(B, T, 3, self.height, self.width)
-        return rgb if pre_tanh else torch.tanh(rgb)
+        return rgb if raw else RGB_OUTPUTS[self.rgb_output](rgb)
 
     def synthesis(self, x: torch.Tensor, ws: torch.Tensor) -> torch.Tensor:
         """Frames' features (N, C0, H/8, W/8) and styles (N, w_dim) → summed RGB skips (N, 3, H, W), fp32, before
         the output scale and tanh. The costly part, and the part `model.compile` compiles (`synthesis` is then
         replaced on the instance: the same weights, a compiled graph)."""
+        modulation = iter(self.modulation(ws))     # every layer's styles and demodulation, in a few ops
         rgb = None
         for convs, to_rgb in zip(self.convs, self.to_rgbs):
             for conv in convs:
-                x = conv(x, ws)
-            y = to_rgb(x, ws)
+                x = conv(x, *next(modulation))
+            y = to_rgb(x, *next(modulation))
             # The RGB sum and the tanh run in fp32 whatever the autocast: bf16 rounds a tanh near ±1 to exactly
             # ±1, where its gradient is 0 and a saturated G cannot recover.
             with torch.autocast(y.device.type, enabled=False):

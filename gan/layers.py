@@ -40,6 +40,20 @@ class EqualLinear(nn.Module):
         return F.leaky_relu(x, 0.2) if self.activation else x
 
 
+def batched_affines(affines: list[EqualLinear], w: torch.Tensor) -> list[torch.Tensor]:
+    """The outputs of several EqualLinears that read the same input, from one matmul over their concatenated
+    weights (G's 11 style affines all read w): one op and one cast where there were eleven, forwards and
+    backwards. Each keeps its own parameters, so the state_dict and the initialisation are unchanged; exact,
+    since each output is the same dot product. Needs equal scales and no activation."""
+    first = affines[0]
+    if any(a.scale != first.scale or a.bias_scale != first.bias_scale or a.activation for a in affines):
+        raise ValueError("batched_affines needs affines with one weight scale and bias scale and no activation")
+    weight = torch.cat([a.weight for a in affines]) * first.scale
+    bias = torch.cat([a.bias for a in affines])
+    out = F.linear(w, weight, bias if first.bias_scale == 1 else bias * first.bias_scale)
+    return list(out.split([a.weight.shape[0] for a in affines], dim=1))
+
+
 class EqualConv2d(nn.Module):
     """Plain conv with equalised learning rate (discriminator and motion blocks); `gain` scales the output (folded
     into the weight and bias scales)."""
@@ -62,8 +76,9 @@ class ModulatedConv2d(nn.Module):
     """StyleGAN2 modulated convolution, in the 'non-fused' form (scale activations, shared conv, scale outputs).
 
     The non-fused form runs one ordinary conv for the whole batch instead of a grouped conv per sample, which is
-    much faster on CPUs. x: (N, in, H, W), w: (N, w_dim) → (N, out, H', W') with H' = 2H when `up`; `gain`
-    multiplies the output (bias included).
+    much faster on CPUs. x: (N, in, H, W), styles: (N, in) = `affine(w)` → (N, out, H', W') with H' = 2H when
+    `up`; `gain` multiplies the output (bias included). A generator computes every layer's styles and
+    demodulation in a few ops for all its layers (`Modulation`); alone, a layer computes its own (`demodulation`).
 
     Written for few elementwise passes, each rewrite exact in real arithmetic:
     - the style scales x before the upsampling: a per-channel factor commutes with bilinear interpolation, and
@@ -75,34 +90,70 @@ class ModulatedConv2d(nn.Module):
     """
 
     def __init__(self, in_ch: int, out_ch: int, w_dim: int, kernel: int = 3, demodulate: bool = True,
-                 up: bool = False):
+                 up: bool = False, gain: float = 1.0):
         super().__init__()
         self.affine = EqualLinear(w_dim, in_ch, bias_init=1.0)  # style starts at 1: identity modulation
         self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel, kernel))
         self.bias = nn.Parameter(torch.zeros(out_ch))
         self.scale = 1 / math.sqrt(in_ch * kernel * kernel)
-        self.demodulate, self.up, self.padding = demodulate, up, kernel // 2
+        self.demodulate, self.up, self.padding, self.gain = demodulate, up, kernel // 2, float(gain)
+        # ‖scale·W_o ⊙ s‖ over (in, kh, kw) = scale·√(s² · Σ_kk W_o²): the scale cancels and rescales eps
+        self.eps = 1e-8 / self.scale ** 2
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+    def demodulation(self, styles: torch.Tensor) -> torch.Tensor:
+        """(N, in) styles → (N, out) demodulation coefficients × gain, in the weights' precision (fp32)."""
+        with torch.autocast(styles.device.type, enabled=False):
+            sq = F.linear(styles.to(self.weight.dtype).square(), self.weight.square().sum(dim=(2, 3)))
+            return (sq + self.eps).rsqrt() * self.gain
+
+    def forward(self, x: torch.Tensor, styles: torch.Tensor, out_scale: torch.Tensor | None = None) -> torch.Tensor:
+        """out_scale: `demodulation(styles)` when already made (a demodulated layer); None: made here."""
         N = x.shape[0]
-        styles = self.affine(w)                                                      # (N, in)
         if self.demodulate:
-            # ‖scale·W_o ⊙ s‖ over (in, kh, kw) = scale·√(s² · Σ_kk W_o²); the scale cancels, eps is rescaled.
-            with torch.autocast(x.device.type, enabled=False):   # fp32, as the elementwise form was
-                sq = F.linear(styles.float().square(), self.weight.square().sum(dim=(2, 3)))   # (N, out)
-                out_scale = (sq + 1e-8 / self.scale ** 2).rsqrt()
-            out_scale = out_scale * gain if gain != 1 else out_scale
+            out_scale = self.demodulation(styles) if out_scale is None else out_scale
         else:
-            styles = styles * (self.scale * gain)
-            out_scale = None
+            styles = styles * (self.scale * self.gain)
         x = x * styles.reshape(N, -1, 1, 1).to(x.dtype)
         if self.up:
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         x = F.conv2d(x, self.weight.to(x.dtype), padding=self.padding)
-        bias = (self.bias if gain == 1 else self.bias * gain).reshape(1, -1, 1, 1).to(x.dtype)
-        if out_scale is None:
+        bias = (self.bias if self.gain == 1 else self.bias * self.gain).reshape(1, -1, 1, 1).to(x.dtype)
+        if not self.demodulate:
             return x + bias
         return torch.addcmul(bias, x, out_scale.reshape(N, -1, 1, 1).to(x.dtype))
+
+
+class Modulation(nn.Module):
+    """Every modulated conv's styles and demodulation coefficients for one w, in a few ops instead of a dozen per
+    layer (issue 19): one matmul over the concatenated affines (`batched_affines`), and one block-diagonal matmul
+    s² · blockdiag(Σ_kk W_l²)ᵀ for all demodulated layers, with each layer's eps and gain as constant columns.
+    Exact: the same sums, zero blocks add nothing. Holds no parameters (the layers keep theirs) and refers to
+    the layers without owning them, so state_dicts are unchanged."""
+
+    def __init__(self, layers: list[ModulatedConv2d]):
+        super().__init__()
+        self.layers = tuple(layers)                   # a tuple is not registered as submodules
+        demod = [m for m in layers if m.demodulate]
+        self.register_buffer("eps", torch.tensor([m.eps / m.gain ** 2 for m in demod for _ in range(m.bias.numel())]),
+                             persistent=False)
+        self.register_buffer("inv_gain_sq", torch.tensor([1 / m.gain ** 2 for m in demod
+                                                          for _ in range(m.bias.numel())]), persistent=False)
+
+    def forward(self, w: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """w (N, w_dim) → per layer, in order: (styles (N, in), out_scale (N, out) or None)."""
+        demod = [m for m in self.layers if m.demodulate]
+        order = demod + [m for m in self.layers if not m.demodulate]     # demodulated styles side by side
+        styles = dict(zip(map(id, order), batched_affines([m.affine for m in order], w)))
+        scales = {}
+        if demod:
+            with torch.autocast(w.device.type, enabled=False):
+                blocks = torch.block_diag(*[m.weight.square().sum(dim=(2, 3)) for m in demod])   # (Σout, Σin)
+                s = torch.cat([styles[id(m)] for m in demod], dim=1).to(blocks.dtype)    # fp32: the weights'
+
+                # g·rsqrt(sq + eps) = rsqrt(sq/g² + eps/g²)
+                out = torch.addcmul(self.eps, F.linear(s.square(), blocks), self.inv_gain_sq).rsqrt()
+            scales = dict(zip(map(id, demod), out.split([m.bias.numel() for m in demod], dim=1)))
+        return [(styles[id(m)], scales.get(id(m))) for m in self.layers]
 
 
 class StyledConv(nn.Module):
@@ -111,21 +162,21 @@ class StyledConv(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int, w_dim: int, up: bool = False):
         super().__init__()
-        self.conv = ModulatedConv2d(in_ch, out_ch, w_dim, up=up)
+        self.conv = ModulatedConv2d(in_ch, out_ch, w_dim, up=up, gain=SQRT2)
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        return F.leaky_relu(self.conv(x, w, gain=SQRT2), 0.2)
+    def forward(self, x: torch.Tensor, styles: torch.Tensor, out_scale: torch.Tensor | None = None) -> torch.Tensor:
+        return F.leaky_relu(self.conv(x, styles, out_scale), 0.2)
 
 
 class ToRGB(nn.Module):
-    """1×1 modulated conv without demodulation → 3 channels (skip-architecture output)."""
+    """1×1 modulated conv → 3 channels (skip-architecture output); not demodulated unless asked (StyleGAN2)."""
 
-    def __init__(self, in_ch: int, w_dim: int):
+    def __init__(self, in_ch: int, w_dim: int, demodulate: bool = False):
         super().__init__()
-        self.conv = ModulatedConv2d(in_ch, 3, w_dim, kernel=1, demodulate=False)
+        self.conv = ModulatedConv2d(in_ch, 3, w_dim, kernel=1, demodulate=demodulate)
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        return self.conv(x, w)
+    def forward(self, x: torch.Tensor, styles: torch.Tensor, out_scale: torch.Tensor | None = None) -> torch.Tensor:
+        return self.conv(x, styles, out_scale)
 
 
 class EqualConv3d(nn.Module):

@@ -41,6 +41,9 @@ class ReelGAN(pl.LightningModule):
         mapping_layers: int = 4,                # mapping MLP depth
         mapping_lr_mul: float = 0.01,           # mapping learns this much slower than the rest (StyleGAN)
         g_channels: Sequence[int] = (256, 256, 128, 64),        # G widths at H/8, H/4, H/2, H
+        rgb_output: str = "tanh",               # G's last step: tanh | linear (StyleGAN2: the Ds see the raw sum,
+                                                # clips are clamped to [-1, 1]; no saturated tanh to get stuck in)
+        rgb_demodulate: bool = False,           # demodulated ToRGB: a skip's scale no longer grows with its style
         motion_kwargs: dict | None = None,      # extra motion-module kwargs, e.g. {hidden: 64}
         train_window: int = 0,                  # frames of each clip G synthesises and the Ds see in training: a
                                                 # random window of this many (0 = the whole clip; generation always
@@ -106,7 +109,8 @@ class ReelGAN(pl.LightningModule):
         self.generator = VideoGenerator(cond_dim, frames, height, width, motion=motion, content_dim=content_dim,
                                         motion_noise_dim=motion_noise_dim, w_dim=w_dim, embed_dim=embed_dim,
                                         mapping_layers=mapping_layers, mapping_lr_mul=mapping_lr_mul,
-                                        channels=g_channels, motion_kwargs=motion_kwargs,
+                                        channels=g_channels, motion_kwargs=motion_kwargs, rgb_output=rgb_output,
+                                        rgb_demodulate=rgb_demodulate,
                                         attribute_classes=attribute_classes if attribute_conditioning else ())
         # G_ema is never trained, but stays in train mode: G has no mode-dependent layers (no BatchNorm or dropout),
         # so the mode changes nothing, and Lightning's warning about modules left in eval mode stays meaningful.
@@ -197,7 +201,8 @@ class ReelGAN(pl.LightningModule):
             real = real.index_select(1, start + torch.arange(k, device=self.device))
         # With attributes, G makes the paired real clip's attributes (teacher forcing; -1 = drawn by its head).
         fake = self.generator(z, cond, attributes=labels if conditioned else None, window=window,
-                              checked=True)                # the datamodule's labels are in range by construction
+                              checked=True,                # the datamodule's labels are in range by construction
+                              raw=self.generator.rgb_output == "linear")   # the Ds see a linear G's raw output
         d_cond = self._d_condition(cond, labels)        # real clip i and fake i share it: same shopper, attributes
 
         with self.toggled_optimizer(opt_d):             # Dmain (+ Dreg every r1_interval batches)

@@ -37,9 +37,13 @@ def test_compiled_and_eager_training_steps_agree(tmp_path):
     assert compiled.seen_batches == eager.seen_batches == 2           # 2 batches, R1 on batch 0 (eager)
     a, b = eager.state_dict(), compiled.state_dict()
     assert a.keys() == b.keys()                                      # same modules, same checkpoint layout
+    # Compiled kernels sum in another order (forward differences ~1e-6). Adam's first steps with β1 = 0 are
+    # nearly sign(g)·lr, so a gradient entry near 0 can flip and move by a whole lr: compare each tensor's mean
+    # disagreement with how far the step moved it. A wrong compiled graph disagrees by about the move itself.
     initial, moved = _module(False).state_dict(), 0
     for key in a:
-        if a[key].is_floating_point():
-            torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5, msg=key)
-            moved += int(not torch.equal(a[key], initial[key]))
+        if a[key].is_floating_point() and not torch.equal(a[key], initial[key]):
+            moved += 1
+            move = (a[key] - initial[key]).abs().mean()
+            assert (b[key] - a[key]).abs().mean() <= 0.1 * move, key
     assert moved > 10                                                # the optimisers did change the weights

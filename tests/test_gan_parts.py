@@ -118,3 +118,28 @@ def test_a_training_window_trains_on_that_many_frames_and_still_generates_whole_
     assert seen and set(seen) == {4}           # real and fake windows of 4 of the clip's 8 frames
     z = torch.randn(2, model.generator.z_dim)
     assert model.generator_ema(z, torch.nn.functional.normalize(torch.randn(2, 8), dim=1)).shape[1] == 8
+
+
+def test_unrolled_cpu_gru_is_nn_gru_and_batched_affines_are_the_layers():
+    """The CPU motion GRU runs nn.GRU's equations over its own parameters (one input projection for all frames),
+    and G's styles come from one matmul over the concatenated affines: both the same functions, gradients too."""
+    from gan.layers import EqualLinear, batched_affines
+    from gan.motion import GRUMotion
+
+    torch.manual_seed(0)
+    motion = GRUMotion(w_dim=12, noise_dim=3, channels=4, frames=5, hidden=6).double()
+    w = torch.randn(4, 12, dtype=torch.double, requires_grad=True)
+    noise = torch.randn(4, 5, 3, dtype=torch.double)
+    ours, _ = motion(w, noise, None)
+    codes, _ = motion.gru(noise, torch.tanh(motion.init_state(w)).unsqueeze(0))
+    reference = w[:, None, :] + motion.to_style(codes)
+    torch.testing.assert_close(ours, reference)
+    params = [w, *motion.gru.parameters()]
+    for a, b in zip(torch.autograd.grad(ours.sin().sum(), params), torch.autograd.grad(reference.sin().sum(), params)):
+        torch.testing.assert_close(a, b)
+
+    affines = [EqualLinear(12, n, bias_init=1.0).double() for n in (5, 3, 7)]
+    for layer, out in zip(affines, batched_affines(affines, w)):
+        torch.testing.assert_close(out, layer(w))
+    with pytest.raises(ValueError, match="one weight scale"):
+        batched_affines([EqualLinear(12, 3), EqualLinear(8, 3)], w)

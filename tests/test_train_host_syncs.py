@@ -17,7 +17,7 @@ BATCHES = 8
 # Aten ops per batch before this work (issue 19, same measurement) and the ceiling held now: well under the old
 # count, with a margin for platform differences; the issue's goal is 0.40 × the old count.
 BASELINE = {"demo-cpu": 5340, "tryon-64": 5750}
-CEILING = 0.66
+CEILING = 0.58
 
 
 @pytest.fixture(scope="module")
@@ -56,4 +56,5 @@ def test_training_batches_make_no_host_syncs_and_few_ops(world, tmp_path, name, 
     logging = [r for r in records[:-1] if (r["batch"] + 1) % trainer.log_every_n_steps == 0]
     assert logging and max(r["syncs"] for r in logging) > 0          # the counter does see reads when they happen
     ops = sorted(r["ops"] for r in plain)[len(plain) // 2]
+    print(f"{name}: {ops} aten ops per batch ({ops / BASELINE[name]:.3f} of the baseline)")
     assert ops <= CEILING * BASELINE[name], f"{name}: {ops} aten ops per batch"

@@ -164,16 +164,17 @@ class DivergenceGuard(Callback):
         return z, condition.reshape(1, -1).to(device).expand(len(self.seeds), -1)
 
     def diversity(self, generator, condition: torch.Tensor) -> float:
-        """Mean |x_i − x_j| over seed pairs of G's pre-tanh output for one condition (E,): 0 = every seed gives
+        """Mean |x_i − x_j| over seed pairs of G's raw (pre-tanh) output for one condition (E,): 0 = every seed gives
         the same clip."""
         z, cond = self._latents(generator, condition)
         with torch.no_grad():
-            video = generator(z, cond, pre_tanh=True).float().flatten(1)                 # (S, T·C·H·W)
+            video = generator(z, cond, raw=True).float().flatten(1)                 # (S, T·C·H·W)
         return float(torch.cdist(video, video, p=1).sum() / (len(self.seeds) * (len(self.seeds) - 1)
                                                              * video.shape[1]))
 
     def _saturation(self, generator, condition: torch.Tensor) -> float:
-        """Share of output pixels with |tanh| > 0.99: near 1 means G's output layer saturated."""
+        """Share of output values beyond ±0.99 after G's last step (tanh or clamp): near 1 means G's output is
+        saturated."""
         z, cond = self._latents(generator, condition)
         with torch.no_grad():
             return float((generator(z, cond).float().abs() > 0.99).float().mean())
@@ -225,7 +226,8 @@ class DivergenceGuard(Callback):
         reason = reason or "another process diverged"
         samples = self._save_failing_samples(trainer, pl_module, batch)
         if "saturated" in reason:
-            fix = (f"The output saturated (tanh at ±1): StyleGAN's mapping lr multiplier model.mapping_lr_mul=0.01 "
+            fix = (f"The output saturated (tanh at ±1): StyleGAN2's linear output model.rgb_output=linear (now "
+                   f"{h.get('rgb_output', 'tanh')}), StyleGAN's mapping lr multiplier model.mapping_lr_mul=0.01 "
                    f"(now {h.get('mapping_lr_mul')}), lower model.lr_g (now {h.get('lr_g')}) and model.lr_d "
                    f"(now {h.get('lr_d')}), or Adam β1 > 0 (model.betas_g, now {list(h.get('betas_g', []))})")
         else:
