@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from data.conditioning import attribute_vocabulary
 from data.contract import Dataset
 from data.preferences import PreferenceEmbeddings
 from data.ranking import ranking_metrics
@@ -23,11 +24,17 @@ def pair_weights(inter: pd.DataFrame) -> pd.DataFrame:
 
 
 def fit_bpr(ds: Dataset, dim: int = 32, epochs: int = 30, lr: float = 0.03, weight_decay: float = 1e-4,
-            batch_size: int = 2048, seed: int = 0, by: str = "product", log=None) -> PreferenceEmbeddings:
+            batch_size: int = 2048, seed: int = 0, by: str = "product", attributes: bool = True,
+            log=None) -> PreferenceEmbeddings:
     """BPR-MF on the train interactions; every user with a train interaction gets a vector.
 
     by="product": factors are learnt per product and shared by its clips (clips are views of a product, so this
     pools their evidence); by="clip": one factor per clip. Item vectors are always saved per clip id.
+    attributes: each item's factor and bias are its own plus one per product attribute value (clips.csv columns:
+    category, colour, ...), as in attribute-aware MF (SVDFeature, LightFM). Items share what their attributes
+    share, so a shopper's vector says which category and pattern they like, not only which products: on the
+    demo world a linear read of the favourite category from the factors goes 0.56 → 0.62, and held-out Recall@10
+    0.185 → 0.206 (docs/data.md).
     """
     if by not in ("product", "clip"):
         raise ValueError(f"by must be 'product' or 'clip', got {by!r}")
@@ -51,29 +58,51 @@ def fit_bpr(ds: Dataset, dim: int = 32, epochs: int = 30, lr: float = 0.03, weig
     weights = torch.tensor(pairs["weight"].to_numpy(), dtype=torch.float64)
     del pairs
     touched = PairSet(users, items, len(item_ids))  # sparse: 10⁶ users × 10⁵ clips would be 100 GB of bools
+    vocab = attribute_vocabulary(ds.clips) if attributes else {}
+    codes = _attribute_codes(ds.clips, key, item_ids, vocab)
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # index backward accumulates in thread order: one thread makes the fit reproducible
     try:
-        P, Q, b = _train(users, items, weights, touched, dim, epochs, lr, weight_decay, batch_size, seed, log)
+        P, Q, b = _train(users, items, weights, touched, codes, dim, epochs, lr, weight_decay, batch_size, seed, log)
     finally:
         torch.set_num_threads(threads)
     expand = np.array([i_index[clip_to_key[c]] for c in clip_ids])
     meta = {"method": "bpr", "by": by, "dim": dim, "epochs": epochs, "lr": lr, "weight_decay": weight_decay,
-            "batch_size": batch_size, "seed": seed, "train_pairs": int(len(users)),
+            "batch_size": batch_size, "seed": seed, "train_pairs": int(len(users)), "attributes": list(vocab),
             "pair_weight": "max event strength (view 1, click 2, add_to_cart 4, purchase 8)",
             "item_bias": b.numpy().astype(np.float32)[expand]}
     return PreferenceEmbeddings(user_ids, P.numpy(), clip_ids, Q.numpy()[expand], source="bpr", meta=meta)
 
 
-def _train(users, items, weights, touched, dim, epochs, lr, weight_decay, batch_size, seed, log):
-    """Weighted BPR with Adam; returns detached (P (U, E), Q (I, E), b (I,))."""
+def _attribute_codes(clips: pd.DataFrame, key: pd.Series, item_ids: list, vocab: dict) -> torch.Tensor:
+    """(items, A) rows of one shared table of attribute-value factors: attribute a's value v is offset_a + v, and
+    its last row (offset_a + len(values)) stands for an unknown value. An item takes its first clip's values."""
+    first = clips.assign(_key=key.values).drop_duplicates("_key").set_index("_key")
+    codes, offset = [], 0
+    for column, values in vocab.items():
+        index = {v: i for i, v in enumerate(values)}
+        codes.append([offset + index.get(str(first.at[k, column]), len(values)) for k in item_ids])
+        offset += len(values) + 1
+    return torch.tensor(codes, dtype=torch.long).T.reshape(len(item_ids), len(vocab))
+
+
+def _train(users, items, weights, touched, codes, dim, epochs, lr, weight_decay, batch_size, seed, log):
+    """Weighted BPR with Adam; codes (items, A) index attribute-value factors added to each item's own (A may be
+    0). Returns detached (P (U, E), Q (I, E), b (I,)), Q and b with the attribute parts added in."""
     n_users, n_items = int(users.max()) + 1, touched.n_clips
     g = torch.Generator().manual_seed(seed)
     P = torch.nn.Parameter(torch.randn(n_users, dim, generator=g) * 0.1)
     Q = torch.nn.Parameter(torch.randn(n_items, dim, generator=g) * 0.1)
     b = torch.nn.Parameter(torch.zeros(n_items))
-    opt = torch.optim.Adam([P, Q, b], lr=lr)
+    n_codes = int(codes.max()) + 1 if codes.numel() else 0
+    E = torch.nn.Parameter(torch.randn(n_codes, dim, generator=g) * 0.1)      # attribute-value factors
+    e = torch.nn.Parameter(torch.zeros(n_codes))                               # and biases
+
+    def item(i):
+        return Q[i] + E[codes[i]].sum(1), b[i] + e[codes[i]].sum(1)
+
+    opt = torch.optim.Adam([P, Q, b, E, e], lr=lr)
     steps = max(1, len(users) // batch_size)
     for epoch in range(epochs):
         total = 0.0
@@ -83,8 +112,9 @@ def _train(users, items, weights, touched, dim, epochs, lr, weight_decay, batch_
             j = torch.randint(n_items, (batch_size,), generator=g)
             keep = ~touched.contains(u, j)  # resampling would be exact; dropping the few collisions is close enough
             u, i, j = u[keep], i[keep], j[keep]
-            x = (P[u] * (Q[i] - Q[j])).sum(1) + b[i] - b[j]
-            reg = P[u].pow(2).sum(1) + Q[i].pow(2).sum(1) + Q[j].pow(2).sum(1)
+            (qi, bi), (qj, bj) = item(i), item(j)
+            x = (P[u] * (qi - qj)).sum(1) + bi - bj
+            reg = P[u].pow(2).sum(1) + qi.pow(2).sum(1) + qj.pow(2).sum(1)
             loss = torch.nn.functional.softplus(-x).mean() + weight_decay * reg.mean()
             opt.zero_grad()
             loss.backward()
@@ -92,7 +122,9 @@ def _train(users, items, weights, touched, dim, epochs, lr, weight_decay, batch_
             total += loss.item()
         if log is not None:
             log(epoch, total / steps)
-    return P.detach(), Q.detach(), b.detach()
+    with torch.no_grad():
+        q, bias = item(torch.arange(n_items))
+    return P.detach(), q, bias
 
 
 def evaluate_ranking(ds: Dataset, emb: PreferenceEmbeddings, k: int = 10, min_weight: float = 2.0,

@@ -76,7 +76,8 @@ def cmd_embed(args) -> int:
 
     with console.status("fitting preference embeddings"):
         report = embed_dataset(args.dataset, dim=args.dim, epochs=args.epochs, seed=args.seed,
-                               import_file=args.import_file, ids_file=args.ids_file, persona=not args.no_persona)
+                               import_file=args.import_file, ids_file=args.ids_file, persona=not args.no_persona,
+                               affinities=args.affinities)
     ranking = report["ranking"]
     if "mf" in ranking and ranking["users"] == 0:
         console.print(f"[yellow]held-out ranking not measurable: {ranking['reason']}[/yellow]")
@@ -102,6 +103,8 @@ def cmd_embed(args) -> int:
     _summary(f"embed → {out}", {
         "source": report["source"], "users × dim": f"{report['users']} × {report['dim']}", "hash": report["hash"][:16],
         "beats popularity": ranking.get("beats_popularity", ranking.get("skipped")),
+        "attribute affinities": report["affinities"].get("skipped") or
+        f"{len(report['affinities']['columns'])} appended to {report['affinities']['factors_dim']} factors",
         "persona map": persona.get("skipped", "persona_map.safetensors"),
         "report": out / "embed_report.json", "seconds": report["seconds"],
     })
@@ -252,6 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "vectors (npy + --ids, csv, parquet). Writes DATASET/embeddings/.")
     p.add_argument("dataset", type=Path, help="dataset folder")
     p.add_argument("--dim", type=int, default=32, help="embedding dimension of the MF fit")
+    p.add_argument("--affinities", action=argparse.BooleanOptionalAction, default=None,
+                   help="append each user's attribute affinities (share of engagement per category, colour, ... "
+                        "value) to the vectors: they make a shopper's style readable from the condition. "
+                        "Default: on for a fit, off for --import")
     p.add_argument("--epochs", type=int, default=30, help="BPR epochs")
     p.add_argument("--seed", type=int, default=0, help="seed of the fit")
     p.add_argument("--import", dest="import_file", help="external user vectors: .npy (with --ids), .csv or .parquet")

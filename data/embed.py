@@ -9,17 +9,23 @@ import platform
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from data import io
+from data.affinity import attribute_affinities, with_affinities
 from data.bpr import evaluate_ranking, fit_bpr
 from data.contract import load_dataset
 from data.preferences import PreferenceEmbeddings
 
 
 def embed_dataset(root: str | Path, dim: int = 32, epochs: int = 30, seed: int = 0, import_file: str | None = None,
-                  ids_file: str | None = None, persona: bool = True, log=None) -> dict:
-    """Returns the report dict (also written to embed_report.json)."""
+                  ids_file: str | None = None, persona: bool = True, affinities: bool | None = None,
+                  log=None) -> dict:
+    """Returns the report dict (also written to embed_report.json).
+
+    affinities: append each user's attribute affinities (data.affinity) to the vectors; None = on for a fit, off
+    for imported vectors (a shop's own recommender vectors are kept as they are unless asked)."""
     root = Path(root)
     ds = load_dataset(root)
     out_dir = root / "embeddings"
@@ -31,6 +37,14 @@ def embed_dataset(root: str | Path, dim: int = 32, epochs: int = 30, seed: int =
     else:
         torch.manual_seed(seed)
         emb = fit_bpr(ds, dim=dim, epochs=epochs, seed=seed)
+    # Ranking is measured on the MF factors alone: the affinity half has zero item vectors, so it would not change
+    # the scores anyway.
+    ranking = _ranking(ds, emb) if emb.item_ids else {
+        "skipped": "imported embeddings have no item vectors, so held-out ranking is not measurable"}
+    affinity_block = {"skipped": "off (--no-affinities)" if affinities is False else
+                      "off for imported vectors (--affinities appends them)"}
+    if affinities or (affinities is None and not import_file):
+        emb, affinity_block = _append_affinities(ds, emb)
     emb.save(out_dir / "preferences.safetensors")
     report = {
         # "dataset": this file's parent folder, not an absolute path of the machine that made it
@@ -39,20 +53,36 @@ def embed_dataset(root: str | Path, dim: int = 32, epochs: int = 30, seed: int =
         "fit": {k: v for k, v in emb.meta.items() if k != "item_bias"},
         "environment": {"python": platform.python_version(), "torch": torch.__version__},
     }
-    if emb.item_ids:
-        ranking = evaluate_ranking(ds, emb)
-        k = ranking["k"]
-        ranking["beats_popularity"] = None if ranking["users"] == 0 else bool(
-            ranking["mf"][f"ndcg@{k}"] > ranking["popularity"][f"ndcg@{k}"]
-            and ranking["mf"][f"recall@{k}"] > ranking["popularity"][f"recall@{k}"])
-        report["ranking"] = ranking
-    else:
-        report["ranking"] = {"skipped": "imported embeddings have no item vectors, so held-out ranking is not "
-                                        "measurable"}
+    report["ranking"] = ranking
+    report["affinities"] = affinity_block
     report["persona"] = _persona(ds, emb, out_dir, seed, log) if persona else {"skipped": "disabled (--no-persona)"}
     report["seconds"] = round(time.perf_counter() - started, 2)
     io.write_json(out_dir / "embed_report.json", report)
     return report
+
+
+def _ranking(ds, emb: PreferenceEmbeddings) -> dict:
+    ranking = evaluate_ranking(ds, emb)
+    k = ranking["k"]
+    ranking["beats_popularity"] = None if ranking["users"] == 0 else bool(
+        ranking["mf"][f"ndcg@{k}"] > ranking["popularity"][f"ndcg@{k}"]
+        and ranking["mf"][f"recall@{k}"] > ranking["popularity"][f"recall@{k}"])
+    return ranking
+
+
+def _append_affinities(ds, emb: PreferenceEmbeddings) -> tuple[PreferenceEmbeddings, dict]:
+    names, values = attribute_affinities(ds, emb.user_ids)
+    if not names:
+        return emb, {"skipped": "clips.csv has no product attribute columns"}
+    users = with_affinities(emb.user_vectors, values)
+    items = np.concatenate([emb.item_vectors, np.zeros((len(emb.item_ids), len(names)), np.float32)], axis=1)
+    meta = {**emb.meta, "factors_dim": emb.dim, "affinities": names}
+    block = {"columns": names, "factors_dim": emb.dim, "dim": int(users.shape[1]),
+             "users_without": int((values.sum(axis=1) == 0).sum()),
+             "how": "per attribute, each value's share of the user's train event weight; scaled to the factors' "
+                    "norm and appended (data.affinity)"}
+    return PreferenceEmbeddings(emb.user_ids, users, emb.item_ids, items, source=f"{emb.source}+affinities",
+                                meta=meta), block
 
 
 def _persona(ds, emb: PreferenceEmbeddings, out_dir: Path, seed: int, log) -> dict:

@@ -133,7 +133,11 @@ def test_embed_cli_fits_and_imports(world, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Recall@10" in out and "popularity" in out and "summary: embed" in out
     report = json.loads((world / "embeddings" / "embed_report.json").read_text())
-    assert report["dim"] == 8 and report["ranking"]["beats_popularity"] is True
+    assert report["ranking"]["beats_popularity"] is True
+    # 8 BPR factors, then the attribute affinities (category, colour, pattern values of the synthetic world)
+    columns = report["affinities"]["columns"]
+    assert report["affinities"]["factors_dim"] == 8 and report["dim"] == 8 + len(columns)
+    assert {c.split("=")[0] for c in columns} == {"category", "colour", "pattern"}
     text = (world / "embeddings" / "embed_report.json").read_text()
     assert report["dataset"] == ".." and str(world.resolve()) not in text  # no absolute path of this machine
     assert PreferenceEmbeddings.load(world / "embeddings" / "preferences.safetensors").hash == report["hash"]
