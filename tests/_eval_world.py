@@ -54,7 +54,8 @@ def _build() -> EvalWorld:
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     root = folder / "world"
     make_world(root, clips=128, users=96, size=SIZE, frames=FRAMES, seed=0, workers=1)
-    embed_dataset(root, dim=16, epochs=30, seed=0, persona=False)
+    # the 16 factors alone: the evaluation tests' tiny checkpoints are built for cond_dim 16
+    embed_dataset(root, dim=16, epochs=30, seed=0, persona=False, affinities=False)
     cfg = DomainTrainConfig(frames=FRAMES, height=SIZE[0], width=SIZE[1], steps=420, seed=0)
     _, report = train_domain_classifier(root, cfg, out=folder / "domain.safetensors")
     return EvalWorld(root, root / "embeddings" / "preferences.safetensors", folder / "domain.safetensors", report)

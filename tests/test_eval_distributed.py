@@ -47,7 +47,7 @@ def test_fvd_with_two_processes_equals_one(eval_world, ckpt, tmp_path):
 def _align(world, ckpt, tmp, *extra) -> dict:
     out = tmp / "align.json"
     cmd = [sys.executable, "-m", "evaluation.cli", "align", "--checkpoint", str(ckpt), "--dataset", str(world.root),
-           "--domain", str(world.domain), "--clips-per-user", "3", "--max-users", "5", "--cas-clips", "48",
+           "--domain", str(world.domain), "--clips-per-user", "3", "--max-users", "5", "--cas-clips", "24",
            "--quality-clips", "16",
            "--no-progress", "--out", str(out), *extra]
     result = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
