@@ -47,8 +47,9 @@ stage synth     "$BIN/reelgan-data" synth "$WORLD" --clips "$CLIPS" --users "$US
 stage check     "$BIN/reelgan-data" check "$WORLD"
 stage embed     "$BIN/reelgan-data" embed "$WORLD"
 # The domain classifier comes before training so that training logs fvd[domain] every 250 batches (the report's
-# curve). Evaluation at demo scale (2 cores): a 16×16×8 classifier (colour, category, motion).
-stage domain    "$BIN/reelgan-eval" domain --dataset "$WORLD" --frames 8 --size 16 --steps 200 \
+# curve). Evaluation at demo scale (2 cores): a 32×32×8 classifier (colour, category, pattern, motion); at 16 px
+# stripes and check are below a pixel and pattern reads at chance.
+stage domain    "$BIN/reelgan-eval" domain --dataset "$WORLD" --frames 8 --size 32 --steps 450 \
                     --out "$EVAL/domain.json" --no-progress
 TRAIN_MAX_TIME="${DEMO_TRAIN_MAX_TIME:-00:00:40:00}"
 echo "training for configs/demo-cpu.yaml's max_steps (safety cap $TRAIN_MAX_TIME DD:HH:MM:SS)" | tee -a "$LOG"
