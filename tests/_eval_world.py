@@ -17,6 +17,10 @@ SIZE = (32, 32)
 FRAMES = 8
 
 
+# The condition's size: 16 BPR factors + 16 attribute affinities (4 categories, 8 colours, 4 patterns)
+DIM = 32
+
+
 @dataclass(frozen=True)
 class EvalWorld:
     root: Path            # the dataset folder
@@ -54,8 +58,8 @@ def _build() -> EvalWorld:
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     root = folder / "world"
     make_world(root, clips=128, users=96, size=SIZE, frames=FRAMES, seed=0, workers=1)
-    # the 16 factors alone: the evaluation tests' tiny checkpoints are built for cond_dim 16
-    embed_dataset(root, dim=16, epochs=30, seed=0, persona=False, affinities=False)
+    report = embed_dataset(root, dim=16, epochs=30, seed=0, persona=False)
+    assert report["dim"] == DIM, report["dim"]
     cfg = DomainTrainConfig(frames=FRAMES, height=SIZE[0], width=SIZE[1], steps=420, seed=0)
     _, report = train_domain_classifier(root, cfg, out=folder / "domain.safetensors")
     return EvalWorld(root, root / "embeddings" / "preferences.safetensors", folder / "domain.safetensors", report)

@@ -15,6 +15,7 @@ from evaluation.cli_common import artefact_dir
 from evaluation.personalisation.engagement import EngagementScorer
 from evaluation.features.domain import load_domain_classifier
 
+import _eval_world
 import _tiny_gan as _tiny
 
 
@@ -28,7 +29,7 @@ def world(eval_world):
 
 @pytest.fixture(scope="module")
 def ckpt(world):
-    return _tiny.tiny_checkpoint(cond_dim=16)  # _eval_world embeds with dim=16
+    return _tiny.tiny_checkpoint(cond_dim=_eval_world.DIM)
 
 
 def _run(argv, capsys) -> tuple[int, dict | None, str]:
@@ -150,8 +151,9 @@ def test_callback_logs_fvd_domain_during_training(world, tmp_path):
     from gan.module import ReelGAN
 
     torch.manual_seed(0)
-    model = ReelGAN(**{**_tiny.TINY, "cond_dim": 16, "motion": "gru"})
-    loader = DataLoader(_tiny._Clips(n=8, cond_dim=16, frames=_tiny.TINY["frames"], size=_tiny.TINY["height"]),
+    model = ReelGAN(**{**_tiny.TINY, "cond_dim": _eval_world.DIM, "motion": "gru"})
+    loader = DataLoader(_tiny._Clips(n=8, cond_dim=_eval_world.DIM, frames=_tiny.TINY["frames"],
+                                     size=_tiny.TINY["height"]),
                         batch_size=4, collate_fn=_tiny._collate)
     cb = DomainFVD(every_n_steps=2, clips=12, dataset=str(world.root), domain=str(world.domain),
                    embeddings=str(world.embeddings), at_start=True)

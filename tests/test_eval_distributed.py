@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import _eval_world
 import _tiny_gan as _tiny
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,7 +20,7 @@ ENV = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", WANDB_MODE="disa
 
 @pytest.fixture(scope="module")
 def ckpt(eval_world):
-    return _tiny.tiny_checkpoint(cond_dim=16)  # _eval_world embeds with dim=16
+    return _tiny.tiny_checkpoint(cond_dim=_eval_world.DIM)
 
 
 def _fvd(world, ckpt, tmp, *extra) -> dict:
@@ -68,6 +69,7 @@ import json, sys, warnings
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
+import _eval_world
 import _tiny_gan as _tiny
 from evaluation.metrics.callbacks import DomainFVD
 from gan.module import ReelGAN
@@ -75,8 +77,8 @@ from gan.module import ReelGAN
 devices, root, domain, embeddings, out = int(sys.argv[1]), *sys.argv[2:6]
 warnings.simplefilter("ignore")
 torch.manual_seed(0)
-model = ReelGAN(**{**_tiny.TINY, "cond_dim": 16, "motion": "gru"})
-loader = DataLoader(_tiny._Clips(n=16, cond_dim=16, frames=_tiny.TINY["frames"], size=_tiny.TINY["height"]),
+model = ReelGAN(**{**_tiny.TINY, "cond_dim": _eval_world.DIM, "motion": "gru"})
+loader = DataLoader(_tiny._Clips(n=16, cond_dim=_eval_world.DIM, frames=_tiny.TINY["frames"], size=_tiny.TINY["height"]),
                     batch_size=4, collate_fn=_tiny._collate)
 fvd = DomainFVD(every_n_steps=2, clips=12, dataset=root, domain=domain, embeddings=embeddings, at_start=True)
 best = pl.callbacks.ModelCheckpoint(dirpath=out + "/ckpt", monitor="fvd[domain]", mode="min", save_top_k=1,
