@@ -3,7 +3,7 @@
 Appended to the MF factors by `reelgan-data embed`, they make a shopper's style readable from the condition. MF
 ranks products; it keeps the dominant taste (colour) and blurs the weaker ones. On the synthetic world (256 clips,
 480 users) a linear read of the favourite category from 32 BPR factors is right for 0.56 of users and of the
-pattern for 0.47; from the factors with affinities, 0.84 and 0.69 (docs/data.md). Only train interactions are
+pattern for 0.47; from the factors with affinities, 0.83 and 0.69 (docs/data.md). Only train interactions are
 read, weighted by each pair's strongest event (view 1 … purchase 8), as the MF fit weighs them.
 """
 from __future__ import annotations

@@ -41,10 +41,12 @@ def embed_dataset(root: str | Path, dim: int = 32, epochs: int = 30, seed: int =
     # the scores anyway.
     ranking = _ranking(ds, emb) if emb.item_ids else {
         "skipped": "imported embeddings have no item vectors, so held-out ranking is not measurable"}
-    affinity_block = {"skipped": "off (--no-affinities)" if affinities is False else
-                      "off for imported vectors (--affinities appends them)"}
-    if affinities or (affinities is None and not import_file):
+    if affinities is None:
+        affinities = not import_file
+    if affinities:
         emb, affinity_block = _append_affinities(ds, emb)
+    else:
+        affinity_block = {"skipped": "off (--no-affinities; --import leaves them off unless --affinities)"}
     emb.save(out_dir / "preferences.safetensors")
     report = {
         # "dataset": this file's parent folder, not an absolute path of the machine that made it

@@ -40,18 +40,17 @@ class EqualLinear(nn.Module):
         return F.leaky_relu(x, 0.2) if self.activation else x
 
 
-def batched_affines(affines: list[EqualLinear], w: torch.Tensor) -> list[torch.Tensor]:
-    """The outputs of several EqualLinears that read the same input, from one matmul over their concatenated
-    weights (G's 11 style affines all read w): one op and one cast where there were eleven, forwards and
-    backwards. Each keeps its own parameters, so the state_dict and the initialisation are unchanged; exact,
-    since each output is the same dot product. Needs equal scales and no activation."""
+def batched_affines(affines: list[EqualLinear], w: torch.Tensor) -> torch.Tensor:
+    """The outputs of several EqualLinears that read the same input, side by side (N, Σ out), from one matmul over
+    their concatenated weights (G's 11 style affines all read w): one op and one cast where there were eleven,
+    forwards and backwards. Each keeps its own parameters, so the state_dict and the initialisation are
+    unchanged; exact, since each output is the same dot product. Needs equal scales and no activation."""
     first = affines[0]
     if any(a.scale != first.scale or a.bias_scale != first.bias_scale or a.activation for a in affines):
         raise ValueError("batched_affines needs affines with one weight scale and bias scale and no activation")
     weight = torch.cat([a.weight for a in affines]) * first.scale
     bias = torch.cat([a.bias for a in affines])
-    out = F.linear(w, weight, bias if first.bias_scale == 1 else bias * first.bias_scale)
-    return list(out.split([a.weight.shape[0] for a in affines], dim=1))
+    return F.linear(w, weight, bias if first.bias_scale == 1 else bias * first.bias_scale)
 
 
 class EqualConv2d(nn.Module):
@@ -133,27 +132,33 @@ class Modulation(nn.Module):
     def __init__(self, layers: list[ModulatedConv2d]):
         super().__init__()
         self.layers = tuple(layers)                   # a tuple is not registered as submodules
-        demod = [m for m in layers if m.demodulate]
-        self.register_buffer("eps", torch.tensor([m.eps / m.gain ** 2 for m in demod for _ in range(m.bias.numel())]),
-                             persistent=False)
-        self.register_buffer("inv_gain_sq", torch.tensor([1 / m.gain ** 2 for m in demod
-                                                          for _ in range(m.bias.numel())]), persistent=False)
+        demod = [i for i, m in enumerate(layers) if m.demodulate]
+        # the demodulated layers' styles first, side by side: their squares are one slice of the affine output
+        self.order = demod + [i for i, m in enumerate(layers) if not m.demodulate]
+        self.demodulated = len(demod)
+        self.register_buffer("eps", torch.tensor([layers[i].eps / layers[i].gain ** 2 for i in demod
+                                                  for _ in range(layers[i].bias.numel())]), persistent=False)
+        self.register_buffer("inv_gain_sq", torch.tensor([1 / layers[i].gain ** 2 for i in demod
+                                                          for _ in range(layers[i].bias.numel())]), persistent=False)
 
     def forward(self, w: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
         """w (N, w_dim) → per layer, in order: (styles (N, in), out_scale (N, out) or None)."""
-        demod = [m for m in self.layers if m.demodulate]
-        order = demod + [m for m in self.layers if not m.demodulate]     # demodulated styles side by side
-        styles = dict(zip(map(id, order), batched_affines([m.affine for m in order], w)))
-        scales = {}
-        if demod:
+        ordered = [self.layers[i] for i in self.order]
+        sizes = [m.affine.weight.shape[0] for m in ordered]
+        styles = batched_affines([m.affine for m in ordered], w)                  # (N, Σ in)
+        made = [[None, None] for _ in self.layers]
+        for i, part in zip(self.order, styles.split(sizes, dim=1)):
+            made[i][0] = part
+        if self.demodulated:
+            demod = ordered[:self.demodulated]
             with torch.autocast(w.device.type, enabled=False):
                 blocks = torch.block_diag(*[m.weight.square().sum(dim=(2, 3)) for m in demod])   # (Σout, Σin)
-                s = torch.cat([styles[id(m)] for m in demod], dim=1).to(blocks.dtype)    # fp32: the weights'
-
+                s = styles[:, :blocks.shape[1]].to(blocks.dtype)                  # fp32: the weights' precision
                 # g·rsqrt(sq + eps) = rsqrt(sq/g² + eps/g²)
                 out = torch.addcmul(self.eps, F.linear(s.square(), blocks), self.inv_gain_sq).rsqrt()
-            scales = dict(zip(map(id, demod), out.split([m.bias.numel() for m in demod], dim=1)))
-        return [(styles[id(m)], scales.get(id(m))) for m in self.layers]
+            for i, part in zip(self.order, out.split([m.bias.numel() for m in demod], dim=1)):
+                made[i][1] = part
+        return [tuple(pair) for pair in made]
 
 
 class StyledConv(nn.Module):

@@ -278,8 +278,8 @@ class ReelGAN(pl.LightningModule):
     @torch.no_grad()
     def _update_ema(self, images: int) -> None:
         """G_ema ← lerp(G, G_ema, β), β = 0.5^(images / half-life); half-life ramps up early (StyleGAN2-ADA).
-        One foreach lerp over all parameters, not an op per tensor. G's only buffer (truncation_z) is a constant
-        rebuilt from a fixed seed, identical in G_ema, so nothing is copied per step."""
+        One foreach lerp over all parameters, not an op per tensor. G's buffers (truncation_z, rebuilt from a fixed
+        seed, and the modulation's eps and gain columns) are constants, identical in G_ema: nothing is copied."""
         h = self.hparams
         half_life = h.ema_half_life_images
         if h.ema_rampup is not None:
