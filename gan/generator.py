@@ -10,7 +10,10 @@ The pipeline:
     motion:    registry module (gan.motion) → per-frame styles w_t and/or moved low-res features
     synthesis: learned constant at (H/8, W/8) → 4 levels of modulated convs, ×2 up per level, RGB skips
 Truncation pulls w towards the average w *of the same condition*, estimated on a fixed set of content codes,
-so it trades diversity for fidelity without forgetting who the clip is for. With attributes, truncation < 1 also
+so it trades diversity for fidelity without forgetting who the clip is for. It pulls only the styles of the
+synthesis levels from `truncation_from_level` on (default 2: H/2 and H), so the coarse levels and the motion keep
+the seed's pose and movement (StyleGAN's truncation cutoff, the other way round: here the attribute modes below
+already fix what the shopper asked for, and a full pull left a shopper's seeds nearly identical, issue 21). With attributes, truncation < 1 also
 takes each attribute's most likely value for the shopper (its mode) instead of a draw: the discrete counterpart of
 pulling w to its mean, and the way to the data's mode ceiling (a w average of a red and a blue clip is neither).
 """
@@ -147,6 +150,8 @@ class VideoGenerator(nn.Module):
         rgb_output: str = "tanh",               # tanh | linear: how the summed RGB becomes a clip (RGB_OUTPUTS)
         rgb_demodulate: bool = False,           # demodulate the ToRGB convs too: each skip's scale then no longer
                                                 # grows with the style's (a saturation path, issue 19)
+        truncation_from_level: int = 2,         # truncation pulls w only in synthesis levels ≥ this (0: all, as in
+                                                # StyleGAN); the coarse levels and the motion keep the seed's pose
     ):
         super().__init__()
         check_video_size(frames=frames, height=height, width=width)
@@ -161,7 +166,11 @@ class VideoGenerator(nn.Module):
                            mapping_lr_mul=float(mapping_lr_mul), channels=channels,
                            motion_kwargs=dict(motion_kwargs or {}), truncation_anchors=int(truncation_anchors),
                            attribute_classes=[int(c) for c in attribute_classes], rgb_output=str(rgb_output),
-                           rgb_demodulate=bool(rgb_demodulate))
+                           rgb_demodulate=bool(rgb_demodulate), truncation_from_level=int(truncation_from_level))
+        if not 0 <= int(truncation_from_level) < LEVELS:
+            raise ValueError(f"truncation_from_level={truncation_from_level} must be a synthesis level in "
+                             f"[0, {LEVELS - 1}] (0 truncates every level)")
+        self.truncation_from_level = int(truncation_from_level)
         if rgb_output not in RGB_OUTPUTS:
             raise ValueError(f"rgb_output={rgb_output!r} is unknown; choose one of {sorted(RGB_OUTPUTS)}")
         self.rgb_output = str(rgb_output)
@@ -188,6 +197,7 @@ class VideoGenerator(nn.Module):
                                                  StyledConv(ch, ch, w_dim)]))
             self.to_rgbs.append(ToRGB(ch, w_dim, demodulate=bool(rgb_demodulate)))
         self.modulation = Modulation([m.conv for convs, rgb in zip(self.convs, self.to_rgbs) for m in (*convs, rgb)])
+        self.layer_levels = [level for level, convs in enumerate(self.convs) for _ in range(len(convs) + 1)]
         # Fixed content codes for the per-condition mean w (not saved: rebuilt identically from the seed).
         g = torch.Generator().manual_seed(0)
         self.register_buffer("truncation_z", torch.randn(truncation_anchors, content_dim, generator=g),
@@ -256,12 +266,17 @@ class VideoGenerator(nn.Module):
         chosen = self.attributes_for(z, cond, truncation, attributes, checked=checked)
         one_hot = None if chosen is None else attribute_one_hot(chosen, self.attribute_classes, cond.dtype)
         w = self.mapping(z[:, :self.content_dim], cond, one_hot)               # (B, w_dim)
+        w_truncated = None
         if truncation != 1.0:
-            w = torch.lerp(self.average_w(cond, chosen).to(w.dtype), w, float(truncation))
+            w_truncated = torch.lerp(self.average_w(cond, chosen).to(w.dtype), w, float(truncation))
+            if self.truncation_from_level == 0:
+                w, w_truncated = w_truncated, None
         noise = z[:, self.content_dim:self.content_dim + T * self.motion_noise_dim].reshape(
             B, T, self.motion_noise_dim)                                        # (B, T, motion_noise_dim)
         feats = self.const[None, None].expand(B, T, -1, -1, -1)               # (B, T, C0, H/8, W/8)
         w_frames, feats = self.motion(w, noise, feats)                          # (B, T, w_dim), same feats shape
+        if w_truncated is not None:     # the fine levels' styles: the truncated w with the same motion offsets
+            w_frames = torch.stack([w_frames, w_frames + (w_truncated - w)[:, None]], dim=2)   # (B, T, 2, w_dim)
         if window is not None:
             start, T = window[0], int(window[1])
             if torch.is_tensor(start):      # drawn on the device: gather, don't read it back
@@ -271,16 +286,22 @@ class VideoGenerator(nn.Module):
                 if start < 0 or T < 1 or start + T > self.frames:
                     raise ValueError(f"window {tuple(window)} is not inside the clip's {self.frames} frames")
                 w_frames, feats = w_frames[:, start:start + T], feats[:, start:start + T]
-        rgb = self.synthesis(feats.reshape(B * T, *feats.shape[2:]), w_frames.reshape(B * T, -1))
+        rgb = self.synthesis(feats.reshape(B * T, *feats.shape[2:]), w_frames.reshape(B * T, *w_frames.shape[2:]))
         # The 4 RGB skips add up: scale by 1/√4 so tanh starts in its linear range.
         rgb = (rgb * 0.5).reshape(B, T, 3, self.height, self.width)
         return rgb if raw else RGB_OUTPUTS[self.rgb_output](rgb)
 
     def synthesis(self, x: torch.Tensor, ws: torch.Tensor) -> torch.Tensor:
-        """Frames' features (N, C0, H/8, W/8) and styles (N, w_dim) → summed RGB skips (N, 3, H, W), fp32, before
-        the output scale and tanh. The costly part, and the part `model.compile` compiles (`synthesis` is then
+        """Frames' features (N, C0, H/8, W/8) and styles (N, w_dim), or (N, 2, w_dim) = [w, truncated w] → summed
+        RGB skips (N, 3, H, W), fp32, before the output scale and tanh. The costly part, and the part `model.compile` compiles (`synthesis` is then
         replaced on the instance: the same weights, a compiled graph)."""
-        modulation = iter(self.modulation(ws))     # every layer's styles and demodulation, in a few ops
+        if ws.ndim == 3:                # (N, 2, w_dim): [w, truncated w]; the levels from truncation_from_level
+            full, truncated = self.modulation(ws[:, 0]), self.modulation(ws[:, 1])     # take the truncated one
+            made = [t if level >= self.truncation_from_level else f
+                    for level, f, t in zip(self.layer_levels, full, truncated)]
+        else:
+            made = self.modulation(ws)  # every layer's styles and demodulation, in a few ops
+        modulation = iter(made)
         rgb = None
         for convs, to_rgb in zip(self.convs, self.to_rgbs):
             for conv in convs:

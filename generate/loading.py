@@ -45,7 +45,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
                          "RUN/checkpoints/last.ckpt of a `reelgan-train fit` run") from None
     reel = ckpt["reelgan"]
     info = {"path": str(path), "kind": "lightning-ckpt", "sha256": file_sha256(path),
-            "config": dict(reel["generator_config"]), "embeddings_hash": reel.get("embeddings_hash", ""),
+            "config": dict(generator.config), "embeddings_hash": reel.get("embeddings_hash", ""),
             "images_seen": int(reel.get("images_seen", 0)), "global_step": int(ckpt.get("global_step", 0))}
     # A projected D trained G against these feature networks: a metric built on them is a biased judge.
     hp = ckpt.get("hyper_parameters") or {}
@@ -111,7 +111,7 @@ def load_exported(path: str | Path, device: str = "cpu"):
     generator = VideoGenerator(**config)
     generator.load_state_dict(state, strict=True)
     generator.eval().requires_grad_(False).to(device)
-    info = {"path": str(path), "kind": "export", "sha256": file_sha256(path), "config": config,
+    info = {"path": str(path), "kind": "export", "sha256": file_sha256(path), "config": dict(generator.config),
             "embeddings_hash": meta.get("embeddings_hash") or None, "source_sha256": meta.get("source_sha256"),
             "trained_against": [n for n in meta.get("trained_against", "").split(",") if n]}
     return generator, info

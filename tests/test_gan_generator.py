@@ -56,7 +56,7 @@ def test_a_training_window_is_exactly_those_frames_of_the_whole_clip(motion):
 
 def test_truncation_pulls_towards_the_condition_mean():
     torch.manual_seed(1)
-    g = VideoGenerator(6, 4, 16, 16, **SMALL)
+    g = VideoGenerator(6, 4, 16, 16, **SMALL, truncation_from_level=0)     # every level: StyleGAN's truncation
     c = torch.nn.functional.normalize(torch.randn(1, 6), dim=1).repeat(8, 1)
     z = latents_for_seeds(list(range(8)), g.z_dim)
     spread = {psi: g(z, c, truncation=psi).std(dim=0).mean().item() for psi in (1.0, 0.5, 0.0)}
@@ -70,6 +70,27 @@ def test_truncation_pulls_towards_the_condition_mean():
         assert not torch.allclose(g(z, c), g(other, c))
     # the mean w of a condition does not depend on the rows beside it
     assert torch.allclose(g.average_w(c)[3], g.average_w(c[:1])[0], atol=1e-6)
+
+
+def test_truncation_from_a_level_keeps_the_seeds_coarse_levels():
+    torch.manual_seed(1)
+    every = VideoGenerator(6, 4, 16, 16, **SMALL, truncation_from_level=0)
+    fine = VideoGenerator(**{**every.config, "truncation_from_level": 2})
+    fine.load_state_dict(every.state_dict())
+    c = torch.nn.functional.normalize(torch.randn(1, 6), dim=1).repeat(8, 1)
+    z = latents_for_seeds(list(range(8)), every.z_dim)
+    other = z.clone()
+    other[:, :every.content_dim] = latents_for_seeds(list(range(100, 108)), every.content_dim)
+    with torch.no_grad():
+        assert torch.equal(fine(z, c), every(z, c))                  # no truncation: the same clips
+        # at psi = 0 the content code still shapes the coarse levels (pose), so two z differ, and the seeds
+        # spread more than under a pull of every level, but less than untruncated
+        assert not torch.allclose(fine(z, c, truncation=0.0), fine(other, c, truncation=0.0))
+        spread = {name: g(z, c, truncation=0.0).std(dim=0).mean().item() for name, g in (("all", every),
+                                                                                       ("fine", fine))}
+        assert spread["all"] < spread["fine"] < every(z, c).std(dim=0).mean().item()
+    with pytest.raises(ValueError, match="truncation_from_level=4"):
+        VideoGenerator(6, 4, 16, 16, **SMALL, truncation_from_level=4)
 
 
 def test_same_seed_same_clip_whatever_the_batch_size():
