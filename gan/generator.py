@@ -11,8 +11,8 @@ The pipeline:
     synthesis: learned constant at (H/8, W/8) → 4 levels of modulated convs, ×2 up per level, RGB skips
 Truncation pulls w towards the average w *of the same condition*, estimated on a fixed set of content codes,
 so it trades diversity for fidelity without forgetting who the clip is for. It pulls only the styles of the
-synthesis levels from `truncation_from_level` on (default 2: H/2 and H), so the coarse levels and the motion keep
-the seed's pose and movement (StyleGAN's truncation cutoff, the other way round: here the attribute modes below
+synthesis levels from `truncation_from_level` on (default 3: the full-size level H), so the coarser levels and the
+motion keep the seed's pose and movement (StyleGAN's truncation cutoff, the other way round: here the attribute modes below
 already fix what the shopper asked for, and a full pull left a shopper's seeds nearly identical, issue 21). With attributes, truncation < 1 also
 takes each attribute's most likely value for the shopper (its mode) instead of a draw: the discrete counterpart of
 pulling w to its mean, and the way to the data's mode ceiling (a w average of a red and a blue clip is neither).
@@ -150,8 +150,8 @@ class VideoGenerator(nn.Module):
         rgb_output: str = "tanh",               # tanh | linear: how the summed RGB becomes a clip (RGB_OUTPUTS)
         rgb_demodulate: bool = False,           # demodulate the ToRGB convs too: each skip's scale then no longer
                                                 # grows with the style's (a saturation path, issue 19)
-        truncation_from_level: int = 2,         # truncation pulls w only in synthesis levels ≥ this (0: all, as in
-                                                # StyleGAN); the coarse levels and the motion keep the seed's pose
+        truncation_from_level: int = 3,         # truncation pulls w only in synthesis levels ≥ this (0: all, as in
+                                                # StyleGAN); the coarser levels and the motion keep the seed's pose
     ):
         super().__init__()
         check_video_size(frames=frames, height=height, width=width)
