@@ -10,6 +10,8 @@ import signal
 import subprocess
 import threading
 import time
+import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,6 +19,8 @@ import torch
 import yaml
 
 from data.preferences import PreferenceEmbeddings
+from gan.generator import VideoGenerator
+from train.callbacks import DivergenceGuard
 from train_world import PY, ROOT, make_world, run_env, train_cmd, write_config
 
 BATCH = 8
@@ -243,3 +247,25 @@ def test_copied_run_resumes_in_place_and_a_new_learning_rate_is_applied(world, t
     assert last["global_step"] == 8
     assert last["optimizer_states"][0]["param_groups"][0]["lr"] == 0.0005       # G's optimiser: the new rate
     assert "model.lr_g: using 0.0005" in result.stderr
+
+
+def test_divergence_guard_warns_once_when_the_output_saturates_and_names_the_cause():
+    torch.manual_seed(0)
+    g = VideoGenerator(4, 2, 16, 16, content_dim=8, motion_noise_dim=2, w_dim=16, embed_dim=4, mapping_layers=1,
+                       channels=(8, 8, 8, 8), truncation_anchors=4)
+    hparams = {"contrastive_weight": 2.0, "rgb_output": "tanh", "mapping_lr_mul": 1.0, "lr_g": 0.0025,
+               "lr_d": 0.0025}
+    module = SimpleNamespace(generator=g, hparams=hparams)
+    trainer = SimpleNamespace(global_step=100, is_global_zero=True)
+    batch = [None, torch.nn.functional.normalize(torch.randn(2, 4), dim=1)]
+    guard = DivergenceGuard()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                    # an ordinary G: no warning
+        assert guard._check(trainer, module, batch) is None
+    with torch.no_grad():
+        g.to_rgbs[-1].conv.bias.fill_(50.0)               # every pixel far past tanh's range, seeds still differ
+    with pytest.warns(UserWarning, match=r"100% of G's output pixels are saturated.*contrastive_weight=0 \(now 2.0\)"):
+        assert guard._check(trainer, module, batch) is None   # a warning, not a stop: the seeds differ
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                    # once per run
+        assert guard._check(trainer, module, batch) is None

@@ -5,6 +5,7 @@ Checkpoints are Lightning's own ModelCheckpoint (every_n_train_steps + save_last
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -145,14 +146,18 @@ class DivergenceGuard(Callback):
     - sample-diversity collapse: G makes clips for `seeds` with one fixed condition and the mean absolute
       difference between them *before the output tanh* falls below `min_diversity`. Measured before the tanh, a
       saturated G (every pixel at ±1) still shows whether its seeds differ; after it, they would all read 0.
+    A check that finds `warn_saturated` or more of the output pixels at ±1 warns once, naming the cause: the
+    seeds may still differ, but the frames are flat colours and a saturated tanh passes little gradient.
     A run stops after `patience` consecutive failed checks (a GAN can dip for one check and recover). Before
     it stops, G's clips for the seeds go to RUN/samples/diverged_stepN.png so the failing state can be seen,
     and the message names the likely cause. The decision is shared across processes (DDP): all ranks stop.
     """
 
     def __init__(self, max_weight: float = 1000.0, max_loss: float = 1000.0, min_diversity: float = 1e-3,
-                 every_n_batches: int = 25, seeds: Sequence[int] = (0, 1, 2, 3), patience: int = 3):
+                 every_n_batches: int = 25, seeds: Sequence[int] = (0, 1, 2, 3), patience: int = 3,
+                 warn_saturated: float = 0.9):
         self.max_weight, self.max_loss, self.min_diversity = float(max_weight), float(max_loss), float(min_diversity)
+        self.warn_saturated, self._warned = float(warn_saturated), False
         self.every_n_batches, self.seeds = int(every_n_batches), [int(s) for s in seeds]
         self.patience = max(1, int(patience))
         self._loss_max: torch.Tensor | None = None
@@ -190,11 +195,17 @@ class DivergenceGuard(Callback):
         if largest > self.max_weight:
             return f"the largest generator weight is {largest:.4g} (limit {self.max_weight:g})"
         spread = self.diversity(pl_module.generator, batch[1][0])
+        saturated = self._saturation(pl_module.generator, batch[1][0])
         if spread < self.min_diversity:
-            saturated = self._saturation(pl_module.generator, batch[1][0])
             return (f"sample diversity collapsed: seeds {self.seeds} give clips whose pre-tanh outputs differ by "
                     f"{spread:.2e} on average (limit {self.min_diversity:g}); {saturated:.0%} of output pixels "
                     "are saturated")
+        if saturated >= self.warn_saturated and not self._warned and trainer.is_global_zero:
+            # not a stop: the seeds still differ and the run may leave it, but its frames are flat colours
+            self._warned = True
+            warnings.warn(f"at global step {trainer.global_step}, {saturated:.0%} of G's output pixels are "
+                          f"saturated (real clips: well under 1 %); the frames are flat colours. "
+                          f"{_saturation_fix(pl_module.hparams)}", stacklevel=2)
         return None
 
     def _save_failing_samples(self, trainer, pl_module, batch) -> Path | None:
@@ -226,10 +237,7 @@ class DivergenceGuard(Callback):
         reason = reason or "another process diverged"
         samples = self._save_failing_samples(trainer, pl_module, batch)
         if "saturated" in reason:
-            fix = (f"The output saturated (tanh at ±1): StyleGAN2's linear output model.rgb_output=linear (now "
-                   f"{h.get('rgb_output', 'tanh')}), StyleGAN's mapping lr multiplier model.mapping_lr_mul=0.01 "
-                   f"(now {h.get('mapping_lr_mul')}), lower model.lr_g (now {h.get('lr_g')}) and model.lr_d "
-                   f"(now {h.get('lr_d')}), or Adam β1 > 0 (model.betas_g, now {list(h.get('betas_g', []))})")
+            fix = _saturation_fix(h)
         else:
             fix = (f"Fixes: lower model.lr_g (now {h.get('lr_g')}) and model.lr_d (now {h.get('lr_d')}), "
                    f"or raise model.r1_gamma (now {h.get('r1_gamma')})")
@@ -238,6 +246,15 @@ class DivergenceGuard(Callback):
         raise DivergenceError(
             f"training diverged at global step {trainer.global_step}: {reason}{checks}. Training stopped. "
             f"{fix}.{seen} {_checkpoint_note(trainer, good=False)}.")
+
+
+def _saturation_fix(h) -> str:
+    """What to change when G's output saturates, most likely cause first (docs/training.md, bench_stability)."""
+    return (f"The output saturated (tanh at ±1). On the CPU proxy of tryon-128-gpu the cause was the "
+            f"condition-contrastive term: model.contrastive_weight=0 (now {h.get('contrastive_weight')}) kept "
+            f"the output unsaturated. Other levers: StyleGAN2's linear output model.rgb_output=linear (now "
+            f"{h.get('rgb_output', 'tanh')}), model.mapping_lr_mul=0.01 (now {h.get('mapping_lr_mul')}), lower "
+            f"model.lr_g (now {h.get('lr_g')}) and model.lr_d (now {h.get('lr_d')})")
 
 
 def render_grid(generator, conditions: torch.Tensor, seeds: Sequence[int], truncation: float = 1.0) -> np.ndarray:
