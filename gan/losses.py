@@ -26,6 +26,9 @@ import torch.nn.functional as F
 from gan.discriminators import ImageDiscriminator, VideoDiscriminator
 
 
+_PER_D_WEIGHTS: dict = {}   # (k, B, dtype, device) → the column weights of `_mean_per_d`, made once
+
+
 def _rows(h, start: int):
     """A D's features from row `start` on: a tensor, or the projected D's list of per-scale tensors."""
     return [x[start:] for x in h] if isinstance(h, list) else h[start:]
@@ -109,8 +112,15 @@ class ReelGANLoss:
 
     @staticmethod
     def _mean_per_d(logits: torch.Tensor) -> torch.Tensor:
-        """Each D counts once, however many frames the image D scored: mean(image) + mean(video)."""
-        return logits[:, :-1].mean() + logits[:, -1].mean()
+        """Each D counts once, however many frames the image D scored: mean(image) + mean(video), as one weighted
+        sum (two ops where slices and means made five, forwards and backwards)."""
+        B, k = logits.shape[0], logits.shape[1] - 1
+        weights = _PER_D_WEIGHTS.get((k, B, logits.dtype, logits.device))
+        if weights is None:
+            weights = torch.full((k + 1,), 1.0 / (B * k), dtype=logits.dtype, device=logits.device)
+            weights[-1] = 1.0 / B
+            _PER_D_WEIGHTS[(k, B, logits.dtype, logits.device)] = weights
+        return (logits * weights).sum()
 
     def g_main(self, fake: torch.Tensor, cond: torch.Tensor, labels: torch.Tensor | None = None):
         """fake (B, T, C, H, W) with grad to G; labels (B, A): attributes of the real clips paired with cond

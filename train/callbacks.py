@@ -68,10 +68,15 @@ def logging_batch(trainer: pl.Trainer) -> bool:
     return bool(trainer._logger_connector.should_update_logs)
 
 
-def _any_non_finite(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """0-d bool on the device: does any tensor hold NaN/Inf? One foreach max-|x| pass; NaN and Inf propagate."""
-    norms = torch._foreach_norm(list(tensors), float("inf"))
-    return ~torch.isfinite(torch.stack(norms)).all()
+def _largest_abs(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """0-d on the device: the largest |x| over all the tensors, from one foreach pass. NaN and Inf propagate
+    through both maxima, so the result is finite exactly when every tensor is."""
+    return torch.stack(torch._foreach_norm(list(tensors), float("inf"))).amax()
+
+
+def _any_non_finite(values: torch.Tensor) -> torch.Tensor:
+    """0-d bool: does `values` hold NaN/Inf? x − x is 0 for every finite x and NaN for ±Inf and NaN."""
+    return (values - values).ne(0).any()
 
 
 class NonFiniteGuard(Callback):
@@ -85,24 +90,26 @@ class NonFiniteGuard(Callback):
     """
 
     def __init__(self):
-        self._flags: torch.Tensor | None = None          # (2,) bool: [gradient, loss] went non-finite
+        self._largest: tuple[list, list] = ([], [])     # per step / batch since the last read: the largest |x| of
+                                                        # [gradients, losses], 0-d on the device
         self._since_step = 0
         self._batches: list = []                         # (conditions, user ids) of the batches since the last read
 
     def _mark(self, index: int, tensors: Sequence[torch.Tensor]) -> None:
-        if not tensors:
-            return
-        bad = _any_non_finite(tensors)
-        if self._flags is None or self._flags.device != bad.device:
-            self._flags = torch.zeros(2, dtype=torch.bool, device=bad.device)
-        self._flags[index] |= bad
+        if tensors:                                      # kept, not combined: the check waits for the read
+            self._largest[index].append(_largest_abs(tensors))
 
     def _read(self, trainer: pl.Trainer) -> None:
         """The one host read: raise if anything went non-finite since the last read."""
-        flags, batches = self._flags, self._batches
-        self._flags, self._batches, since = None, [], self._since_step
+        largest, batches = self._largest, self._batches
+        self._largest, self._batches, since = ([], []), [], self._since_step
         self._since_step = trainer.global_step
-        if flags is None or not bool(flags.any()):
+        if not any(largest):
+            return
+        flags = torch.stack([_any_non_finite(torch.stack(v)) if v else torch.zeros((), dtype=torch.bool,
+                                                                                    device=largest[1 - i][0].device)
+                             for i, v in enumerate(largest)])                   # (2,): [gradient, loss]
+        if not bool(flags.any()):
             return
         what = "gradient" if bool(flags[0]) else "loss"
         pl_module = trainer.lightning_module
