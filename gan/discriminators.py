@@ -64,19 +64,25 @@ class ImageDiscriminator(nn.Module):
         x = F.leaky_relu(self.final_conv(self.blocks(x)), 0.2)
         return self.fc(x.flatten(1)).reshape(B, frame_index.shape[1], -1)
 
-    def score(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """h (B, k, F), cond (B, E) → logits (B, k). Split from features() so one pass serves several conditions."""
+    def condition_embedding(self, cond: torch.Tensor) -> torch.Tensor:
+        """cond (B, E) → φ(cond) (B, F): made once per batch for `score` and `pairwise`."""
+        return self.head.embed(cond)
+
+    def score(self, h: torch.Tensor, cond: torch.Tensor, phi: torch.Tensor | None = None) -> torch.Tensor:
+        """h (B, k, F), cond (B, E) [φ(cond) (B, F)] → logits (B, k). Split from features() so one pass serves
+        several conditions."""
         B, k = h.shape[:2]
-        return self.head(h.flatten(0, 1), cond.repeat_interleave(k, dim=0)).reshape(B, k)
+        phi = self.head.embed(cond.to(h.dtype)) if phi is None else phi
+        return self.head(h.flatten(0, 1), phi=phi.repeat_interleave(k, dim=0)).reshape(B, k)
 
     def frame_features(self, h: torch.Tensor) -> torch.Tensor:
         """features() output → (B, k, feature_dim), for heads that read what D sees (gan.discriminators.AttributeHead)."""
         return h
 
-    def pairwise(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """h (B, k, F), cond (B, E) → (B, k, B) cosines of every frame with every condition."""
+    def pairwise(self, h: torch.Tensor, cond: torch.Tensor, phi: torch.Tensor | None = None) -> torch.Tensor:
+        """h (B, k, F), cond (B, E) [φ(cond)] → (B, k, B) cosines of every frame with every condition."""
         B, k = h.shape[:2]
-        return self.head.pairwise(h.flatten(0, 1), cond).reshape(B, k, -1)
+        return self.head.pairwise(h.flatten(0, 1), cond, phi).reshape(B, k, -1)
 
     def forward(self, video: torch.Tensor, cond: torch.Tensor, frame_index: torch.Tensor | None = None):
         return self.score(self.features(video, frame_index), cond)
@@ -121,13 +127,17 @@ class VideoDiscriminator(nn.Module):
         x = self.blocks(F.leaky_relu(self.stem(x), 0.2))
         return self.fc(x.mean(dim=(2, 3, 4)))                              # global pool over (T, h, w)
 
-    def score(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """h (B, F), cond (B, E) → logits (B, 1)."""
-        return self.head(h, cond).unsqueeze(1)
+    def condition_embedding(self, cond: torch.Tensor) -> torch.Tensor:
+        """cond (B, E) → φ(cond) (B, F): made once per batch for `score` and `pairwise`."""
+        return self.head.embed(cond)
 
-    def pairwise(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """h (B, F), cond (B, E) → (B, 1, B) cosines of every clip with every condition."""
-        return self.head.pairwise(h, cond).unsqueeze(1)
+    def score(self, h: torch.Tensor, cond: torch.Tensor, phi: torch.Tensor | None = None) -> torch.Tensor:
+        """h (B, F), cond (B, E) [φ(cond)] → logits (B, 1)."""
+        return self.head(h, cond, phi).unsqueeze(1)
+
+    def pairwise(self, h: torch.Tensor, cond: torch.Tensor, phi: torch.Tensor | None = None) -> torch.Tensor:
+        """h (B, F), cond (B, E) [φ(cond)] → (B, 1, B) cosines of every clip with every condition."""
+        return self.head.pairwise(h, cond, phi).unsqueeze(1)
 
     def forward(self, video: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self.score(self.features(video), cond)

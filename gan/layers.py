@@ -252,10 +252,15 @@ class ProjectionHead(nn.Module):
         self.unconditional = EqualLinear(features, 1)
         self.embed = EqualLinear(cond_dim, features)
 
-    def forward(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        proj = (self.embed(cond.to(h.dtype)) * h).sum(dim=1) / math.sqrt(h.shape[1])
+    def forward(self, h: torch.Tensor, cond: torch.Tensor | None = None, phi: torch.Tensor | None = None) -> torch.Tensor:
+        """phi: φ(cond) when already made (one embedding serves the score and the contrastive head)."""
+        phi = self.embed(cond.to(h.dtype)) if phi is None else phi
+        proj = (phi * h).sum(dim=1) / math.sqrt(h.shape[1])
         return self.unconditional(h).squeeze(1) + proj
 
-    def pairwise(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """h (N, F), cond (M, E) → cosine(h_n, φ(c_m)) (N, M): which condition each feature fits (2C loss)."""
-        return F.normalize(h.float(), dim=1) @ F.normalize(self.embed(cond.to(h.dtype)).float(), dim=1).T
+    def pairwise(self, h: torch.Tensor, cond: torch.Tensor | None = None,
+                 phi: torch.Tensor | None = None) -> torch.Tensor:
+        """h (N, F), cond (M, E) or phi = φ(cond) → cosine(h_n, φ(c_m)) (N, M): which condition each feature fits
+        (2C loss)."""
+        phi = self.embed(cond.to(h.dtype)) if phi is None else phi
+        return F.normalize(h.float(), dim=1) @ F.normalize(phi.float(), dim=1).T

@@ -34,8 +34,14 @@ def _rows(h, start: int):
     return [x[start:] for x in h] if isinstance(h, list) else h[start:]
 
 
-def _cat_rows(a, b):
-    return [torch.cat(pair) for pair in zip(a, b)] if isinstance(a, list) else torch.cat([a, b])
+def _cat_rows(*parts):
+    """Row-wise concatenation of D features or φs: tensors, or the projected D's per-scale lists."""
+    return [torch.cat(group) for group in zip(*parts)] if isinstance(parts[0], list) else torch.cat(parts)
+
+
+def _rolled(phi):
+    """φ of the batch's conditions rolled by one (the mismatch rows): a tensor, or the projected D's list."""
+    return [p.roll(1, dims=0) for p in phi] if isinstance(phi, list) else phi.roll(1, dims=0)
 
 
 class ReelGANLoss:
@@ -66,11 +72,12 @@ class ReelGANLoss:
         self.attribute_head, self.attribute_weight = attribute_head, attribute_weight
 
     def _conditional_terms(self, feats, cond: torch.Tensor, labels: torch.Tensor | None, logs: dict,
-                           phase: str) -> torch.Tensor | float:
-        """The weighted contrastive and attribute terms on (real for D, fake for G) features; logs them."""
+                           phase: str, phis=None) -> torch.Tensor | float:
+        """The weighted contrastive and attribute terms on (real for D, fake for G) features; logs them. phis: each
+        D's φ(cond), when already made for the scores."""
         total = 0.0
         if self.contrastive_weight > 0 and cond.shape[0] > 1:
-            con = self._contrastive(feats, cond)
+            con = self._contrastive(feats, cond, phis)
             total = total + self.contrastive_weight * con
             logs[f"loss/{phase}_contrastive"] = con.detach()
         if self.attribute_head is not None and self.attribute_weight > 0 and labels is not None and labels.shape[1]:
@@ -84,14 +91,14 @@ class ReelGANLoss:
         c = F.normalize(cond.float(), dim=1)
         return (c @ c.T) >= self.same_user_cosine
 
-    def _contrastive(self, feats, cond: torch.Tensor) -> torch.Tensor:
+    def _contrastive(self, feats, cond: torch.Tensor, phis=None) -> torch.Tensor:
         """Mean CE of each clip/frame picking its own condition among the batch's (same-user others masked)."""
         same = self._same_user(cond)
         mask = same & ~torch.eye(len(cond), dtype=torch.bool, device=cond.device)   # positives that are not i
         target = torch.arange(len(cond), device=cond.device)
         losses = []
-        for d, h in ((self.image_d, feats[0]), (self.video_d, feats[1])):
-            logits = d.pairwise(h, cond) / self.temperature                  # (B, m, B)
+        for d, h, phi in zip((self.image_d, self.video_d), feats, phis or (None, None)):
+            logits = d.pairwise(h, cond, phi) / self.temperature             # (B, m, B)
             logits = logits.masked_fill(mask[:, None, :], float("-inf"))
             m = logits.shape[1]
             losses.append(F.cross_entropy(logits.flatten(0, 1), target.repeat_interleave(m)))
@@ -106,9 +113,16 @@ class ReelGANLoss:
         video, idx = self._augmented(video)
         return self.image_features(video, idx), self.video_features(video)
 
-    def _scores(self, feats, cond: torch.Tensor) -> torch.Tensor:
-        """→ (B, k + 1): the image D's k frame logits and the video D's clip logit, side by side."""
-        return torch.cat([self.image_d.score(feats[0], cond), self.video_d.score(feats[1], cond)], dim=1).float()
+    def _embeddings(self, cond: torch.Tensor) -> tuple:
+        """Each D's φ(cond), made once for its score and its contrastive head."""
+        return self.image_d.condition_embedding(cond), self.video_d.condition_embedding(cond)
+
+    def _scores(self, feats, cond: torch.Tensor | None = None, phis=None) -> torch.Tensor:
+        """→ (B, k + 1): the image D's k frame logits and the video D's clip logit, side by side, for the conditions
+        `cond` (B, E) or their embeddings `phis` (each D's φ, B rows)."""
+        phis = phis or (None, None)
+        return torch.cat([self.image_d.score(feats[0], cond, phis[0]),
+                          self.video_d.score(feats[1], cond, phis[1])], dim=1).float()
 
     @staticmethod
     def _mean_per_d(logits: torch.Tensor) -> torch.Tensor:
@@ -126,10 +140,11 @@ class ReelGANLoss:
         """fake (B, T, C, H, W) with grad to G; labels (B, A): attributes of the real clips paired with cond
         → (loss, logs)."""
         feats = self._features(fake)
-        logits = self._scores(feats, cond)
+        phis = self._embeddings(cond)
+        logits = self._scores(feats, cond, phis)
         loss = self._mean_per_d(F.softplus(-logits))
         logs = {"scores/fake_g": logits.detach().mean()}
-        loss = loss + self._conditional_terms(feats, cond, labels, logs, "g")
+        loss = loss + self._conditional_terms(feats, cond, labels, logs, "g", phis)
         logs["loss/g"] = loss.detach()
         return loss, logs
 
@@ -155,8 +170,9 @@ class ReelGANLoss:
         mismatch = self.mismatch_weight > 0 and B > 1
         rolled = cond.roll(1, dims=0)
         scored = tuple(_cat_rows(h, _rows(h, B)) for h in feats) if mismatch else feats
-        conds = torch.cat([cond, cond, rolled] if mismatch else [cond, cond])
-        logits = self._scores(scored, conds)                                   # (2B or 3B, k+1)
+        phis = self._embeddings(cond)                  # φ(cond) once per D; the rolled rows are its rows rolled
+        scored_phis = tuple(_cat_rows(p, p, _rolled(p)) if mismatch else _cat_rows(p, p) for p in phis)
+        logits = self._scores(scored, phis=scored_phis)                        # (2B or 3B, k+1)
         fake_logits, real_logits = logits[:B], logits[B:2 * B]
         loss = self._mean_per_d(F.softplus(fake_logits)) + self._mean_per_d(F.softplus(-real_logits))
         logs = {"scores/real": real_logits.detach().mean(), "scores/fake": fake_logits.detach().mean()}
@@ -168,7 +184,7 @@ class ReelGANLoss:
             loss = loss + self.mismatch_weight * mismatch
             logs["loss/d_mismatch"] = mismatch.detach()
             logs["scores/mismatch"] = wrong.detach().mean()
-        loss = loss + self._conditional_terms(real_feats, cond, labels, logs, "d")
+        loss = loss + self._conditional_terms(real_feats, cond, labels, logs, "d", phis)
         logs["loss/d"] = loss.detach()
         return loss, logs, real_logits.detach()
 

@@ -129,21 +129,30 @@ class ProjectedImageDiscriminator(nn.Module):
         k = frame_index.shape[1]
         return [d(f).reshape(B, k, -1) for d, f in zip(self.discs, self._pyramid(frames))]
 
-    def score(self, feats: list[torch.Tensor], cond: torch.Tensor) -> torch.Tensor:
-        """per-scale (B, k, F), cond (B, E) → logits (B, k · scales)."""
+    def condition_embedding(self, cond: torch.Tensor) -> list[torch.Tensor]:
+        """cond (B, E) → per scale φ(cond) (B, F): made once per batch for `score` and `pairwise`."""
+        return [head.embed(cond) for head in self.heads]
+
+    def score(self, feats: list[torch.Tensor], cond: torch.Tensor,
+              phi: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """per-scale (B, k, F), cond (B, E) [per-scale φ(cond)] → logits (B, k · scales)."""
         B, k = feats[0].shape[:2]
-        c = cond.repeat_interleave(k, dim=0)
-        return torch.cat([head(h.flatten(0, 1), c).reshape(B, k) for head, h in zip(self.heads, feats)], dim=1)
+        phi = [head.embed(cond.to(h.dtype)) for head, h in zip(self.heads, feats)] if phi is None else phi
+        return torch.cat([head(h.flatten(0, 1), phi=p.repeat_interleave(k, dim=0)).reshape(B, k)
+                          for head, h, p in zip(self.heads, feats, phi)], dim=1)
 
     def frame_features(self, feats: list[torch.Tensor]) -> torch.Tensor:
         """per-scale (B, k, F) → (B, k, F · scales)."""
         return torch.cat(feats, dim=2)
 
-    def pairwise(self, feats: list[torch.Tensor], cond: torch.Tensor) -> torch.Tensor:
-        """per-scale (B, k, F), cond (B, E) → (B, k · scales, B) cosines of every frame with every condition."""
+    def pairwise(self, feats: list[torch.Tensor], cond: torch.Tensor,
+                 phi: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """per-scale (B, k, F), cond (B, E) [per-scale φ(cond)] → (B, k · scales, B) cosines of every frame with
+        every condition."""
         B, k = feats[0].shape[:2]
-        return torch.cat([head.pairwise(h.flatten(0, 1), cond).reshape(B, k, -1)
-                          for head, h in zip(self.heads, feats)], dim=1)
+        phi = [None] * len(self.heads) if phi is None else phi
+        return torch.cat([head.pairwise(h.flatten(0, 1), cond, p).reshape(B, k, -1)
+                          for head, h, p in zip(self.heads, feats, phi)], dim=1)
 
     def forward(self, video: torch.Tensor, cond: torch.Tensor, frame_index: torch.Tensor | None = None):
         return self.score(self.features(video, frame_index), cond)
