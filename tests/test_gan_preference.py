@@ -148,7 +148,8 @@ def test_a_run_with_attribute_projection_trains_and_validates(world, tmp_path):
     model = ReelGAN(cond_dim=dm.embedding_dim, frames=8, height=32, width=32, attribute_classes=dm.attribute_classes,
                     attribute_conditioning=True, d_attribute_projection=True, **TINY_MODEL)
     seen = []
-    model.image_discriminator.head.register_forward_hook(lambda m, args, out: seen.append(args[1].shape[1]))
+    # the projection's condition embedding φ reads what D is conditioned on (training and validation alike)
+    model.image_discriminator.head.embed.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[1]))
     trainer = pl.Trainer(max_steps=4, logger=False, enable_progress_bar=False, enable_model_summary=False,
                          accelerator="cpu", devices=1, precision="32-true", default_root_dir=str(tmp_path),
                          limit_val_batches=1, val_check_interval=2, num_sanity_val_steps=0,

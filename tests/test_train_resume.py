@@ -67,12 +67,14 @@ def test_sigkill_mid_run_then_resume_keeps_counters_and_curve(world, tmp_path):
     # counters continuous: the logged image counter is exactly (batch index + 1) × batch, across the kill
     assert (curve["progress/images_seen"] == (curve["step"] + 1) * BATCH).all()
     assert curve["step"].is_monotonic_increasing
-    # loss curve continuous: the jump across the resume is no bigger than the run's own batch-to-batch noise
+    # loss curve continuous: the jump across the resume is of the size of the run's own batch-to-batch noise (a
+    # restarted D or optimiser jumps by several units). Not "no bigger than the largest other jump": with a dozen
+    # jumps, a good resume's is the largest about once in twelve runs
     d = curve["loss/d"].to_numpy()
     jumps = abs(d[1:] - d[:-1])
     boundary = len(old) - 1
     others = np.delete(jumps, boundary)
-    assert jumps[boundary] <= others.max() and jumps[boundary] <= 4 * others.mean() + 1e-6, (jumps[boundary], others)
+    assert jumps[boundary] <= 4 * others.mean() + 1e-6, (jumps[boundary], others)
     assert abs(new["aug/p"].iloc[0] - old["aug/p"].iloc[-1]) < 0.05   # ADA p carried over
 
 

@@ -227,7 +227,7 @@ def preference_alignment(generator, embeddings, ds, domain: DomainClassifier, re
     return {
         "summary": attribute_summary(alignment, ceilings, label_source), "quality": quality,
         "users": users, "clips_per_user": k, "seeds": seeds, "seed_rule": "user i's clip j: seed + i*K + j",
-        "truncation": cfg.truncation, "truncation_from_level": generator.truncation_from_level,
+        "truncation": cfg.truncation, "truncation_from_level": getattr(generator, "truncation_from_level", None),
         "derangement": perm.tolist(), "config": asdict(cfg), "alignment": alignment, "ceilings": ceilings, "cas": cas,
         "favourites": {source: {u: {a: [vocab[a][i] for i in sorted(fav[u][a])] for a in fav[u]} for u in users}
                        for source, fav in targets.items()},
