@@ -30,7 +30,12 @@ from bench_gpu import CUDA, PY, env, make_world  # noqa: E402
 VARIANTS = {"shipped": {}, "mapping01": {"mapping_lr_mul": 0.01}, "mapping1": {"mapping_lr_mul": 1.0},
             "mapping1-beta09": {"mapping_lr_mul": 1.0, "betas_g": [0.9, 0.99], "betas_d": [0.9, 0.99]},
             "tanh": {"rgb_output": "tanh"}, "linear": {"rgb_output": "linear"},
-            "rgb-demod": {"rgb_demodulate": True}, "rgb-demod-linear": {"rgb_demodulate": True, "rgb_output": "linear"}}
+            "rgb-demod": {"rgb_demodulate": True}, "rgb-demod-linear": {"rgb_demodulate": True, "rgb_output": "linear"},
+            "no-aux": {"contrastive_weight": 0.0, "attribute_weight": 0.0}, "no-attr": {"attribute_weight": 0.0},
+            "contrastive05": {"contrastive_weight": 0.5}, "tau05": {"contrastive_temperature": 0.5},
+            "no-contrastive": {"contrastive_weight": 0.0},
+            "no-contrastive-lr002": {"contrastive_weight": 0.0, "lr_g": 0.002, "lr_d": 0.002},
+            "no-contrastive-gamma10": {"contrastive_weight": 0.0, "r1_gamma": 10.0}}
 
 
 def run(variant: str, seed: int, world: Path, tmp: Path, args) -> dict:
