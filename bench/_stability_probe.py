@@ -18,10 +18,8 @@ class SaturationProbe(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if pl_module.seen_batches % self.every:
             return
-        cond = batch[1][0]
-        self.rows.append({"batch": pl_module.seen_batches,
-                          "diversity_pre_tanh": self.guard.diversity(pl_module.generator, cond),
-                          "saturated": self.guard._saturation(pl_module.generator, cond),
+        diversity, saturated = self.guard.probe(pl_module.generator, batch[1][0])
+        self.rows.append({"batch": pl_module.seen_batches, "diversity_pre_tanh": diversity, "saturated": saturated,
                           "loss_g": float(outputs["loss_g"]), "loss_d": float(outputs["loss_d"])})
         with open(os.environ["BENCH_PROBE_OUT"], "w") as f:
             json.dump(self.rows, f)

@@ -66,13 +66,13 @@ class ImageDiscriminator(nn.Module):
 
     def condition_embedding(self, cond: torch.Tensor) -> torch.Tensor:
         """cond (B, E) → φ(cond) (B, F): made once per batch for `score` and `pairwise`."""
-        return self.head.embed(cond)
+        return self.head.condition_embedding(cond)
 
     def score(self, h: torch.Tensor, cond: torch.Tensor, phi: torch.Tensor | None = None) -> torch.Tensor:
         """h (B, k, F), cond (B, E) [φ(cond) (B, F)] → logits (B, k). Split from features() so one pass serves
         several conditions."""
         B, k = h.shape[:2]
-        phi = self.head.embed(cond.to(h.dtype)) if phi is None else phi
+        phi = self.head.condition_embedding(cond, h.dtype) if phi is None else phi
         return self.head(h.flatten(0, 1), phi=phi.repeat_interleave(k, dim=0)).reshape(B, k)
 
     def frame_features(self, h: torch.Tensor) -> torch.Tensor:
@@ -129,7 +129,7 @@ class VideoDiscriminator(nn.Module):
 
     def condition_embedding(self, cond: torch.Tensor) -> torch.Tensor:
         """cond (B, E) → φ(cond) (B, F): made once per batch for `score` and `pairwise`."""
-        return self.head.embed(cond)
+        return self.head.condition_embedding(cond)
 
     def score(self, h: torch.Tensor, cond: torch.Tensor, phi: torch.Tensor | None = None) -> torch.Tensor:
         """h (B, F), cond (B, E) [φ(cond)] → logits (B, 1)."""

@@ -12,10 +12,11 @@ The pipeline:
 Truncation pulls w towards the average w *of the same condition*, estimated on a fixed set of content codes,
 so it trades diversity for fidelity without forgetting who the clip is for. It pulls only the styles of the
 synthesis levels from `truncation_from_level` on (default 3: the full-size level H), so the coarser levels and the
-motion keep the seed's pose and movement (StyleGAN's truncation cutoff, the other way round: here the attribute modes below
-already fix what the shopper asked for, and a full pull left a shopper's seeds nearly identical, issue 21). With attributes, truncation < 1 also
-takes each attribute's most likely value for the shopper (its mode) instead of a draw: the discrete counterpart of
-pulling w to its mean, and the way to the data's mode ceiling (a w average of a red and a blue clip is neither).
+motion keep the seed's pose and movement (StyleGAN's truncation cutoff, the other way round: the attribute modes
+below already fix what the shopper asked for, and a full pull left a shopper's seeds nearly identical, issue 21).
+With attributes, truncation < 1 also takes each attribute's most likely value for the shopper (its mode) instead
+of a draw: the discrete counterpart of pulling w to its mean, and the way to the data's mode ceiling (a w average
+of a red and a blue clip is neither).
 """
 from __future__ import annotations
 
@@ -293,8 +294,9 @@ class VideoGenerator(nn.Module):
 
     def synthesis(self, x: torch.Tensor, ws: torch.Tensor) -> torch.Tensor:
         """Frames' features (N, C0, H/8, W/8) and styles (N, w_dim), or (N, 2, w_dim) = [w, truncated w] → summed
-        RGB skips (N, 3, H, W), fp32, before the output scale and tanh. The costly part, and the part `model.compile` compiles (`synthesis` is then
-        replaced on the instance: the same weights, a compiled graph)."""
+        RGB skips (N, 3, H, W), fp32, before the output scale and tanh. The costly part, and the part
+        `model.compile` compiles (`synthesis` is then replaced on the instance: the same weights, a compiled
+        graph)."""
         if ws.ndim == 3:                # (N, 2, w_dim): [w, truncated w]; the levels from truncation_from_level
             full, truncated = self.modulation(ws[:, 0]), self.modulation(ws[:, 1])     # take the truncated one
             made = [t if level >= self.truncation_from_level else f

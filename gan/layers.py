@@ -136,6 +136,9 @@ class Modulation(nn.Module):
         # the demodulated layers' styles first, side by side: their squares are one slice of the affine output
         self.order = demod + [i for i, m in enumerate(layers) if not m.demodulate]
         self.demodulated = len(demod)
+        self.ordered = tuple(layers[i] for i in self.order)
+        self.style_sizes = [m.affine.weight.shape[0] for m in self.ordered]
+        self.demod_sizes = [layers[i].bias.numel() for i in demod]
         self.register_buffer("eps", torch.tensor([layers[i].eps / layers[i].gain ** 2 for i in demod
                                                   for _ in range(layers[i].bias.numel())]), persistent=False)
         self.register_buffer("inv_gain_sq", torch.tensor([1 / layers[i].gain ** 2 for i in demod
@@ -143,20 +146,18 @@ class Modulation(nn.Module):
 
     def forward(self, w: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
         """w (N, w_dim) → per layer, in order: (styles (N, in), out_scale (N, out) or None)."""
-        ordered = [self.layers[i] for i in self.order]
-        sizes = [m.affine.weight.shape[0] for m in ordered]
-        styles = batched_affines([m.affine for m in ordered], w)                  # (N, Σ in)
+        styles = batched_affines([m.affine for m in self.ordered], w)             # (N, Σ in)
         made = [[None, None] for _ in self.layers]
-        for i, part in zip(self.order, styles.split(sizes, dim=1)):
+        for i, part in zip(self.order, styles.split(self.style_sizes, dim=1)):
             made[i][0] = part
         if self.demodulated:
-            demod = ordered[:self.demodulated]
+            demod = self.ordered[:self.demodulated]
             with torch.autocast(w.device.type, enabled=False):
                 blocks = torch.block_diag(*[m.weight.square().sum(dim=(2, 3)) for m in demod])   # (Σout, Σin)
                 s = styles[:, :blocks.shape[1]].to(blocks.dtype)                  # fp32: the weights' precision
                 # g·rsqrt(sq + eps) = rsqrt(sq/g² + eps/g²)
                 out = torch.addcmul(self.eps, F.linear(s.square(), blocks), self.inv_gain_sq).rsqrt()
-            for i, part in zip(self.order, out.split([m.bias.numel() for m in demod], dim=1)):
+            for i, part in zip(self.order, out.split(self.demod_sizes, dim=1)):
                 made[i][1] = part
         return [tuple(pair) for pair in made]
 
@@ -252,9 +253,15 @@ class ProjectionHead(nn.Module):
         self.unconditional = EqualLinear(features, 1)
         self.embed = EqualLinear(cond_dim, features)
 
-    def forward(self, h: torch.Tensor, cond: torch.Tensor | None = None, phi: torch.Tensor | None = None) -> torch.Tensor:
-        """phi: φ(cond) when already made (one embedding serves the score and the contrastive head)."""
-        phi = self.embed(cond.to(h.dtype)) if phi is None else phi
+    def condition_embedding(self, cond: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """φ(cond) (M, F), in `dtype` when given (the features' dtype): made once, it serves the score and the
+        contrastive head."""
+        return self.embed(cond if dtype is None else cond.to(dtype))
+
+    def forward(self, h: torch.Tensor, cond: torch.Tensor | None = None,
+                phi: torch.Tensor | None = None) -> torch.Tensor:
+        """h (N, F) and cond (N, E), or phi = φ(cond) when already made → logits (N,)."""
+        phi = self.condition_embedding(cond, h.dtype) if phi is None else phi
         proj = (phi * h).sum(dim=1) / math.sqrt(h.shape[1])
         return self.unconditional(h).squeeze(1) + proj
 
@@ -262,5 +269,5 @@ class ProjectionHead(nn.Module):
                  phi: torch.Tensor | None = None) -> torch.Tensor:
         """h (N, F), cond (M, E) or phi = φ(cond) → cosine(h_n, φ(c_m)) (N, M): which condition each feature fits
         (2C loss)."""
-        phi = self.embed(cond.to(h.dtype)) if phi is None else phi
+        phi = self.condition_embedding(cond, h.dtype) if phi is None else phi
         return F.normalize(h.float(), dim=1) @ F.normalize(phi.float(), dim=1).T

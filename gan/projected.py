@@ -131,13 +131,13 @@ class ProjectedImageDiscriminator(nn.Module):
 
     def condition_embedding(self, cond: torch.Tensor) -> list[torch.Tensor]:
         """cond (B, E) → per scale φ(cond) (B, F): made once per batch for `score` and `pairwise`."""
-        return [head.embed(cond) for head in self.heads]
+        return [head.condition_embedding(cond) for head in self.heads]
 
     def score(self, feats: list[torch.Tensor], cond: torch.Tensor,
               phi: list[torch.Tensor] | None = None) -> torch.Tensor:
         """per-scale (B, k, F), cond (B, E) [per-scale φ(cond)] → logits (B, k · scales)."""
         B, k = feats[0].shape[:2]
-        phi = [head.embed(cond.to(h.dtype)) for head, h in zip(self.heads, feats)] if phi is None else phi
+        phi = [head.condition_embedding(cond, h.dtype) for head, h in zip(self.heads, feats)] if phi is None else phi
         return torch.cat([head(h.flatten(0, 1), phi=p.repeat_interleave(k, dim=0)).reshape(B, k)
                           for head, h, p in zip(self.heads, feats, phi)], dim=1)
 

@@ -15,6 +15,7 @@ import torch
 from pytorch_lightning.callbacks import Callback, RichProgressBar
 
 from data.tensors import model_to_uint8
+from gan.generator import RGB_OUTPUTS
 from gan.seeds import latents_for_seeds
 
 
@@ -74,9 +75,9 @@ def _largest_abs(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.stack(torch._foreach_norm(list(tensors), float("inf"))).amax()
 
 
-def _any_non_finite(values: torch.Tensor) -> torch.Tensor:
-    """0-d bool: does `values` hold NaN/Inf? x − x is 0 for every finite x and NaN for ±Inf and NaN."""
-    return (values - values).ne(0).any()
+def _non_finite(values: torch.Tensor) -> torch.Tensor:
+    """Elementwise: is each value NaN/Inf? x − x is 0 for every finite x and NaN for ±Inf and NaN."""
+    return (values - values).ne(0)
 
 
 class NonFiniteGuard(Callback):
@@ -106,12 +107,10 @@ class NonFiniteGuard(Callback):
         self._since_step = trainer.global_step
         if not any(largest):
             return
-        flags = torch.stack([_any_non_finite(torch.stack(v)) if v else torch.zeros((), dtype=torch.bool,
-                                                                                    device=largest[1 - i][0].device)
-                             for i, v in enumerate(largest)])                   # (2,): [gradient, loss]
-        if not bool(flags.any()):
+        bad = _non_finite(torch.stack(largest[0] + largest[1]))                  # gradients' rows, then losses'
+        if not bool(bad.any()):
             return
-        what = "gradient" if bool(flags[0]) else "loss"
+        what = "gradient" if bool(bad[:len(largest[0])].any()) else "loss"
         pl_module = trainer.lightning_module
         where = (f"non-finite {what} between global steps {since} and {trainer.global_step} "
                  f"(images seen {getattr(pl_module, 'seen_images', -1)})")
@@ -175,21 +174,22 @@ class DivergenceGuard(Callback):
         z = latents_for_seeds(self.seeds, generator.z_dim).to(device)
         return z, condition.reshape(1, -1).to(device).expand(len(self.seeds), -1)
 
-    def diversity(self, generator, condition: torch.Tensor) -> float:
-        """Mean |x_i − x_j| over seed pairs of G's raw (pre-tanh) output for one condition (E,): 0 = every seed gives
-        the same clip."""
+    def probe(self, generator, condition: torch.Tensor) -> tuple[float, float]:
+        """One forward of G for the seeds and one condition (E,) → (diversity, saturated):
+        - diversity: mean |x_i − x_j| over seed pairs of G's raw (pre-tanh) output; 0 = every seed gives the same
+          clip;
+        - saturated: the share of output values beyond ±0.99 after G's last step (tanh or clamp), from the same
+          raw output; near 1 means G's output is saturated.
+        One host read for both."""
         z, cond = self._latents(generator, condition)
         with torch.no_grad():
-            video = generator(z, cond, raw=True).float().flatten(1)                 # (S, T·C·H·W)
-        return float(torch.cdist(video, video, p=1).sum() / (len(self.seeds) * (len(self.seeds) - 1)
-                                                             * video.shape[1]))
-
-    def _saturation(self, generator, condition: torch.Tensor) -> float:
-        """Share of output values beyond ±0.99 after G's last step (tanh or clamp): near 1 means G's output is
-        saturated."""
-        z, cond = self._latents(generator, condition)
-        with torch.no_grad():
-            return float((generator(z, cond).float().abs() > 0.99).float().mean())
+            raw = generator(z, cond, raw=True).float()
+            video = raw.flatten(1)                                                    # (S, T·C·H·W)
+            spread = torch.cdist(video, video, p=1).sum() / (len(self.seeds) * (len(self.seeds) - 1)
+                                                              * video.shape[1])
+            saturated = (RGB_OUTPUTS[generator.rgb_output](raw).abs() > 0.99).float().mean()
+            spread, saturated = torch.stack([spread, saturated]).tolist()
+        return spread, saturated
 
     def _check(self, trainer, pl_module, batch) -> str | None:
         largest_loss = float(self._loss_max) if self._loss_max is not None else 0.0
@@ -201,8 +201,7 @@ class DivergenceGuard(Callback):
         largest = float(torch.stack(norms).max())
         if largest > self.max_weight:
             return f"the largest generator weight is {largest:.4g} (limit {self.max_weight:g})"
-        spread = self.diversity(pl_module.generator, batch[1][0])
-        saturated = self._saturation(pl_module.generator, batch[1][0])
+        spread, saturated = self.probe(pl_module.generator, batch[1][0])
         if spread < self.min_diversity:
             return (f"sample diversity collapsed: seeds {self.seeds} give clips whose pre-tanh outputs differ by "
                     f"{spread:.2e} on average (limit {self.min_diversity:g}); {saturated:.0%} of output pixels "
