@@ -161,19 +161,3 @@ class AttributeHead(nn.Module):
         B, k = h.shape[:2]
         logits = self.linear(h.flatten(0, 1)).float().split(self.classes, dim=1)
         return masked_attribute_loss(logits, labels.repeat_interleave(k, dim=0))
-
-
-def _projected(**kwargs) -> nn.Module:
-    from gan.projected import ProjectedImageDiscriminator  # imported on use: it builds timm's EfficientNet
-
-    return ProjectedImageDiscriminator(**kwargs)
-
-
-# Image discriminators by name (model.d_image_kind). Each has features(video, frame_index) and score(h, cond).
-IMAGE_DISCRIMINATORS = {"conv": ImageDiscriminator, "projected": _projected}
-
-
-def build_image_discriminator(kind: str, **kwargs) -> nn.Module:
-    if kind not in IMAGE_DISCRIMINATORS:
-        raise ValueError(f"model.d_image_kind={kind!r} is unknown; choose one of {sorted(IMAGE_DISCRIMINATORS)}")
-    return IMAGE_DISCRIMINATORS[kind](**kwargs)

@@ -1,7 +1,8 @@
 """The GAN objective, one method per phase (StyleGAN2-ADA's Gmain / Dmain / Dreg), each returning its loss.
 
 Both discriminators (image D on k frames, video D on the clip) score every input; their logits add.
-    Gmain: softplus(−D(aug(G(z, c)), c))                                   non-saturating logistic
+    Gmain: softplus(−D(aug(G(z, c)), c))                                   non-saturating logistic (the video
+                                                                            D's term × video_weight)
     Dmain: softplus(D(aug(fake), c)) + softplus(−D(aug(real), c))
            + mismatch_weight · softplus(D(aug(real), c'))                  c' = the batch's conditions rolled
                                                                             by one: real clip, wrong shopper
@@ -11,7 +12,7 @@ Both discriminators (image D on k frames, video D on the clip) score every input
     and contrastive_weight · the same CE on its fakes: a clip made for c_i must fit c_i better than
     the batch's other shoppers, which is a far denser conditioning signal than one rolled negative.
     Dreg:  r1_interval · γ/2 · ‖∇_real D(aug(real), c)‖²                   lazy R1 (every r1_interval D steps)
-                                                                            over the Ds that want it (D.r1)
+                                                                            on the parts R1 smooths (D.r1_part)
 The mismatch term is what stops G from ignoring the condition: a real clip is only "real" for its own user.
 Pairs whose conditions are (nearly) the same user (cosine ≥ same_user_cosine) are never used as negatives:
 `roll(1)` and an in-batch softmax would otherwise tell D that a clip is wrong for its own shopper.
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 from gan.discriminators import ImageDiscriminator, VideoDiscriminator
 
 
-_PER_D_WEIGHTS: dict = {}   # (k, B, dtype, device) → the column weights of `_mean_per_d`, made once
+_PER_D_WEIGHTS: dict = {}   # (k, B, video weight, dtype, device) → the column weights of `_mean_per_d`, made once
 
 
 def _rows(h, start: int):
@@ -60,6 +61,9 @@ class ReelGANLoss:
         same_user_cosine: float = 0.95,                    # conditions this close are the same shopper
         attribute_head=None,                               # gan.discriminators.AttributeHead or None
         attribute_weight: float = 0.0,                     # weight of the paired attribute CE (D on real, G)
+        video_weight: float = 1.0,                         # weight of the video D's score in G's loss: G's
+                                                           # motion against a strong image D (the Ds' own
+                                                           # losses are unchanged)
     ):
         self.image_d, self.video_d = image_d, video_d
         # What Dmain and Gmain call for features; `model.compile` swaps in compiled versions. Dreg keeps the
@@ -70,6 +74,7 @@ class ReelGANLoss:
         self.contrastive_weight, self.temperature = contrastive_weight, contrastive_temperature
         self.same_user_cosine = same_user_cosine
         self.attribute_head, self.attribute_weight = attribute_head, attribute_weight
+        self.video_weight = float(video_weight)
 
     def _conditional_terms(self, feats, cond: torch.Tensor, labels: torch.Tensor | None, logs: dict,
                            phase: str, phis=None) -> torch.Tensor | float:
@@ -125,15 +130,16 @@ class ReelGANLoss:
                           self.video_d.score(feats[1], cond, phis[1])], dim=1).float()
 
     @staticmethod
-    def _mean_per_d(logits: torch.Tensor) -> torch.Tensor:
-        """Each D counts once, however many frames the image D scored: mean(image) + mean(video), as one weighted
-        sum (two ops where slices and means made five, forwards and backwards)."""
+    def _mean_per_d(logits: torch.Tensor, video_weight: float = 1.0) -> torch.Tensor:
+        """Each D counts once, however many frames the image D scored: mean(image) + video_weight · mean(video), as
+        one weighted sum (two ops where slices and means made five, forwards and backwards)."""
         B, k = logits.shape[0], logits.shape[1] - 1
-        weights = _PER_D_WEIGHTS.get((k, B, logits.dtype, logits.device))
+        key = (k, B, float(video_weight), logits.dtype, logits.device)
+        weights = _PER_D_WEIGHTS.get(key)
         if weights is None:
             weights = torch.full((k + 1,), 1.0 / (B * k), dtype=logits.dtype, device=logits.device)
-            weights[-1] = 1.0 / B
-            _PER_D_WEIGHTS[(k, B, logits.dtype, logits.device)] = weights
+            weights[-1] = float(video_weight) / B
+            _PER_D_WEIGHTS[key] = weights
         return (logits * weights).sum()
 
     def g_main(self, fake: torch.Tensor, cond: torch.Tensor, labels: torch.Tensor | None = None):
@@ -142,7 +148,7 @@ class ReelGANLoss:
         feats = self._features(fake)
         phis = self._embeddings(cond)
         logits = self._scores(feats, cond, phis)
-        loss = self._mean_per_d(F.softplus(-logits))
+        loss = self._mean_per_d(F.softplus(-logits), self.video_weight)
         logs = {"scores/fake_g": logits.detach().mean()}
         loss = loss + self._conditional_terms(feats, cond, labels, logs, "g", phis)
         logs["loss/g"] = loss.detach()
@@ -192,9 +198,10 @@ class ReelGANLoss:
         """Lazy R1 on the (augmented) reals; gradient taken w.r.t. the un-augmented clip → (loss, logs)."""
         real = real.detach().requires_grad_(True)
         video = self.augment(real)
-        if getattr(self.image_d, "r1", True):
-            logits = self._scores((self.image_d.features(video, self.frame_index(*video.shape[:2])),
-                                   self.video_d.features(video)), cond)
+        image_d = getattr(self.image_d, "r1_part", self.image_d)   # the image D's part R1 smooths, if any
+        if image_d is not None:
+            logits = torch.cat([image_d.score(image_d.features(video, self.frame_index(*video.shape[:2])), cond),
+                                self.video_d.score(self.video_d.features(video), cond)], dim=1).float()
             total = self._mean_per_d(logits)
         else:  # e.g. the projected D: smooth by spectral norm, and R1 through its backbone would cost a lot
             total = self.video_d.score(self.video_d.features(video), cond).float().mean()

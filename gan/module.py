@@ -19,7 +19,8 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
 
 from gan.augment import POLICIES, ClipAugment, InstanceNoise, ada_adjust
-from gan.discriminators import AttributeHead, VideoDiscriminator, build_image_discriminator
+from gan.discriminators import AttributeHead, VideoDiscriminator
+from gan.image_discriminators import build_image_discriminator
 from data.tensors import uint8_to_model
 from gan.attributes import attribute_one_hot
 from gan.generator import VideoGenerator, check_video_size
@@ -49,6 +50,7 @@ class ReelGAN(pl.LightningModule):
                                                 # random window of this many (0 = the whole clip; generation always
                                                 # makes the whole clip). Fewer frames per step = more clips per second
         d_image_kind: str = "conv",             # image D: conv (trained from scratch) | projected (frozen EffNet-Lite0)
+                                                # | hybrid (both, each frame scored by each)
         d_image_channels: Sequence[int] = (64, 128, 256, 256),  # conv image D widths at H, H/2, H/4, H/8
         d_image_frames: int = 2,                # frames per clip the image D scores
         d_image_kwargs: dict | None = None,     # extra kwargs of the image D, e.g. {upsample: 2} for projected
@@ -68,6 +70,8 @@ class ReelGAN(pl.LightningModule):
         same_user_cosine: float = 0.95,         # conditions this close count as the same user (never negatives)
         attribute_classes: Sequence[int] = (),  # classes per product attribute (linked from data.attribute_classes)
         attribute_weight: float = 0.0,          # weight of the paired product-attribute loss (ACGAN-style head)
+        video_weight: float = 1.0,              # weight of the video D's score in G's loss (its motion against a
+                                                # strong image D such as the hybrid; the Ds' losses are unchanged)
         attribute_conditioning: bool = False,   # G makes clips from (shopper, product attributes) with a learned
                                                 # p(attributes | shopper) head; needs data attribute labels
         preference_weight: float = 1.0,         # weight of that head's cross-entropy on the paired clips' attributes
@@ -116,7 +120,7 @@ class ReelGAN(pl.LightningModule):
         # so the mode changes nothing, and Lightning's warning about modules left in eval mode stays meaningful.
         self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
         image_kwargs = dict(d_image_kwargs or {})
-        if d_image_kind == "conv":
+        if d_image_kind in ("conv", "hybrid"):              # hybrid: the widths of its pixel-space conv D
             image_kwargs.setdefault("channels", d_image_channels)
             image_kwargs.setdefault("features", d_features)
         # With d_attribute_projection the Ds' condition is [shopper ⊕ attribute one-hots] (see _d_condition).
@@ -148,7 +152,8 @@ class ReelGAN(pl.LightningModule):
                                 self._frame_index, r1_gamma=r1_gamma, r1_interval=r1_interval,
                                 mismatch_weight=mismatch_weight, contrastive_weight=contrastive_weight,
                                 contrastive_temperature=contrastive_temperature, same_user_cosine=same_user_cosine,
-                                attribute_head=self.attribute_head, attribute_weight=attribute_weight)
+                                attribute_head=self.attribute_head, attribute_weight=attribute_weight,
+                                video_weight=video_weight)
         self._rng: torch.Generator | None = None
         self._rng_state: torch.Tensor | None = None                  # restored state, applied on first use
         self._preference_fitted = False                              # head fitted exactly (kept in the checkpoint)

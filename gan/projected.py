@@ -56,7 +56,7 @@ class _ScaleDiscriminator(nn.Module):
 
 
 class ProjectedImageDiscriminator(nn.Module):
-    r1 = False  # Projected GAN trains without R1: spectral norm in the small Ds keeps them smooth
+    r1_part = None  # R1 smooths no part of it: Projected GAN trains without R1, spectral norm keeps its Ds smooth
 
     def __init__(
         self,

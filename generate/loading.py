@@ -13,6 +13,7 @@ from safetensors import safe_open
 
 from data.io import file_sha256
 from gan.build import check_weights, expected_state_shapes, generator_from_checkpoint
+from gan.image_discriminators import TRAINED_AGAINST
 from gan.generator import VideoGenerator
 
 EXPORT_FORMAT = "reelgan-generator/1"
@@ -47,9 +48,9 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
     info = {"path": str(path), "kind": "lightning-ckpt", "sha256": file_sha256(path),
             "config": dict(generator.config), "embeddings_hash": reel.get("embeddings_hash", ""),
             "images_seen": int(reel.get("images_seen", 0)), "global_step": int(ckpt.get("global_step", 0))}
-    # A projected D trained G against these feature networks: a metric built on them is a biased judge.
+    # A projected (or hybrid) D trained G against these feature networks: a metric built on them is a biased judge.
     hp = ckpt.get("hyper_parameters") or {}
-    info["trained_against"] = ["effnet-lite0"] if hp.get("d_image_kind") == "projected" else []
+    info["trained_against"] = list(TRAINED_AGAINST.get(hp.get("d_image_kind", "conv"), []))
     # How the training clips were read (LightningCLI keeps the datamodule's arguments): evaluation defaults to the
     # same frame stride, so real clips are compared at the motion speed the generator learned.
     dm = ckpt.get("datamodule_hyper_parameters") or {}

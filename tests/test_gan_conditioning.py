@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from data.pretrained import build_effnet_lite0
-from gan.discriminators import AttributeHead, ImageDiscriminator, VideoDiscriminator, build_image_discriminator
+from gan.discriminators import AttributeHead, ImageDiscriminator, VideoDiscriminator
+from gan.image_discriminators import build_image_discriminator
 from gan.losses import ReelGANLoss
 from gan.module import ReelGAN
 from gan.projected import ProjectedImageDiscriminator
@@ -44,6 +45,53 @@ def test_image_d_registry_names_the_choices():
         build_image_discriminator("stylegan9", cond_dim=4, height=16, width=16)
 
 
+def test_hybrid_d_scores_each_frame_in_pixels_and_in_frozen_features_and_r1_smooths_only_the_pixels():
+    from gan.hybrid import HybridImageDiscriminator
+
+    torch.manual_seed(0)
+    hybrid = build_image_discriminator("hybrid", cond_dim=8, height=16, width=16, channels=(8, 8, 16, 16),
+                                       features=16, proj_channels=(8, 8, 16), width_per_scale=8)
+    assert isinstance(hybrid, HybridImageDiscriminator)
+    assert not any(k.startswith("r1_part") for k in hybrid.state_dict()), "the pixel D is saved once"
+    hybrid.eval()                      # spectral norm's power iteration would move between the calls compared below
+    video = torch.rand(3, 4, 3, 16, 16) * 2 - 1
+    cond, idx = torch.randn(3, 8), torch.tensor([[0, 1], [2, 3], [1, 1]])
+    feats = hybrid.features(video, idx)
+    assert [tuple(f.shape) for f in feats] == [(3, 2, 16)] * 4          # the pixel D, then 3 projected scales
+    logits = hybrid.score(feats, cond)
+    assert logits.shape == (3, 2 * 4)
+    # the pixel columns are the pixel D's own score of the same frames; the rest, the projected D's
+    torch.testing.assert_close(logits[:, :2], hybrid.pixel(video, cond, idx))
+    torch.testing.assert_close(logits[:, 2:], hybrid.projected(video, cond, idx))
+    phis = hybrid.condition_embedding(cond)                            # made once, it gives the same scores
+    torch.testing.assert_close(hybrid.score(feats, cond, phis), logits)
+    assert hybrid.pairwise(feats, cond, phis).shape == (3, 2 * 4, 3)
+    assert hybrid.frame_features(feats).shape == (3, 2, hybrid.feature_dim)
+
+    video_d = VideoDiscriminator(8, 4, 16, 16, channels=(8, 8, 16), features=16)
+    loss = ReelGANLoss(hybrid, video_d, lambda v: v, lambda b, t: torch.zeros(b, 2, dtype=torch.long), r1_gamma=1.0)
+    penalty, _ = loss.d_reg(video, cond)
+    penalty.backward()
+    touched = lambda m: any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.parameters())  # noqa: E731
+    assert touched(hybrid.pixel) and touched(video_d)
+    assert not touched(hybrid.projected), "R1 must not run through the projected scales (spectral norm smooths them)"
+
+
+def test_hybrid_d_can_score_fewer_frames_in_its_costly_projected_part():
+    kw = dict(cond_dim=8, height=16, width=16, channels=(8, 8, 16, 16), features=16, proj_channels=(8, 8, 16),
+              width_per_scale=8)
+    hybrid = build_image_discriminator("hybrid", projected_frames=1, **kw).eval()
+    video, cond, idx = torch.rand(3, 4, 3, 16, 16) * 2 - 1, torch.randn(3, 8), torch.tensor([[0, 1], [2, 3], [1, 2]])
+    feats = hybrid.features(video, idx)
+    assert [f.shape[1] for f in feats] == [2, 1, 1, 1]
+    logits = hybrid.score(feats, cond)
+    assert logits.shape == (3, 2 + 3)
+    torch.testing.assert_close(logits[:, 2:], hybrid.projected(video, cond, idx[:, :1]))   # the first frame only
+    assert hybrid.frame_features(feats).shape == (3, 1, hybrid.feature_dim)
+    with pytest.raises(ValueError, match="projected_frames=3 must be between 1 and the frames scored per clip"):
+        build_image_discriminator("hybrid", projected_frames=3, **kw)
+
+
 def _loss(**kw):
     torch.manual_seed(0)
     image_d = ImageDiscriminator(8, 16, 16, channels=(8, 8, 16, 16), features=16)
@@ -61,6 +109,19 @@ def test_contrastive_loss_never_uses_the_same_shopper_as_a_negative():
     distinct = torch.nn.functional.normalize(torch.randn(4, 8), dim=1)
     _, logs, _ = loss.d_main(real, real, distinct)
     assert logs["loss/d_contrastive"].item() > 0.1
+
+
+def test_video_weight_scales_the_video_ds_term_in_gs_loss_and_leaves_the_ds_loss_alone():
+    import torch.nn.functional as F
+
+    fake, cond = torch.rand(4, 4, 3, 16, 16) * 2 - 1, torch.nn.functional.normalize(torch.randn(4, 8), dim=1)
+    (plain, _), (heavy, _) = (_loss(video_weight=w)[0].g_main(fake, cond) for w in (1.0, 3.0))
+    loss, _ = _loss()
+    video_term = F.softplus(-loss.video_d(fake, cond)).mean()
+    torch.testing.assert_close(heavy - plain, 2 * video_term)
+    real = torch.rand(4, 4, 3, 16, 16) * 2 - 1
+    (d_plain, _, _), (d_heavy, _, _) = (_loss(video_weight=w)[0].d_main(real, fake, cond) for w in (1.0, 3.0))
+    torch.testing.assert_close(d_heavy, d_plain)
 
 
 def test_mismatch_term_skips_pairs_of_the_same_shopper():
@@ -150,7 +211,7 @@ def test_a_generator_trained_against_effnet_features_says_so(tmp_path):
 
     model = ReelGAN(**TINY, d_image_kind="projected", d_image_kwargs={"proj_channels": [8, 8, 8],
                                                                       "width_per_scale": 8, "features": 8})
-    for kind, expected in (("projected", ["effnet-lite0"]), ("conv", [])):
+    for kind, expected in (("projected", ["effnet-lite0"]), ("hybrid", ["effnet-lite0"]), ("conv", [])):
         path = tmp_path / f"{kind}.ckpt"
         torch.save({"state_dict": model.state_dict(), "hyper_parameters": {"d_image_kind": kind},
                     "reelgan": {"generator_config": model.generator.config, "embeddings_hash": ""}}, path)
