@@ -75,6 +75,10 @@ class ReelGAN(pl.LightningModule):
         attribute_conditioning: bool = False,   # G makes clips from (shopper, product attributes) with a learned
                                                 # p(attributes | shopper) head; needs data attribute labels
         preference_weight: float = 1.0,         # weight of that head's cross-entropy on the paired clips' attributes
+        diversity_weight: float = 0.0,          # diversity-sensitive term (DSGAN, Yang et al. 2019): G is rewarded
+                                                # for clips of one condition that differ with z; 0 = off
+        diversity_rows: float = 0.25,           # share of each batch made a second time, from other z, for that term
+        diversity_cap: float = 0.3,             # the reward's cap on |ΔG| / |Δz| (mean abs; a shopper's demo clips: ~0.2)
         preference_fit: bool = True,            # fit that head exactly (L-BFGS) on the datamodule's pairs at the
                                                 # start of a new run and keep it fixed; false = SGD beside the GAN
         d_attribute_projection: bool = False,   # both Ds project on (shopper, product attributes of the clip), not
@@ -219,6 +223,10 @@ class ReelGAN(pl.LightningModule):
             self._step(opt_d, d_loss)
         with self.toggled_optimizer(opt_g):             # Gmain
             g_loss, g_logs = self.loss.g_main(fake, d_cond, labels)
+            if self.hparams.diversity_weight > 0:
+                spread = self._seed_spread(z, fake, cond, labels if conditioned else None, window)
+                g_loss = g_loss - self.hparams.diversity_weight * spread
+                g_logs["loss/g_diversity"] = spread.detach()
             if conditioned and self.hparams.preference_weight > 0 and not self._preference_fitted:
                 preference = self.generator.preference.loss(cond, labels)
                 g_loss = g_loss + self.hparams.preference_weight * preference
@@ -234,6 +242,17 @@ class ReelGAN(pl.LightningModule):
         # The progress bar reads these (detached, on the device) when it refreshes, not every batch.
         self.progress_values = {"d": logs["loss/d"], "g": logs["loss/g"], "p": self.augment_p}
         return {"loss_d": d_loss.detach(), "loss_g": g_loss.detach()}
+
+    def _seed_spread(self, z, fake, cond, attributes, window) -> torch.Tensor:
+        """Mean over the first `diversity_rows` of the batch of min(|G(z', c) − G(z, c)| / |z' − z|, cap): the
+        same shopper and attributes made again from fresh z' (DSGAN's term; a projected D alone lets G make a
+        shopper's clips alike, docs/training.md). The reward is capped, so G cannot buy it with noise."""
+        m = max(1, int(round(len(z) * self.hparams.diversity_rows)))
+        z2 = torch.randn(m, z.shape[1], generator=self.rng(), device=self.device)
+        again = self.generator(z2, cond[:m], attributes=None if attributes is None else attributes[:m],
+                               window=window, checked=True, raw=self.generator.rgb_output == "linear")
+        ratio = (again - fake[:m]).abs().flatten(1).mean(1).float() / (z2 - z[:m]).abs().mean(1).float()
+        return ratio.clamp(max=self.hparams.diversity_cap).mean()
 
     def _d_condition(self, cond: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """What the Ds are conditioned on: the shopper, or with d_attribute_projection [shopper ⊕ one-hots of the

@@ -143,3 +143,23 @@ def test_unrolled_cpu_gru_is_nn_gru_and_batched_affines_are_the_layers():
         torch.testing.assert_close(out, layer(w))
     with pytest.raises(ValueError, match="one weight scale"):
         batched_affines([EqualLinear(12, 3), EqualLinear(8, 3)], w)
+
+
+def test_the_diversity_term_rewards_clips_of_one_condition_that_differ_with_z_up_to_its_cap():
+    from _tiny_gan import TINY
+    from gan.module import ReelGAN
+
+    torch.manual_seed(0)
+    model = ReelGAN(**TINY, diversity_weight=1.0, diversity_rows=0.5, diversity_cap=10.0)
+    z, cond = torch.randn(4, model.generator.z_dim), torch.nn.functional.normalize(torch.randn(4, 8), dim=1)
+    fake = model.generator(z, cond)
+    spread = model._seed_spread(z, fake, cond, None, None)
+    assert 0 < float(spread) < 10.0
+    spread.backward()                                          # the reward trains G
+    assert model.generator.mapping.net[0].weight.grad.abs().sum() > 0
+    model.hparams.diversity_cap = 1e-4
+    assert float(model._seed_spread(z, fake.detach(), cond, None, None)) == pytest.approx(1e-4)
+    model.hparams.diversity_cap = 10.0
+    still = torch.zeros_like(fake)                             # a G that ignores z earns nothing
+    model.generator.forward = lambda *a, **k: still[:a[0].shape[0]]
+    assert float(model._seed_spread(z, still, cond, None, None)) == 0.0
