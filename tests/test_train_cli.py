@@ -114,6 +114,23 @@ def test_every_shipped_config_builds_the_current_architecture(name):
     assert model.attribute_head is not None and model.hparams.d_image_kind in ("conv", "projected")
 
 
+def test_the_hybrid_d_overlay_turns_any_config_into_the_sharper_recipe():
+    """configs/hybrid-d.yaml holds only model keys; on demo-cpu it builds the hybrid image D with the video D's
+    weight raised, and leaves the config's own conv D widths to its pixel part."""
+    from gan.hybrid import HybridImageDiscriminator
+
+    base = yaml.safe_load((ROOT / "configs" / "demo-cpu.yaml").read_text())
+    overlay = yaml.safe_load((ROOT / "configs" / "hybrid-d.yaml").read_text())
+    assert set(overlay) == {"model"}
+    data = base["data"]
+    model = ReelGAN(cond_dim=8, frames=data["frames"], height=data["height"], width=data["width"],
+                    attribute_classes=[4, 8, 4], **{**base["model"], **overlay["model"]})
+    image_d = model.image_discriminator
+    assert isinstance(image_d, HybridImageDiscriminator) and image_d.projected_frames == 1
+    assert image_d.projected.size == (48, 48) and model.loss.video_weight == 10.0
+    assert [b.conv2.weight.shape[0] for b in image_d.pixel.blocks] == base["model"]["d_image_channels"][1:]
+
+
 def test_training_before_embed_is_one_clear_message(world, tmp_path, capsys):
     """The usual first-run slip: no traceback, one line naming the file and `reelgan-data embed`, exit 2."""
     import shutil
