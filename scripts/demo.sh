@@ -53,7 +53,7 @@ stage domain    "$BIN/reelgan-eval" domain --dataset "$WORLD" --frames 8 --size 
                     --out "$EVAL/domain.json" --no-progress
 TRAIN_MAX_TIME="${DEMO_TRAIN_MAX_TIME:-00:00:40:00}"
 echo "training for configs/demo-cpu.yaml's max_steps (safety cap $TRAIN_MAX_TIME DD:HH:MM:SS)" | tee -a "$LOG"
-stage train     "$BIN/reelgan-train" fit -c configs/demo-cpu.yaml -c configs/hybrid-d.yaml --data.root "$WORLD" \
+stage train     "$BIN/reelgan-train" fit -c configs/demo-cpu.yaml --data.root "$WORLD" \
                     --trainer.default_root_dir "$RUN/train" --trainer.max_time "$TRAIN_MAX_TIME" \
                     --trainer.callbacks+=evaluation.metrics.callbacks.DomainFVD --trainer.callbacks.every_n_steps=250
 CKPT="$RUN/train/checkpoints/last.ckpt"
