@@ -78,7 +78,7 @@ class ReelGAN(pl.LightningModule):
         diversity_weight: float = 0.0,          # diversity-sensitive term (DSGAN, Yang et al. 2019): G is rewarded
                                                 # for clips of one condition that differ with z; 0 = off
         diversity_rows: float = 0.25,           # share of each batch made a second time, from other z, for that term
-        diversity_cap: float = 0.3,             # the reward's cap on |ΔG| / |Δz| (mean abs; a shopper's demo clips: ~0.2)
+        diversity_cap: float = 0.3,             # the reward's cap on |ΔG| / |Δz|, mean abs (the demo's seeds: ~0.2)
         preference_fit: bool = True,            # fit that head exactly (L-BFGS) on the datamodule's pairs at the
                                                 # start of a new run and keep it fixed; false = SGD beside the GAN
         d_attribute_projection: bool = False,   # both Ds project on (shopper, product attributes of the clip), not
