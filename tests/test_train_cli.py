@@ -128,6 +128,7 @@ def test_the_hybrid_d_overlay_turns_any_config_into_the_sharper_recipe():
     image_d = model.image_discriminator
     assert isinstance(image_d, HybridImageDiscriminator) and image_d.projected_frames == 1
     assert image_d.projected.size == (48, 48) and model.loss.video_weight == 10.0
+    assert model.hparams.diversity_weight > 0                         # the seeds of a shopper kept apart
     assert [b.conv2.weight.shape[0] for b in image_d.pixel.blocks] == base["model"]["d_image_channels"][1:]
 
 
