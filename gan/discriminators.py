@@ -16,6 +16,11 @@ from gan.attributes import masked_attribute_loss
 from gan.layers import Block2Plus1D, Block3D, EqualConv2d, EqualLinear, ProjectionHead
 
 
+def draw_frames(video: torch.Tensor, k: int) -> torch.Tensor:
+    """(B, k) frame indices drawn from the global RNG: an image D's frames when the caller picks none."""
+    return torch.randint(video.shape[1], (video.shape[0], k), device=video.device)
+
+
 class _DownBlock(nn.Module):
     """Residual 2D block: two 3×3 convs, then ×½ average pool; skip = 1×1 conv + pool; the sum is scaled by 1/√2,
     folded into conv2 and skip (leaky ReLU and pooling commute with a positive factor)."""
@@ -56,9 +61,8 @@ class ImageDiscriminator(nn.Module):
 
     def features(self, video: torch.Tensor, frame_index: torch.Tensor | None = None) -> torch.Tensor:
         """video (B, T, C, H, W), frame_index (B, k) long or None (drawn from the global RNG) → (B, k, F)."""
-        B, T = video.shape[:2]
-        if frame_index is None:
-            frame_index = torch.randint(T, (B, self.frames_per_clip), device=video.device)
+        B = video.shape[0]
+        frame_index = draw_frames(video, self.frames_per_clip) if frame_index is None else frame_index
         frames = video[torch.arange(B, device=video.device)[:, None], frame_index]   # (B, k, C, H, W)
         x = F.leaky_relu(self.from_rgb(frames.flatten(0, 1)), 0.2)
         x = F.leaky_relu(self.final_conv(self.blocks(x)), 0.2)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from gan.discriminators import ImageDiscriminator
+from gan.discriminators import ImageDiscriminator, draw_frames
 from gan.projected import ProjectedImageDiscriminator
 
 
@@ -51,8 +51,7 @@ class HybridImageDiscriminator(nn.Module):
     def features(self, video: torch.Tensor, frame_index: torch.Tensor | None = None) -> list[torch.Tensor]:
         """video (B, T, C, H, W), frame_index (B, k) → [pixel (B, k, F), *projected scales (B, k', F)], k' =
         `projected_frames`."""
-        if frame_index is None:
-            frame_index = torch.randint(video.shape[1], (video.shape[0], self.frames_per_clip), device=video.device)
+        frame_index = draw_frames(video, self.frames_per_clip) if frame_index is None else frame_index
         return [self.pixel.features(video, frame_index),
                 *self.projected.features(video, frame_index[:, :self.projected_frames])]
 
@@ -61,13 +60,14 @@ class HybridImageDiscriminator(nn.Module):
         return [self.pixel.condition_embedding(cond), *self.projected.condition_embedding(cond)]
 
     @staticmethod
-    def _phis(phi, count: int) -> tuple:
-        return (None, None) if phi is None else (phi[0], phi[1:count])
+    def _phis(phi) -> tuple:
+        """[pixel φ, *scale φs] or None → (the pixel D's, the projected D's)."""
+        return (None, None) if phi is None else (phi[0], phi[1:])
 
     def score(self, feats: list[torch.Tensor], cond: torch.Tensor,
               phi: list[torch.Tensor] | None = None) -> torch.Tensor:
         """[pixel, *scales] features, cond (B, E) [φs] → logits (B, k + k' · scales)."""
-        pixel_phi, projected_phi = self._phis(phi, len(feats))
+        pixel_phi, projected_phi = self._phis(phi)
         return torch.cat([self.pixel.score(feats[0], cond, pixel_phi),
                           self.projected.score(feats[1:], cond, projected_phi)], dim=1)
 
@@ -80,7 +80,7 @@ class HybridImageDiscriminator(nn.Module):
     def pairwise(self, feats: list[torch.Tensor], cond: torch.Tensor,
                  phi: list[torch.Tensor] | None = None) -> torch.Tensor:
         """→ (B, k + k' · scales, B) cosines of every frame, at every scale, with every condition."""
-        pixel_phi, projected_phi = self._phis(phi, len(feats))
+        pixel_phi, projected_phi = self._phis(phi)
         return torch.cat([self.pixel.pairwise(feats[0], cond, pixel_phi),
                           self.projected.pairwise(feats[1:], cond, projected_phi)], dim=1)
 

@@ -209,9 +209,7 @@ class ReelGAN(pl.LightningModule):
             window = (start, k)                            # stays on the device: frames are gathered, not sliced
             real = real.index_select(1, start + torch.arange(k, device=self.device))
         # With attributes, G makes the paired real clip's attributes (teacher forcing; -1 = drawn by its head).
-        fake = self.generator(z, cond, attributes=labels if conditioned else None, window=window,
-                              checked=True,                # the datamodule's labels are in range by construction
-                              raw=self.generator.rgb_output == "linear")   # the Ds see a linear G's raw output
+        fake = self._synthesise(z, cond, labels if conditioned else None, window)
         d_cond = self._d_condition(cond, labels)        # real clip i and fake i share it: same shopper, attributes
 
         with self.toggled_optimizer(opt_d):             # Dmain (+ Dreg every r1_interval batches)
@@ -243,14 +241,19 @@ class ReelGAN(pl.LightningModule):
         self.progress_values = {"d": logs["loss/d"], "g": logs["loss/g"], "p": self.augment_p}
         return {"loss_d": d_loss.detach(), "loss_g": g_loss.detach()}
 
+    def _synthesise(self, z, cond, attributes, window) -> torch.Tensor:
+        """G's clips as training makes them: the datamodule's labels are in range by construction (no check's
+        host read), and the Ds see a linear G's raw output."""
+        return self.generator(z, cond, attributes=attributes, window=window, checked=True,
+                              raw=self.generator.rgb_output == "linear")
+
     def _seed_spread(self, z, fake, cond, attributes, window) -> torch.Tensor:
         """Mean over the first `diversity_rows` of the batch of min(|G(z', c) − G(z, c)| / |z' − z|, cap): the
         same shopper and attributes made again from fresh z' (DSGAN's term; a projected D alone lets G make a
         shopper's clips alike, docs/training.md). The reward is capped, so G cannot buy it with noise."""
         m = max(1, int(round(len(z) * self.hparams.diversity_rows)))
         z2 = torch.randn(m, z.shape[1], generator=self.rng(), device=self.device)
-        again = self.generator(z2, cond[:m], attributes=None if attributes is None else attributes[:m],
-                               window=window, checked=True, raw=self.generator.rgb_output == "linear")
+        again = self._synthesise(z2, cond[:m], None if attributes is None else attributes[:m], window)
         ratio = (again - fake[:m]).abs().flatten(1).mean(1).float() / (z2 - z[:m]).abs().mean(1).float()
         return ratio.clamp(max=self.hparams.diversity_cap).mean()
 

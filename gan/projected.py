@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from gan.discriminators import draw_frames
 from gan.layers import ProjectionHead
 
 # EfficientNet-Lite0 stages whose outputs are used, with their channels and strides.
@@ -122,9 +123,8 @@ class ProjectedImageDiscriminator(nn.Module):
 
     def features(self, video: torch.Tensor, frame_index: torch.Tensor | None = None) -> list[torch.Tensor]:
         """video (B, T, C, H, W), frame_index (B, k) long → per scale (B, k, F)."""
-        B, T = video.shape[:2]
-        if frame_index is None:
-            frame_index = torch.randint(T, (B, self.frames_per_clip), device=video.device)
+        B = video.shape[0]
+        frame_index = draw_frames(video, self.frames_per_clip) if frame_index is None else frame_index
         frames = video[torch.arange(B, device=video.device)[:, None], frame_index].flatten(0, 1)
         k = frame_index.shape[1]
         return [d(f).reshape(B, k, -1) for d, f in zip(self.discs, self._pyramid(frames))]

@@ -122,9 +122,9 @@ def run_metric(args) -> int:
     else:
         res = run(args.seed)
     if args.network in ginfo.get("trained_against", []):
-        res["biased_judge"] = (f"the generator was trained against {args.network} features (a projected or hybrid D): this "
-                               f"{res.get('metric', args.network)} is a biased judge (Kynkäänniemi et al., ICLR 2023); "
-                               "use fvd[domain]")
+        res["biased_judge"] = (f"the generator was trained against {args.network} features (a projected or hybrid "
+                               f"D): this {res.get('metric', args.network)} is a biased judge (Kynkäänniemi et al., "
+                               "ICLR 2023); use fvd[domain]")
     if args.network == "domain":  # fvd[domain] is only as good as the classifier whose features it reads
         from evaluation.features.domain import load_domain_classifier
         from evaluation.features.domain_train import classifier_trust
