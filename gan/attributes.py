@@ -34,15 +34,36 @@ def attribute_one_hot(attributes: torch.Tensor, classes: Sequence[int], dtype: t
     return (attributes.index_select(1, owner) == value).to(dtype)
 
 
-def masked_attribute_loss(logits: Sequence[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
-    """Mean over the attributes that have any label of each attribute's mean cross-entropy over its labelled rows;
-    0 when nothing is labelled. logits: one (N, classes_a) per attribute, labels (N, A) long, -1 = unknown.
+def _padded_columns(classes: Sequence[int], device: torch.device) -> torch.Tensor:
+    """(A · K_max,) column indices that lay out concatenated logits (N, Σ classes), padded with one extra column,
+    as (N, A, K_max): each attribute's logits, then the extra column up to K_max (made once per device)."""
+    key = ("padded", tuple(int(n) for n in classes), str(device))
+    if key not in _COLUMNS:
+        sizes, width = key[1], max(key[1])
+        starts = [sum(sizes[:a]) for a in range(len(sizes))]
+        _COLUMNS[key] = torch.tensor([starts[a] + v if v < n else sum(sizes) for a, n in enumerate(sizes)
+                                      for v in range(width)], device=device)
+    return _COLUMNS[key]
 
-    Masks instead of `if labels.any()` branches, which would read a flag back from the device every step.
+
+def padded_attribute_logits(logits: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
+    """(N, Σ classes) logits side by side → (N, A, K_max) in at least fp32, each attribute's row padded with -inf,
+    which adds nothing to a softmax: every attribute's softmax, argmax or draw is one op."""
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    columns = _padded_columns(classes, logits.device)
+    return F.pad(logits, (0, 1), value=float("-inf")).index_select(1, columns).view(len(logits), len(classes), -1)
+
+
+def masked_attribute_loss(logits: torch.Tensor, labels: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
+    """Mean over the attributes that have any label of each attribute's mean cross-entropy over its labelled rows;
+    0 when nothing is labelled. logits (N, Σ classes): each attribute's logits side by side; labels (N, A) long,
+    -1 = unknown.
+
+    Masks instead of `if labels.any()` branches, which would read a flag back from the device every step; one
+    log-softmax for every attribute (`padded_attribute_logits`), not one cross-entropy each.
     """
+    log_p = padded_attribute_logits(logits, classes).log_softmax(dim=2).gather(2, labels.clamp(min=0).unsqueeze(2)).squeeze(2)
     known = (labels >= 0).float()                                                   # (N, A)
-    losses = torch.stack([F.cross_entropy(lg.float(), labels[:, a].clamp(min=0), reduction="none")
-                          for a, lg in enumerate(logits)], dim=1)                   # (N, A)
     count = known.sum(dim=0)                                                        # (A,)
-    per_attribute = (losses * known).sum(dim=0) / count.clamp(min=1)
-    return per_attribute.sum() / (count > 0).float().sum().clamp(min=1)
+    per_attribute = (log_p * known).sum(dim=0) / count.clamp(min=1)                 # − each attribute's mean CE
+    return -per_attribute.sum() / (count > 0).float().sum().clamp(min=1)

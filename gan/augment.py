@@ -19,11 +19,6 @@ import torch.nn.functional as F
 POLICIES = ("colour", "translation", "cutout")
 
 
-def _rand(B: int, dtype: torch.dtype, generator: torch.Generator | None, device) -> torch.Tensor:
-    """(B,) uniforms, drawn in float32 and rounded to the video's dtype (so bf16 and fp32 runs draw alike)."""
-    return torch.rand((B,), generator=generator, device=device, dtype=torch.float32).to(dtype)
-
-
 def _per_clip(r: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return r.view(-1, 1, 1, 1, 1).to(like.dtype)
 
@@ -71,32 +66,42 @@ def _check_policy(policy: Sequence[str]) -> None:
 
 
 def draw_augment(batch: int, p: float, policy: Sequence[str] = POLICIES, generator: torch.Generator | None = None,
-                 device=None, dtype: torch.dtype = torch.float32) -> list:
-    """The random half of diff_augment: per transform, which clips it hits (probability p) and its uniforms.
-    Drawn in the order a one-pass augmentation draws them, so draws of two batches concatenated (`cat_draws`)
-    augment their concatenation exactly as two passes would."""
+                 device=None, dtype: torch.dtype = torch.float32) -> tuple | None:
+    """The random half of diff_augment: per transform, whether it hits each clip (probability p) and its
+    uniforms. None at p = 0; else (policy, uniforms (R, B) in the video's dtype, hits (R, B) bool), one row per
+    draw: each transform's hit row, then its own rows.
+
+    One rand call for every draw of the batch (drawn in float32 and rounded to the video's dtype, so bf16 and fp32
+    runs draw alike). On the CPU it is the same stream, in the same order, as one (B,) draw per row; two batches'
+    draws side by side (`cat_draws`) augment their concatenation exactly as two passes would."""
     _check_policy(policy)
     if p <= 0:
-        return []
-    draws = []
-    for name in policy:
-        hit = _rand(batch, dtype, generator, device).float() < p
-        draws.append((name, hit, tuple(_rand(batch, dtype, generator, device) for _ in range(_TRANSFORMS[name][0]))))
-    return draws
+        return None
+    rows = sum(1 + _TRANSFORMS[name][0] for name in policy)
+    uniforms = torch.rand((rows, batch), generator=generator, device=device, dtype=torch.float32).to(dtype)
+    return tuple(policy), uniforms, uniforms.float() < p
 
 
-def apply_augment(video: torch.Tensor, draws: list) -> torch.Tensor:
+def apply_augment(video: torch.Tensor, draws: tuple | None) -> torch.Tensor:
     """The deterministic half: video (B, T, C, H, W) → same shape, each drawn transform where it hit."""
-    for name, hit, uniforms in draws:
-        augmented = _TRANSFORMS[name][1](video, uniforms)
-        video = torch.where(hit.view(-1, 1, 1, 1, 1), augmented, video)
+    if draws is None:
+        return video
+    policy, uniforms, hits = draws
+    rows, hit_rows = uniforms.unbind(0), hits.unbind(0)
+    at = 0
+    for name in policy:
+        n, transform = _TRANSFORMS[name]
+        augmented = transform(video, rows[at + 1:at + 1 + n])
+        video = torch.where(hit_rows[at].view(-1, 1, 1, 1, 1), augmented, video)
+        at += 1 + n
     return video
 
 
-def cat_draws(a: list, b: list) -> list:
+def cat_draws(a: tuple | None, b: tuple | None) -> tuple | None:
     """Draws for batch a followed by batch b (the same transforms, batch dims concatenated)."""
-    return [(name, torch.cat([ha, hb]), tuple(torch.cat([x, y]) for x, y in zip(ua, ub)))
-            for (name, ha, ua), (_, hb, ub) in zip(a, b)]
+    if a is None:
+        return None
+    return a[0], torch.cat([a[1], b[1]], dim=1), torch.cat([a[2], b[2]], dim=1)
 
 
 def diff_augment(video: torch.Tensor, p: float, policy: Sequence[str] = POLICIES,

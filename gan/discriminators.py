@@ -23,7 +23,7 @@ def draw_frames(video: torch.Tensor, k: int) -> torch.Tensor:
 
 class _DownBlock(nn.Module):
     """Residual 2D block: two 3×3 convs, then ×½ average pool; skip = 1×1 conv + pool; the sum is scaled by 1/√2,
-    folded into conv2 and skip (leaky ReLU and pooling commute with a positive factor)."""
+    folded into conv2 and skip (leaky ReLU and pooling commute with a positive factor), and pooled once."""
 
     def __init__(self, in_ch: int, out_ch: int):
         super().__init__()
@@ -33,8 +33,7 @@ class _DownBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.leaky_relu(self.conv1(x), 0.2)
-        h = F.avg_pool2d(F.leaky_relu(self.conv2(h), 0.2), 2)
-        return h + F.avg_pool2d(self.skip(x), 2)
+        return F.avg_pool2d(F.leaky_relu(self.conv2(h), 0.2) + self.skip(x), 2)   # pooling is linear: one pool
 
 
 class ImageDiscriminator(nn.Module):
@@ -163,5 +162,4 @@ class AttributeHead(nn.Module):
     def loss(self, h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """h (B, k, F) frame features, labels (B, A) long (-1 = unknown) → mean cross-entropy over attributes."""
         B, k = h.shape[:2]
-        logits = self.linear(h.flatten(0, 1)).float().split(self.classes, dim=1)
-        return masked_attribute_loss(logits, labels.repeat_interleave(k, dim=0))
+        return masked_attribute_loss(self.linear(h.flatten(0, 1)), labels.repeat_interleave(k, dim=0), self.classes)

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gan.attributes import attribute_one_hot, masked_attribute_loss
+from gan.attributes import attribute_one_hot, masked_attribute_loss, padded_attribute_logits
 from gan.layers import EqualLinear, Modulation, StyledConv, ToRGB
 from gan.motion import build_motion
 
@@ -73,13 +73,18 @@ class PreferenceHead(nn.Module):
         super().__init__()
         self.classes = [int(c) for c in classes]
         self.linear = nn.Linear(cond_dim, sum(self.classes))
+        self.register_buffer("largest", torch.tensor(self.classes) - 1, persistent=False)   # each attribute's last
+
+    def logits(self, cond: torch.Tensor) -> torch.Tensor:
+        """(B, Σ classes): each attribute's logits side by side."""
+        return self.linear(_normalise(cond.float()))
 
     def forward(self, cond: torch.Tensor) -> list[torch.Tensor]:
-        return list(self.linear(_normalise(cond.float())).split(self.classes, dim=1))
+        return list(self.logits(cond).split(self.classes, dim=1))
 
     def loss(self, cond: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """labels (B, A) long, -1 = unknown → mean cross-entropy over the attributes that have labels."""
-        return masked_attribute_loss(self(cond), labels)
+        return masked_attribute_loss(self.logits(cond), labels, self.classes)
 
     @torch.enable_grad()
     def fit(self, cond: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, l2: float = 1e-4,
@@ -118,16 +123,14 @@ class PreferenceHead(nn.Module):
             return float(objective() - l2 * weight.pow(2).sum())
 
     def choose(self, cond: torch.Tensor, uniforms: torch.Tensor, mode: bool) -> torch.Tensor:
-        """uniforms (B, A) in (0, 1) → attribute indices (B, A): inverse-CDF draws, or each attribute's mode."""
-        picks = []
-        for a, lg in enumerate(self(cond)):
-            if mode:
-                picks.append(lg.argmax(dim=1))
-            else:
-                cdf = lg.softmax(dim=1).cumsum(dim=1)
-                u = uniforms[:, a:a + 1].to(cdf.dtype) * cdf[:, -1:]
-                picks.append(torch.searchsorted(cdf, u).squeeze(1).clamp(max=lg.shape[1] - 1))
-        return torch.stack(picks, dim=1)
+        """uniforms (B, A) in (0, 1) → attribute indices (B, A): inverse-CDF draws, or each attribute's mode. All
+        attributes at once: their -inf padding has probability 0 and adds nothing to a CDF."""
+        logits = padded_attribute_logits(self.logits(cond), self.classes)          # (B, A, K_max)
+        if mode:
+            return logits.argmax(dim=2)
+        cdf = logits.softmax(dim=2).cumsum(dim=2)
+        u = uniforms.unsqueeze(2).to(cdf.dtype) * cdf[..., -1:]
+        return torch.searchsorted(cdf, u).squeeze(2).minimum(self.largest)
 
 
 class VideoGenerator(nn.Module):

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gan.fused import CosineMatrix
+
 
 SQRT2 = math.sqrt(2)
 
@@ -270,4 +272,4 @@ class ProjectionHead(nn.Module):
         """h (N, F), cond (M, E) or phi = φ(cond) → cosine(h_n, φ(c_m)) (N, M): which condition each feature fits
         (2C loss)."""
         phi = self.condition_embedding(cond, h.dtype) if phi is None else phi
-        return F.normalize(h.float(), dim=1) @ F.normalize(phi.float(), dim=1).T
+        return CosineMatrix.apply(h, phi)

@@ -77,12 +77,12 @@ class ReelGANLoss:
         self.video_weight = float(video_weight)
 
     def _conditional_terms(self, feats, cond: torch.Tensor, labels: torch.Tensor | None, logs: dict,
-                           phase: str, phis=None) -> torch.Tensor | float:
+                           phase: str, phis=None, same=None) -> torch.Tensor | float:
         """The weighted contrastive and attribute terms on (real for D, fake for G) features; logs them. phis: each
-        D's φ(cond), when already made for the scores."""
+        D's φ(cond), when already made for the scores; same: `same_user(cond)`, when already made."""
         total = 0.0
         if self.contrastive_weight > 0 and cond.shape[0] > 1:
-            con = self._contrastive(feats, cond, phis)
+            con = self._contrastive(feats, cond, phis, same)
             total = total + self.contrastive_weight * con
             logs[f"loss/{phase}_contrastive"] = con.detach()
         if self.attribute_head is not None and self.attribute_weight > 0 and labels is not None and labels.shape[1]:
@@ -91,14 +91,15 @@ class ReelGANLoss:
             logs[f"loss/{phase}_attributes"] = attr.detach()
         return total
 
-    def _same_user(self, cond: torch.Tensor) -> torch.Tensor:
-        """(B, B) bool: condition pairs that are (nearly) the same shopper, the diagonal included."""
+    def same_user(self, cond: torch.Tensor) -> torch.Tensor:
+        """(B, B) bool: condition pairs that are (nearly) the same shopper, the diagonal included. The training step
+        makes it once per batch for Dmain and Gmain (`same=`), which share the conditions."""
         c = F.normalize(cond.float(), dim=1)
         return (c @ c.T) >= self.same_user_cosine
 
-    def _contrastive(self, feats, cond: torch.Tensor, phis=None) -> torch.Tensor:
+    def _contrastive(self, feats, cond: torch.Tensor, phis=None, same=None) -> torch.Tensor:
         """Mean CE of each clip/frame picking its own condition among the batch's (same-user others masked)."""
-        same = self._same_user(cond)
+        same = self.same_user(cond) if same is None else same
         mask = same & ~torch.eye(len(cond), dtype=torch.bool, device=cond.device)   # positives that are not i
         target = torch.arange(len(cond), device=cond.device)
         losses = []
@@ -142,21 +143,22 @@ class ReelGANLoss:
             _PER_D_WEIGHTS[key] = weights
         return (logits * weights).sum()
 
-    def g_main(self, fake: torch.Tensor, cond: torch.Tensor, labels: torch.Tensor | None = None):
-        """fake (B, T, C, H, W) with grad to G; labels (B, A): attributes of the real clips paired with cond
-        → (loss, logs)."""
+    def g_main(self, fake: torch.Tensor, cond: torch.Tensor, labels: torch.Tensor | None = None, same=None):
+        """fake (B, T, C, H, W) with grad to G; labels (B, A): attributes of the real clips paired with cond;
+        same: `same_user(cond)` when already made → (loss, logs)."""
         feats = self._features(fake)
         phis = self._embeddings(cond)
         logits = self._scores(feats, cond, phis)
         loss = self._mean_per_d(F.softplus(-logits), self.video_weight)
         logs = {"scores/fake_g": logits.detach().mean()}
-        loss = loss + self._conditional_terms(feats, cond, labels, logs, "g", phis)
+        loss = loss + self._conditional_terms(feats, cond, labels, logs, "g", phis, same)
         logs["loss/g"] = loss.detach()
         return loss, logs
 
-    def d_main(self, real: torch.Tensor, fake: torch.Tensor, cond: torch.Tensor, labels: torch.Tensor | None = None):
-        """real, fake (B, T, C, H, W) (fake detached), labels (B, A) of the real clips or None
-        → (loss, logs, real logits (B, k+1) for ADA).
+    def d_main(self, real: torch.Tensor, fake: torch.Tensor, cond: torch.Tensor, labels: torch.Tensor | None = None,
+               same=None):
+        """real, fake (B, T, C, H, W) (fake detached), labels (B, A) of the real clips or None, same: `same_user(cond)`
+        when already made → (loss, logs, real logits (B, k+1) for ADA).
 
         Fakes and reals are augmented apart (the same random draws, in the same order, as one pass each) and
         then go through each D as one batch; the (fake, c), (real, c) and (real, rolled c) scores are one head
@@ -183,14 +185,15 @@ class ReelGANLoss:
         loss = self._mean_per_d(F.softplus(fake_logits)) + self._mean_per_d(F.softplus(-real_logits))
         logs = {"scores/real": real_logits.detach().mean(), "scores/fake": fake_logits.detach().mean()}
         if mismatch:
-            other = (F.cosine_similarity(cond.float(), rolled.float(), dim=1) < self.same_user_cosine).float()
+            same = self.same_user(cond) if same is None else same
+            other = (~same.roll(1, dims=1).diagonal()).float()                # clip i's condition vs i − 1's
             wrong = logits[2 * B:]
             per_clip = F.softplus(wrong) * other[:, None]                     # same-user pairs are not negatives
             mismatch = self._mean_per_d(per_clip) * len(other) / other.sum().clamp(min=1)
             loss = loss + self.mismatch_weight * mismatch
             logs["loss/d_mismatch"] = mismatch.detach()
             logs["scores/mismatch"] = wrong.detach().mean()
-        loss = loss + self._conditional_terms(real_feats, cond, labels, logs, "d", phis)
+        loss = loss + self._conditional_terms(real_feats, cond, labels, logs, "d", phis, same)
         logs["loss/d"] = loss.detach()
         return loss, logs, real_logits.detach()
 

@@ -211,16 +211,17 @@ class ReelGAN(pl.LightningModule):
         # With attributes, G makes the paired real clip's attributes (teacher forcing; -1 = drawn by its head).
         fake = self._synthesise(z, cond, labels if conditioned else None, window)
         d_cond = self._d_condition(cond, labels)        # real clip i and fake i share it: same shopper, attributes
+        same = self.loss.same_user(d_cond)              # which pairs are one shopper: for both phases
 
         with self.toggled_optimizer(opt_d):             # Dmain (+ Dreg every r1_interval batches)
-            d_loss, logs, real_logits = self.loss.d_main(real, fake.detach(), d_cond, labels)
+            d_loss, logs, real_logits = self.loss.d_main(real, fake.detach(), d_cond, labels, same)
             if self.seen_batches % self.hparams.r1_interval == 0:
                 r1_loss, r1_logs = self.loss.d_reg(real, d_cond)
                 d_loss = d_loss + r1_loss
                 logs.update(r1_logs)
             self._step(opt_d, d_loss)
         with self.toggled_optimizer(opt_g):             # Gmain
-            g_loss, g_logs = self.loss.g_main(fake, d_cond, labels)
+            g_loss, g_logs = self.loss.g_main(fake, d_cond, labels, same)
             if self.hparams.diversity_weight > 0:
                 spread = self._seed_spread(z, fake, cond, labels if conditioned else None, window)
                 g_loss = g_loss - self.hparams.diversity_weight * spread

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gan.fused import GRUSequence
 from gan.layers import Block2Plus1D, EqualLinear
 
 
@@ -42,20 +43,11 @@ class GRUMotion(nn.Module):
         return w[:, None, :] + self.to_style(codes), feats
 
     def _unrolled(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """nn.GRU's equations over its own parameters, with the input projections of all frames in one matmul.
-        The CPU kernel runs a projection and a dozen small ops per frame, forwards and backwards; this is about
-        half the ops (issue 19) and exact in real arithmetic."""
-        g, H = self.gru, h.shape[1]
-        gi_rz, gi_n = F.linear(x, g.weight_ih_l0, g.bias_ih_l0).split([2 * H, H], dim=2)   # all frames at once
-        w_hh = g.weight_hh_l0.t()
-        codes = []
-        for gi_rz_t, gi_n_t in zip(gi_rz.unbind(1), gi_n.unbind(1)):
-            gh_rz, gh_n = torch.addmm(g.bias_hh_l0, h, w_hh).split([2 * H, H], dim=1)
-            r, z = torch.sigmoid(gi_rz_t + gh_rz).chunk(2, dim=1)
-            n = torch.tanh(torch.addcmul(gi_n_t, r, gh_n))
-            h = torch.lerp(n, h, z)                                         # (1 − z)·n + z·h
-            codes.append(h)
-        return torch.stack(codes, dim=1)
+        """nn.GRU's equations over its own parameters: the input projections of all frames in one matmul, the
+        recurrence in gan.fused.GRUSequence (a hand-written backward through time). The CPU kernel and autograd's
+        unrolled loop run a dozen ops per frame forwards and thirty backwards; this is 17 (issue 19)."""
+        g = self.gru
+        return GRUSequence.apply(F.linear(x, g.weight_ih_l0, g.bias_ih_l0), h, g.weight_hh_l0, g.bias_hh_l0)
 
 
 class Sep3DMotion(nn.Module):

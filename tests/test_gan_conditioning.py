@@ -186,7 +186,7 @@ def test_attribute_projection_conditions_the_ds_on_shopper_and_attributes():
     assert torch.allclose(d_cond[:, 8:], torch.tensor([[0, s, 0, 0, s], [s, 0, 0, 0, 0], [0, s, 0, 0, s]]))
     # the same shopper with other attributes is a negative; the same shopper and attributes is not
     same = ReelGANLoss(model.image_discriminator, model.video_discriminator, lambda x: x,
-                       lambda b, t: torch.zeros(b, 1, dtype=torch.long))._same_user
+                       lambda b, t: torch.zeros(b, 1, dtype=torch.long)).same_user
     twin = torch.cat([cond[:1], cond[:1], cond[1:2]])
     assert same(model._d_condition(twin, labels)).tolist() == [[True, False, False], [False, True, False],
                                                                [False, False, True]]
