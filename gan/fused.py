@@ -1,16 +1,17 @@
 """Ops with a hand-written backward, where autograd's would dispatch several times as many ops from the host
-(issue 19: on a GPU each op is a launch; the CPU's count is checked on every landing). Each computes in at least
-fp32 whatever autocast gives it, returns its inputs' dtypes, and is checked against autograd in float64. Both are
-once differentiable: G's losses need one backward, and R1's double backward goes through the Ds' scores only.
+(issue 19: on a GPU each op is a launch; the CPU's count is checked on every landing). Each returns its inputs'
+dtypes and is checked against autograd in float64. Both are once differentiable: G's losses need one backward,
+and R1's double backward goes through the Ds' scores only.
 
 GRUSequence: a GRU over a whole sequence. Autograd records a dozen ops per frame forwards and about thirty
 backwards (sigmoid, tanh and lerp backward, the split and chunk backward's cats, saved-tensor detaches). This runs
 the same equations as nn.GRU (gates r, z, n; h' = (1 − z)·n + z·h) in 8 ops per frame forwards and 9 backwards:
 every factor that does not depend on the incoming gradient is made for all frames at once before the loop, and
-the weight gradients are one matmul over all frames after it.
+the weight gradients are one matmul over all frames after it. The forward runs in its input's dtype, as autocast
+ran the unrolled loop (bf16 under bf16-mixed: the same numbers, bit for bit); the backward in fp32 at least.
 
-CosineMatrix: cos(h_n, φ_m) for all pairs (the Ds' contrastive heads): 13 ops forwards and 15 backwards where
-F.normalize twice and a matmul dispatch about 12 and 35.
+CosineMatrix: cos(h_n, φ_m) for all pairs (the Ds' contrastive heads), in fp32 at least: 13 ops forwards and 15
+backwards where F.normalize twice and a matmul dispatch about 12 and 35.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ class GRUSequence(torch.autograd.Function):
 
     @staticmethod
     def _forward(ctx, gi, h0, w_hh, b_hh):
-        dt = torch.promote_types(gi.dtype, torch.float32)
+        dt = gi.dtype                # as autocast ran the unrolled loop: bf16 in bf16-mixed, the same numbers
         H = h0.shape[1]
         w_hh_t, b = w_hh.to(dt).t(), b_hh.to(dt)
         h = h0.to(dt)
@@ -56,8 +57,9 @@ class GRUSequence(torch.autograd.Function):
 
     @staticmethod
     def _backward(ctx, grad_codes):
-        states, gates, n, gh_n, w_hh = ctx.saved_tensors
-        dt = states.dtype
+        dt = torch.promote_types(grad_codes.dtype, torch.float32)       # the backward runs in fp32 at least
+        states, gates, n, gh_n = (t.to(dt) for t in ctx.saved_tensors[:4])
+        w_hh = ctx.saved_tensors[4]
         H = states.shape[2]
         before = states[:, :-1]                                          # h_{t−1} for each frame
         r, z = gates.chunk(2, dim=2)
