@@ -62,7 +62,8 @@ def masked_attribute_loss(logits: torch.Tensor, labels: torch.Tensor, classes: S
     Masks instead of `if labels.any()` branches, which would read a flag back from the device every step; one
     log-softmax for every attribute (`padded_attribute_logits`), not one cross-entropy each.
     """
-    log_p = padded_attribute_logits(logits, classes).log_softmax(dim=2).gather(2, labels.clamp(min=0).unsqueeze(2)).squeeze(2)
+    log_p = padded_attribute_logits(logits, classes).log_softmax(dim=2)
+    log_p = log_p.gather(2, labels.clamp(min=0).unsqueeze(2)).squeeze(2)                # (N, A) log p(label)
     known = (labels >= 0).float()                                                   # (N, A)
     count = known.sum(dim=0)                                                        # (A,)
     per_attribute = (log_p * known).sum(dim=0) / count.clamp(min=1)                 # − each attribute's mean CE

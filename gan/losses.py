@@ -91,6 +91,11 @@ class ReelGANLoss:
             logs[f"loss/{phase}_attributes"] = attr.detach()
         return total
 
+    @property
+    def pairs_shoppers(self) -> bool:
+        """Whether a loss term asks which conditions are one shopper (the contrastive and mismatch terms)."""
+        return self.contrastive_weight > 0 or self.mismatch_weight > 0
+
     def same_user(self, cond: torch.Tensor) -> torch.Tensor:
         """(B, B) bool: condition pairs that are (nearly) the same shopper, the diagonal included. The training step
         makes it once per batch for Dmain and Gmain (`same=`), which share the conditions."""

@@ -211,7 +211,7 @@ class ReelGAN(pl.LightningModule):
         # With attributes, G makes the paired real clip's attributes (teacher forcing; -1 = drawn by its head).
         fake = self._synthesise(z, cond, labels if conditioned else None, window)
         d_cond = self._d_condition(cond, labels)        # real clip i and fake i share it: same shopper, attributes
-        same = self.loss.same_user(d_cond)              # which pairs are one shopper: for both phases
+        same = self.loss.same_user(d_cond) if self.loss.pairs_shoppers else None   # one shopper? for both phases
 
         with self.toggled_optimizer(opt_d):             # Dmain (+ Dreg every r1_interval batches)
             d_loss, logs, real_logits = self.loss.d_main(real, fake.detach(), d_cond, labels, same)
