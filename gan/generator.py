@@ -8,7 +8,8 @@ The pipeline:
                attribute of the real clip the datamodule paired with the shopper (teacher forcing)
     mapping:   normalise(z_content) ⊕ normalise(embed(condition)) [⊕ normalise(embed(attributes))] → MLP → w
     motion:    registry module (gan.motion) → per-frame styles w_t and/or moved low-res features
-    synthesis: learned constant at (H/8, W/8) → 4 levels of modulated convs, ×2 up per level, RGB skips
+    synthesis: learned constant at (H/8, W/8) → 4 levels of modulated convs, ×2 up per level, RGB skips; optionally
+               position (Fourier) features into the full-size level (gan.fourier: patterns finer than H/2 holds)
 Truncation pulls w towards the average w *of the same condition*, estimated on a fixed set of content codes,
 so it trades diversity for fidelity without forgetting who the clip is for. It pulls only the styles of the
 synthesis levels from `truncation_from_level` on (default 3: the full-size level H), so the coarser levels and the
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan.attributes import attribute_one_hot, masked_attribute_loss, padded_attribute_logits
+from gan.fourier import FourierFeatures
 from gan.layers import EqualLinear, Modulation, StyledConv, ToRGB
 from gan.motion import build_motion
 
@@ -156,6 +158,9 @@ class VideoGenerator(nn.Module):
                                                 # grows with the style's (a saturation path, issue 19)
         truncation_from_level: int = 3,         # truncation pulls w only in synthesis levels ≥ this (0: all, as in
                                                 # StyleGAN); the coarser levels and the motion keep the seed's pose
+        fourier_features: int = 0,              # periods per axis of position features fed to the full-size level's
+                                                # second conv (gan.fourier: stripes and check); 0 = none
+        fourier_periods: Sequence[float] = (2.5, 6.0),  # their shortest and longest period, in output pixels
     ):
         super().__init__()
         check_video_size(frames=frames, height=height, width=width)
@@ -170,7 +175,9 @@ class VideoGenerator(nn.Module):
                            mapping_lr_mul=float(mapping_lr_mul), channels=channels,
                            motion_kwargs=dict(motion_kwargs or {}), truncation_anchors=int(truncation_anchors),
                            attribute_classes=[int(c) for c in attribute_classes], rgb_output=str(rgb_output),
-                           rgb_demodulate=bool(rgb_demodulate), truncation_from_level=int(truncation_from_level))
+                           rgb_demodulate=bool(rgb_demodulate), truncation_from_level=int(truncation_from_level),
+                           fourier_features=int(fourier_features),
+                           fourier_periods=[float(p) for p in fourier_periods])
         if not 0 <= int(truncation_from_level) < LEVELS:
             raise ValueError(f"truncation_from_level={truncation_from_level} must be a synthesis level in "
                              f"[0, {LEVELS - 1}] (0 truncates every level)")
@@ -191,14 +198,17 @@ class VideoGenerator(nn.Module):
         self.const = nn.Parameter(torch.randn(channels[0], height // 8, width // 8))
         self.motion = build_motion(motion, w_dim=w_dim, noise_dim=motion_noise_dim, channels=channels[0],
                                    frames=frames, **(motion_kwargs or {}))
+        self.fourier = (FourierFeatures(int(fourier_features), height, width, w_dim, tuple(fourier_periods))
+                        if int(fourier_features) else None)
         self.convs = nn.ModuleList()
         self.to_rgbs = nn.ModuleList()
         for level, ch in enumerate(channels):
             if level == 0:
                 self.convs.append(nn.ModuleList([StyledConv(ch, ch, w_dim)]))
             else:
+                extra = self.fourier.channels if self.fourier is not None and level == LEVELS - 1 else 0
                 self.convs.append(nn.ModuleList([StyledConv(channels[level - 1], ch, w_dim, up=True),
-                                                 StyledConv(ch, ch, w_dim)]))
+                                                 StyledConv(ch + extra, ch, w_dim)]))
             self.to_rgbs.append(ToRGB(ch, w_dim, demodulate=bool(rgb_demodulate)))
         self.modulation = Modulation([m.conv for convs, rgb in zip(self.convs, self.to_rgbs) for m in (*convs, rgb)])
         self.layer_levels = [level for level, convs in enumerate(self.convs) for _ in range(len(convs) + 1)]
@@ -308,8 +318,11 @@ class VideoGenerator(nn.Module):
             made = self.modulation(ws)  # every layer's styles and demodulation, in a few ops
         modulation = iter(made)
         rgb = None
-        for convs, to_rgb in zip(self.convs, self.to_rgbs):
-            for conv in convs:
+        for level, (convs, to_rgb) in enumerate(zip(self.convs, self.to_rgbs)):
+            for i, conv in enumerate(convs):
+                if i == 1 and level == LEVELS - 1 and self.fourier is not None:
+                    # position features shifted by the seed's own w, untruncated: its pose, not the shopper's mean
+                    x = torch.cat([x, self.fourier(ws if ws.ndim == 2 else ws[:, 0]).to(x.dtype)], dim=1)
                 x = conv(x, *next(modulation))
             y = to_rgb(x, *next(modulation))
             # The RGB sum and the tanh run in fp32 whatever the autocast: bf16 rounds a tanh near ±1 to exactly

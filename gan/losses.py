@@ -6,7 +6,8 @@ Both discriminators (image D on k frames, video D on the clip) score every input
     Dmain: softplus(D(aug(fake), c)) + softplus(−D(aug(real), c))
            + mismatch_weight · softplus(D(aug(real), c'))                  c' = the batch's conditions rolled
                                                                             by one: real clip, wrong shopper
-           + attribute_weight · CE(A(h(aug(real))), product attributes of real)  ACGAN-style head A
+           + attribute_weight · CE(A(h(aug(real))), product attributes of real)  ACGAN-style head A (fake-aware:
+                                                                            also CE(A(h(aug(fake))), "fake, v"))
            + contrastive_weight · CE_j(cos(h(aug(real_i)), φ(c_j)) / τ; target i)  ContraGAN-style 2C term
     Gmain also gets attribute_weight · CE(A(h(aug(G(z, c_i)))), attributes of the real clip paired with c_i)
     and contrastive_weight · the same CE on its fakes: a clip made for c_i must fit c_i better than
@@ -30,9 +31,9 @@ from gan.discriminators import ImageDiscriminator, VideoDiscriminator
 _PER_D_WEIGHTS: dict = {}   # (k, B, video weight, dtype, device) → the column weights of `_mean_per_d`, made once
 
 
-def _rows(h, start: int):
-    """A D's features from row `start` on: a tensor, or the projected D's list of per-scale tensors."""
-    return [x[start:] for x in h] if isinstance(h, list) else h[start:]
+def _rows(h, start: int, stop: int | None = None):
+    """A D's features in rows start … stop − 1: a tensor, or the projected D's list of per-scale tensors."""
+    return [x[start:stop] for x in h] if isinstance(h, list) else h[start:stop]
 
 
 def _cat_rows(*parts):
@@ -77,16 +78,21 @@ class ReelGANLoss:
         self.video_weight = float(video_weight)
 
     def _conditional_terms(self, feats, cond: torch.Tensor, labels: torch.Tensor | None, logs: dict,
-                           phase: str, phis=None, same=None) -> torch.Tensor | float:
+                           phase: str, phis=None, same=None, fake_image_feats=None) -> torch.Tensor | float:
         """The weighted contrastive and attribute terms on (real for D, fake for G) features; logs them. phis: each
-        D's φ(cond), when already made for the scores; same: `same_user(cond)`, when already made."""
+        D's φ(cond), when already made for the scores; same: `same_user(cond)`, when already made;
+        fake_image_feats: in Dmain, the image D's features of the fakes, which a fake-aware head also learns."""
         total = 0.0
         if self.contrastive_weight > 0 and cond.shape[0] > 1:
             con = self._contrastive(feats, cond, phis, same)
             total = total + self.contrastive_weight * con
             logs[f"loss/{phase}_contrastive"] = con.detach()
         if self.attribute_head is not None and self.attribute_weight > 0 and labels is not None and labels.shape[1]:
-            attr = self.attribute_head.loss(self.image_d.frame_features(feats[0]), labels)
+            head, h = self.attribute_head, self.image_d.frame_features(feats[0])
+            if fake_image_feats is not None and head.fake_aware:    # fakes as "fake, v", reals as "real, v"
+                h = torch.cat([self.image_d.frame_features(fake_image_feats), h])
+                labels = torch.cat([head.as_fake(labels), labels])
+            attr = head.loss(h, labels)
             total = total + self.attribute_weight * attr
             logs[f"loss/{phase}_attributes"] = attr.detach()
         return total
@@ -198,7 +204,8 @@ class ReelGANLoss:
             loss = loss + self.mismatch_weight * mismatch
             logs["loss/d_mismatch"] = mismatch.detach()
             logs["scores/mismatch"] = wrong.detach().mean()
-        loss = loss + self._conditional_terms(real_feats, cond, labels, logs, "d", phis, same)
+        loss = loss + self._conditional_terms(real_feats, cond, labels, logs, "d", phis, same,
+                                              fake_image_feats=_rows(feats[0], 0, B))
         logs["loss/d"] = loss.detach()
         return loss, logs, real_logits.detach()
 

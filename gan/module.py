@@ -45,6 +45,8 @@ class ReelGAN(pl.LightningModule):
         rgb_output: str = "tanh",               # G's last step: tanh | linear (StyleGAN2: the Ds see the raw sum,
                                                 # clips are clamped to [-1, 1]; no saturated tanh to get stuck in)
         rgb_demodulate: bool = False,           # demodulated ToRGB: a skip's scale no longer grows with its style
+        g_fourier_features: int = 0,            # position features (sin/cos) at this many periods per axis for
+                                                # G's full-size level: stripes and check at 32 px (gan/fourier.py)
         motion_kwargs: dict | None = None,      # extra motion-module kwargs, e.g. {hidden: 64}
         train_window: int = 0,                  # frames of each clip G synthesises and the Ds see in training: a
                                                 # random window of this many (0 = the whole clip; generation always
@@ -70,6 +72,8 @@ class ReelGAN(pl.LightningModule):
         same_user_cosine: float = 0.95,         # conditions this close count as the same user (never negatives)
         attribute_classes: Sequence[int] = (),  # classes per product attribute (linked from data.attribute_classes)
         attribute_weight: float = 0.0,          # weight of the paired product-attribute loss (ACGAN-style head)
+        attribute_fake_aware: bool = False,     # that head also learns G's clips as "fake, value" (ADC-GAN), so G
+                                                # must draw what real clips of the value show (gan/discriminators.py)
         video_weight: float = 1.0,              # weight of the video D's score in G's loss (its motion against a
                                                 # strong image D such as the hybrid; the Ds' losses are unchanged)
         attribute_conditioning: bool = False,   # G makes clips from (shopper, product attributes) with a learned
@@ -118,7 +122,7 @@ class ReelGAN(pl.LightningModule):
                                         motion_noise_dim=motion_noise_dim, w_dim=w_dim, embed_dim=embed_dim,
                                         mapping_layers=mapping_layers, mapping_lr_mul=mapping_lr_mul,
                                         channels=g_channels, motion_kwargs=motion_kwargs, rgb_output=rgb_output,
-                                        rgb_demodulate=rgb_demodulate,
+                                        rgb_demodulate=rgb_demodulate, fourier_features=g_fourier_features,
                                         attribute_classes=attribute_classes if attribute_conditioning else ())
         # G_ema is never trained, but stays in train mode: G has no mode-dependent layers (no BatchNorm or dropout),
         # so the mode changes nothing, and Lightning's warning about modules left in eval mode stays meaningful.
@@ -135,7 +139,8 @@ class ReelGAN(pl.LightningModule):
         self.video_discriminator = VideoDiscriminator(d_cond_dim, frames, height, width, kind=d_video_kind,
                                                       spatial_downsample=d_video_downsample,
                                                       channels=d_video_channels, features=d_features)
-        self.attribute_head = (AttributeHead(self.image_discriminator.feature_dim, attribute_classes)
+        self.attribute_head = (AttributeHead(self.image_discriminator.feature_dim, attribute_classes,
+                                             fake_aware=attribute_fake_aware)
                                if attribute_weight > 0 and len(attribute_classes) else None)
         self.register_buffer("ada_p", torch.tensor(float(ada_p_init)))
         self.register_buffer("ada_sign_sum", torch.tensor(0.0))      # Σ sign(D_real) since the last adjust

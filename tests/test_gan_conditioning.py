@@ -165,6 +165,47 @@ def test_g_is_pushed_towards_the_paired_clips_attributes():
     assert "loss/g_attributes" not in logs
 
 
+def test_a_fake_aware_head_learns_gs_clips_as_fake_values():
+    """ADC-GAN: D's head learns reals as "real, v" and G's clips as "fake, v"; G is asked for "real, v"."""
+    torch.manual_seed(0)
+    head = AttributeHead(4, [3], fake_aware=True)
+    assert head.linear.weight.shape[0] == 6 and AttributeHead(4, [3]).linear.weight.shape[0] == 3
+    labels = torch.randint(0, 3, (64, 1))
+    labels[:4] = -1
+    assert torch.equal(head.as_fake(labels), torch.where(labels >= 0, labels + 3, labels))
+    real = torch.randn(64, 1, 4) + torch.nn.functional.one_hot(labels.clamp(min=0)[:, 0], 4)[:, None] * 3
+    fake = real.clone()
+    fake[..., 3] += 4.0                             # G's clips carry something real clips of the value do not
+    opt = torch.optim.Adam(head.parameters(), 0.05)
+    for _ in range(300):
+        opt.zero_grad()
+        head.loss(torch.cat([fake, real]), torch.cat([head.as_fake(labels), labels])).backward()
+        opt.step()
+    with torch.no_grad():
+        read_real, read_fake = head.linear(real[4:, 0]).argmax(1), head.linear(fake[4:, 0]).argmax(1)
+    assert (read_real == labels[4:, 0]).float().mean() > 0.9             # "real, v"
+    assert (read_fake == labels[4:, 0] + 3).float().mean() > 0.9         # "fake, v": G's trick is seen
+    # so asking G for "real, v" costs more on such clips than on real-looking ones
+    assert head.loss(fake, labels) > head.loss(real, labels) + 1.0
+
+
+def test_dmain_trains_a_fake_aware_head_on_fakes_and_gmain_asks_for_real_values():
+    loss, image_d = _loss(mismatch_weight=0.0)
+    loss.attribute_head, loss.attribute_weight = AttributeHead(image_d.feature_dim, [3], fake_aware=True), 1.0
+    real, fake = torch.rand(4, 4, 3, 16, 16) * 2 - 1, torch.rand(4, 4, 3, 16, 16) * 2 - 1
+    cond = torch.nn.functional.normalize(torch.randn(4, 8), dim=1)
+    labels = torch.tensor([[0], [1], [2], [-1]])
+    idx = torch.zeros(4, 2, dtype=torch.long)
+    head = loss.attribute_head
+    _, logs, _ = loss.d_main(real, fake, cond, labels)
+    expected = head.loss(torch.cat([image_d.features(fake, idx), image_d.features(real, idx)]),
+                         torch.cat([head.as_fake(labels), labels]))
+    assert logs["loss/d_attributes"].item() == pytest.approx(expected.item(), rel=1e-4)
+    _, logs = loss.g_main(fake, cond, labels)
+    assert logs["loss/g_attributes"].item() == pytest.approx(head.loss(image_d.features(fake, idx), labels).item(),
+                                                             rel=1e-4)
+
+
 def test_resuming_a_checkpoint_of_other_networks_is_refused_clearly():
     saved = ReelGAN(**TINY)
     ckpt = {"state_dict": saved.state_dict(), "reelgan": {"generator_config": saved.generator.config,
