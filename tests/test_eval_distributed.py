@@ -49,7 +49,7 @@ def _align(world, ckpt, tmp, *extra) -> dict:
     out = tmp / "align.json"
     cmd = [sys.executable, "-m", "evaluation.cli", "align", "--checkpoint", str(ckpt), "--dataset", str(world.root),
            "--domain", str(world.domain), "--clips-per-user", "3", "--max-users", "5", "--cas-clips", "24",
-           "--quality-clips", "16",
+           "--cas-steps", "12", "--quality-clips", "16",
            "--no-progress", "--out", str(out), *extra]
     result = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -62,6 +62,7 @@ def test_align_with_two_processes_equals_one(eval_world, ckpt, tmp_path):
     assert (one["processes"], two["processes"]) == (1, 2)
     assert one["users"] == two["users"] and len(one["users"]) == 5
     assert one["metrics"] == two["metrics"] and one["per_user"] == two["per_user"]
+    assert one["cas"] == two["cas"] and one["config"]["cas_steps"] == 12       # CAS too, at the steps asked
 
 
 TRAIN_SCRIPT = """

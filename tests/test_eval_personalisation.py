@@ -142,10 +142,11 @@ def test_untrained_generator_from_checkpoint_is_not_aligned(setup):
     world, ds, emb, domain, info, real, truth = setup
     ckpt = _tiny.tiny_checkpoint(cond_dim=emb.dim)
     generator, _ = load_generator(ckpt)
-    res = preference_alignment(generator, emb, ds, domain, real, AlignmentConfig(clips_per_user=2, max_users=8, cas_clips=64),
-                               real_accuracy=info["report"]["val_accuracy"], truth=truth,
-                               domain_report=info["report"])   # the CAS copies the classifier's short recipe
+    cfg = AlignmentConfig(clips_per_user=2, max_users=8, cas_clips=64, cas_steps=10)   # CAS is not what is read
+    res = preference_alignment(generator, emb, ds, domain, real, cfg, real_accuracy=info["report"]["val_accuracy"],
+                               truth=truth, domain_report=info["report"])
     assert len(res["users"]) == 8 and res["clips_per_user"] == 2 and res["seeds"] == list(range(16))
+    assert res["config"]["cas_steps"] == 10
     hid = res["alignment"]["hidden_truth"]["colour"]
     assert 0 <= hid["hit_rate_se"] < 0.2 and 0 <= hid["shuffled_se"] < 0.2   # std of 8 rates in [0, 1] / √8
     # Noise clips: whatever colour the classifier guesses, it does not follow the user.
@@ -164,7 +165,7 @@ def test_cas_trains_on_generated_clips_and_exposes_a_confused_attribute(setup):
 
     world, ds, emb, domain, info, real, truth = setup
     vocab = attribute_vocabulary(ds.clips)
-    cfg = AlignmentConfig(clips_per_user=1, max_users=8, cas_clips=128)
+    cfg = AlignmentConfig(clips_per_user=1, max_users=8, cas_clips=128, cas_steps=250)
     kw = dict(real_accuracy=info["report"]["val_accuracy"], real_chance=info["report"]["chance"],
               domain_report=info["report"], truth=truth)
     faithful = preference_alignment(AttributeOracle(emb, truth, _world.FRAMES, _world.SIZE, vocab),

@@ -28,7 +28,7 @@ reads each clip's attributes.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +60,7 @@ class AlignmentConfig:
     group_attribute: str = "colour"  # users are grouped by their favourite value of this for conditional FVD
     max_users: int | None = None   # cap on held-out users (first ones by id); None = all
     cas_clips: int = 1024          # generated clips the CAS classifier trains on (attribute-conditioned G)
+    cas_steps: int | None = None   # its optimiser steps; None = the domain classifier's own recipe (comparable)
 
 
 def heldout_users(ds, embeddings, max_users: int | None = None) -> list[str]:
@@ -205,6 +206,11 @@ def preference_alignment(generator, embeddings, ds, domain: DomainClassifier, re
             clips, [truth[u]["pattern"] for u in users], k, real.video, real.attributes["pattern"], real.product_ids)
     label_source = "hidden_truth" if "hidden_truth" in alignment else "revealed"
     recipe = train_config(domain_report)
+    if cfg.cas_steps is not None:
+        if int(cfg.cas_steps) < 1:
+            raise ValueError(f"cas_steps={cfg.cas_steps} (--cas-steps) must be >= 1; leave it out for the domain "
+                             "classifier's own recipe")
+        recipe = replace(recipe, steps=int(cfg.cas_steps))
     made = attribute_training_set(generator, attribute_vocabulary(ds.clips), real, conds, recipe, cfg.cas_clips,
                                   cfg.truncation, cfg.seed, cfg.batch_size, device)
     if made is not None:

@@ -34,6 +34,9 @@ def register(subparsers) -> None:
     p.add_argument("--group-attribute", default="colour", help="attribute that groups users for conditional FVD")
     p.add_argument("--cas-clips", type=int, default=1024,
                    help="generated clips the CAS classifier trains on (an attribute-conditioned generator)")
+    p.add_argument("--cas-steps", type=int,
+                   help="the CAS classifier's optimiser steps (default: the domain classifier's own, so CAS compares "
+                        "with its real-trained accuracy; fewer is faster and reads lower)")
     p.add_argument("--quality-clips", type=int, default=128,
                    help="real clips (seeded subset, at the generator's size and training stride) for the sharpness "
                         "and motion ratios; 0 = skip")
@@ -83,7 +86,7 @@ def run_align(args) -> int:
     generator, ginfo = load_generator(args.checkpoint, device=args.device)
     cfg = AlignmentConfig(clips_per_user=args.clips_per_user, seed=args.seed, truncation=args.truncation,
                           batch_size=args.batch_size, group_attribute=args.group_attribute, max_users=args.max_users,
-                          cas_clips=args.cas_clips)
+                          cas_clips=args.cas_clips, cas_steps=args.cas_steps)
     with progress(not args.no_progress and rank_zero(), console=common.console) as bar:
         task = bar.add_task("generate + read (own, shuffled)", total=2)
         res = preference_alignment(generator, emb, ds, domain, real, cfg,
