@@ -204,8 +204,9 @@ class ReelGANLoss:
             loss = loss + self.mismatch_weight * mismatch
             logs["loss/d_mismatch"] = mismatch.detach()
             logs["scores/mismatch"] = wrong.detach().mean()
+        fake_aware = self.attribute_head is not None and self.attribute_head.fake_aware
         loss = loss + self._conditional_terms(real_feats, cond, labels, logs, "d", phis, same,
-                                              fake_image_feats=_rows(feats[0], 0, B))
+                                              fake_image_feats=_rows(feats[0], 0, B) if fake_aware else None)
         logs["loss/d"] = loss.detach()
         return loss, logs, real_logits.detach()
 
