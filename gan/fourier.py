@@ -38,15 +38,18 @@ class FourierFeatures(nn.Module):
         self.register_buffer("frequencies", torch.cat([torch.stack([inverse, zero], 1),
                                                        torch.stack([zero, inverse], 1)]), persistent=False)
         ys, xs = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
-        self.register_buffer("grid", torch.stack([xs, ys], dim=-1), persistent=False)      # (H, W, 2) pixels
+        grid = torch.stack([xs, ys], dim=-1).flatten(0, 1)                                  # (H·W, 2) pixels
+        # each pixel centre's unshifted phase in cycles (H·W, F): fixed, so made once, not per forward
+        self.register_buffer("base_phase", grid @ self.frequencies.T, persistent=False)
+        self.size = (int(height), int(width))
         self.shift = EqualLinear(w_dim, 2)
         nn.init.zeros_(self.shift.weight)       # every frame starts at the same phase
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         with torch.autocast(w.device.type, enabled=False):     # phases of tens of radians: fp32, not bf16
             shift = self.shift(w.float())                                                     # (N, 2) pixels
-            phase = (self.grid.flatten(0, 1) @ self.frequencies.T)[None] + (shift @ self.frequencies.T)[:, None]
+            phase = self.base_phase[None] + (shift @ self.frequencies.T)[:, None]
             phase = phase * (2 * math.pi)                                                       # (N, H·W, F)
             features = torch.cat([phase.sin(), phase.cos()], dim=2)
-        N, (H, W) = w.shape[0], self.grid.shape[:2]
+        N, (H, W) = w.shape[0], self.size
         return features.transpose(1, 2).reshape(N, self.channels, H, W)

@@ -81,7 +81,7 @@ class ReelGANLoss:
                            phase: str, phis=None, same=None, fake_image_feats=None) -> torch.Tensor | float:
         """The weighted contrastive and attribute terms on (real for D, fake for G) features; logs them. phis: each
         D's φ(cond), when already made for the scores; same: `same_user(cond)`, when already made;
-        fake_image_feats: in Dmain, the image D's features of the fakes, which a fake-aware head also learns."""
+        fake_image_feats: in Dmain with a fake-aware head, the image D's features of the fakes, which it also learns."""
         total = 0.0
         if self.contrastive_weight > 0 and cond.shape[0] > 1:
             con = self._contrastive(feats, cond, phis, same)
@@ -89,7 +89,7 @@ class ReelGANLoss:
             logs[f"loss/{phase}_contrastive"] = con.detach()
         if self.attribute_head is not None and self.attribute_weight > 0 and labels is not None and labels.shape[1]:
             head, h = self.attribute_head, self.image_d.frame_features(feats[0])
-            if fake_image_feats is not None and head.fake_aware:    # fakes as "fake, v", reals as "real, v"
+            if fake_image_feats is not None:        # Dmain, fake-aware head: fakes as "fake, v", reals as "real, v"
                 h = torch.cat([self.image_d.frame_features(fake_image_feats), h])
                 labels = torch.cat([head.as_fake(labels), labels])
             attr = head.loss(h, labels)
